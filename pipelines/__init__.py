@@ -1,0 +1,1 @@
+"""pipelines: the orchestration half of seqlab (spec, Prefect flows, Ray Tune, MLflow, CLI)."""

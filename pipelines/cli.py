@@ -1,0 +1,105 @@
+"""The `seqlab` command. Heavy libraries load only inside the command that needs them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from pipelines import settings
+
+EXIT_USAGE = 2  # a user's mistake: bad spec, bad data, bad arguments
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="seqlab",
+        description="Comparison studies of recurrent sequence models (Deep Learning, chapter 10).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser("run", help="run a study spec end to end")
+    run.add_argument("spec", help="path to a study spec (YAML), e.g. experiments/quickstart.yaml")
+    run.add_argument(
+        "--dry-run", action="store_true", help="validate the spec and show the plan; start nothing"
+    )
+    check = commands.add_parser("validate", help="validate study specs without running them")
+    check.add_argument("specs", nargs="+", help="paths to study specs (YAML)")
+    args = parser.parse_args(argv)
+    return {"run": _run, "validate": _validate}[args.command](args)
+
+
+def _load(path: str):
+    """The validated spec, or None after printing the one-line error."""
+    from pipelines.spec import SpecError, load_spec
+
+    try:
+        return load_spec(path)
+    except SpecError as err:
+        print(f"seqlab: error: {err}", file=sys.stderr)
+        return None
+
+
+def _validate(args: argparse.Namespace) -> int:
+    specs = [_load(path) for path in args.specs]
+    for path, spec in zip(args.specs, specs, strict=True):
+        if spec is not None:
+            print(f"{path}: ok ({spec.name}, {len(spec.variants)} variants)")
+    return 0 if all(specs) else EXIT_USAGE
+
+
+def _run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    settings.configure_environment()
+    spec = _load(args.spec)
+    if spec is None:
+        return EXIT_USAGE
+    variants = ", ".join(spec.variants)
+    trials = spec.search.trials_per_variant
+    print(
+        f"study {spec.name}: task {spec.task.name}, variants {variants}, "
+        f"{trials} trials each, store {settings.seqlab_home()}",
+        flush=True,
+    )
+    if args.dry_run:
+        print("dry run: the spec is valid; nothing was started")
+        return 0
+    _quiet_known_warnings()
+    from pipelines.flows import run_study  # the heavy imports: torch, ray, prefect, mlflow
+
+    imported = time.perf_counter()
+    result = run_study(spec, source=args.spec)
+    total = time.perf_counter() - started
+    print()
+    print(result.table)
+    phases = {"imports": imported - started, **result.phases}
+    overhead = total - result.train_seconds
+    print(
+        "time: "
+        + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in phases.items())
+        + f"; total {total:.1f}s, of which training {result.train_seconds:.1f}s "
+        f"(summed over trials) and orchestration {overhead:.1f}s"
+    )
+    print(f"MLflow parent run {result.parent_run_id} in experiment {spec.name!r}. To browse it:")
+    print(f"  {_ui_command()}")
+    return 0
+
+
+def _quiet_known_warnings() -> None:
+    """Silence third-party warnings a user can do nothing about; everything else still shows."""
+    import warnings
+
+    # torch.export, used by MLflow to check a model's input example, on cuDNN RNN weights.
+    warnings.filterwarnings("ignore", message=r"The tensor attributes .*_flat_weights")
+    # lightning's own use of a torch API that torch has deprecated.
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
+def _ui_command() -> str:
+    uri = settings.tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri}"
+    return f"mlflow ui --backend-store-uri {uri} --port 5000  # then open http://127.0.0.1:5000"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

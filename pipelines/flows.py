@@ -1,0 +1,308 @@
+"""Prefect flows. The flow body is the story; tasks are small and typed; side effects at the edges.
+
+Import this module only after `settings.configure_environment()`: Prefect reads its settings
+at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.pytorch
+import numpy as np
+import ray
+import torch
+from mlflow.entities import Metric
+from mlflow.models import infer_signature
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.context import TaskRunContext
+from prefect.runtime import flow_run
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+
+import seqmodels
+from pipelines import settings, store, tracking
+from pipelines.progress import Progress
+from pipelines.report import VariantRow, comparison_table
+from pipelines.spec import Distribution, StudySpec
+from pipelines.store import DatasetRef
+from pipelines.trainable import evaluate, train_trial
+
+METRIC, MODE = "val/loss", "min"
+
+# `mlflow.pytorch` calls logging.basicConfig() on import. That root handler would print every
+# Prefect record a second time, in the bare "INFO:prefect:..." format; Prefect has its own.
+logging.getLogger().handlers.clear()
+
+
+@dataclass
+class VariantOutcome:
+    """What tuning one variant produced."""
+
+    variant: str
+    config: dict[str, Any]
+    best_val: float
+    checkpoint_dir: str
+    run_id: str
+    trials: int
+    stopped_early: int
+    failed: int
+    train_seconds: float
+
+
+@dataclass
+class StudyResult:
+    """What `run_study` returns: where the runs are, the table, and where the time went."""
+
+    study: str
+    experiment_id: str
+    parent_run_id: str
+    table: str
+    phases: dict[str, float]
+    train_seconds: float
+
+
+@dataclass
+class Timings:
+    """Wall-clock seconds of each phase of a study, for the summary and the benchmark."""
+
+    phases: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - start
+
+
+def _data_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    """Same task, options, seed, generator version and store means the same dataset."""
+    digest = store.dataset_digest(
+        parameters["task_name"], parameters["options"], parameters["seed"]
+    )
+    return f"{parameters['task_name']}-{digest}-{Path(parameters['root']).as_posix()}"
+
+
+@task(name="prepare-data", cache_key_fn=_data_cache_key, persist_result=True)
+def prepare_data(task_name: str, options: dict[str, Any], seed: int, root: str) -> DatasetRef:
+    """Generate the task's splits into the store (a no-op when the same content is there)."""
+    return store.prepare(task_name, options, seed, Path(root))
+
+
+def search_space(spec: StudySpec) -> dict[str, Any]:
+    """The spec's nuisance space as Ray Tune sampling objects."""
+    return {key: _sampler(dist) for key, dist in spec.search.space.items()}
+
+
+def _sampler(dist: Distribution) -> Any:
+    low_high = dist.args
+    match dist.kind:
+        case "uniform":
+            return tune.uniform(*low_high)
+        case "loguniform":
+            return tune.loguniform(*low_high)
+        case "randint":
+            return tune.randint(low_high[0], low_high[1] + 1)  # Tune's upper end is exclusive
+        case "choice":
+            return tune.choice(dist.args)
+    raise ValueError(f"unhandled distribution {dist.kind!r}")
+
+
+def scheduler(spec: StudySpec) -> TrialScheduler:
+    s = spec.search.scheduler
+    if s.name == "asha":
+        return ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=spec.fixed.max_epochs,
+            grace_period=min(s.grace_period, spec.fixed.max_epochs),
+            reduction_factor=s.reduction_factor,
+        )
+    return FIFOScheduler()
+
+
+@task(name="tune-variant")
+def tune_variant(
+    spec: StudySpec, variant: str, dataset: DatasetRef, experiment_id: str, parent_run_id: str
+) -> VariantOutcome:
+    """Search the nuisance space for one variant with its equal share of the budget."""
+    trials = spec.search.trials_per_variant
+    runs = tracking.TrialRuns(
+        tracking.client(), experiment_id, parent_run_id, variant, ("train/loss", METRIC)
+    )
+    trainable = tune.with_resources(
+        tune.with_parameters(train_trial, dataset=dataset),
+        {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
+    )
+    tuner = tune.Tuner(
+        trainable,
+        param_space={**spec.trial_base(variant), **search_space(spec)},
+        tune_config=tune.TuneConfig(
+            metric=METRIC,
+            mode=MODE,
+            num_samples=trials,
+            scheduler=scheduler(spec),
+            max_concurrent_trials=spec.search.max_concurrent,
+        ),
+        run_config=tune.RunConfig(
+            name=f"{spec.name}-{variant}-{time.strftime('%Y%m%d-%H%M%S')}",
+            storage_path=str(settings.seqlab_home() / "ray_results"),
+            callbacks=[runs, Progress(variant, trials, METRIC, spec.fixed.max_epochs)],
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=2, checkpoint_score_attribute=METRIC, checkpoint_score_order=MODE
+            ),
+            failure_config=tune.FailureConfig(max_failures=1),
+            verbose=0,
+        ),
+    )
+    results = tuner.fit()
+    failed = sum(r.error is not None for r in results)
+    if failed == len(results):
+        raise RuntimeError(f"every trial of variant {variant!r} failed: {results[0].error}")
+    best = results.get_best_result(metric=METRIC, mode=MODE, scope="all")
+    checkpoint, metrics = min(best.best_checkpoints, key=lambda cm: cm[1][METRIC])
+    ok = [r for r in results if r.error is None]
+    return VariantOutcome(
+        variant=variant,
+        config=best.config,
+        best_val=float(metrics[METRIC]),
+        checkpoint_dir=checkpoint.path,
+        run_id=runs.run_ids[best.metrics["trial_id"]],
+        trials=len(results),
+        stopped_early=sum(r.metrics["training_iteration"] < spec.fixed.max_epochs for r in ok),
+        failed=failed,
+        train_seconds=sum(float(r.metrics.get("time_total_s", 0.0)) for r in ok),
+    )
+
+
+@task(name="evaluate-and-register")
+def evaluate_and_register(
+    spec: StudySpec, outcome: VariantOutcome, dataset: DatasetRef
+) -> dict[str, float]:
+    """Test the variant's best trial on the held-out split; log and register its network."""
+    metrics, module = evaluate(outcome.config, dataset, outcome.checkpoint_dir)
+    net = module.net.eval()
+    with np.load(Path(dataset.uri) / "test.npz") as test:
+        example = test["x"][:2]  # (2, T, F)
+    with torch.no_grad():
+        prediction = net(torch.from_numpy(example)).numpy()
+    name = f"{spec.name}-{outcome.variant}"
+    with mlflow.start_run(run_id=outcome.run_id):
+        mlflow.log_metrics(metrics)
+        info = mlflow.pytorch.log_model(
+            net,
+            name="model",
+            signature=infer_signature(example, prediction),
+            input_example=example,
+            registered_model_name=name,
+            code_paths=[str(Path(seqmodels.__file__).parent)],
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"],
+        )
+    tracking.client().set_registered_model_alias(name, "champion", info.registered_model_version)
+    return metrics
+
+
+@task(name="report")
+def report(spec: StudySpec, dataset: DatasetRef, rows: list[VariantRow], parent_run_id: str) -> str:
+    """Publish the comparison table to the terminal, Prefect and MLflow."""
+    table = comparison_table(spec, dataset, rows)
+    key = "".join(c if c.isalnum() else "-" for c in spec.name.lower()) + "-comparison"
+    create_markdown_artifact(markdown=table, key=key, description=f"study {spec.name}")
+    tracking.client().log_text(parent_run_id, table, "comparison.md")
+    return table
+
+
+@contextmanager
+def ray_session() -> Iterator[None]:
+    """Connect to `RAY_ADDRESS`, or start a local Ray for the run and stop it afterwards."""
+    if ray.is_initialized():
+        yield
+        return
+    address = settings.ray_address()
+    local = {} if address else {"num_cpus": os.cpu_count(), "include_dashboard": False}
+    ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR, **local)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@flow(name="run_study", log_prints=False)
+def run_study(spec: StudySpec, source: str = "") -> StudyResult:
+    """Run a comparison study: prepare data, tune every variant, test and register, report."""
+    timings = Timings()
+    logger = get_run_logger()
+    home = settings.seqlab_home()
+    with timings.phase("data"):
+        dataset = prepare_data(
+            spec.task.name, spec.task.options.__dict__, spec.task.seed, str(home)
+        )
+        if not Path(dataset.uri, "card.json").exists():  # the store was cleared under the cache
+            dataset = prepare_data.with_options(refresh_cache=True)(
+                spec.task.name, spec.task.options.__dict__, spec.task.seed, str(home)
+            )
+    with timings.phase("mlflow"):
+        mlflow.set_tracking_uri(settings.tracking_uri())
+        client = tracking.client()
+        experiment_id = tracking.ensure_experiment(client, spec.name)
+        parent = client.create_run(
+            experiment_id,
+            run_name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+            tags={
+                **tracking.provenance_tags(),
+                "kind": "study",
+                "spec.hash": spec.digest(),
+                "spec.source": source,
+                "dataset.digest": dataset.digest,
+                "prefect.flow_run_id": str(flow_run.get_id() or ""),
+            },
+        )
+        parent_id = parent.info.run_id
+        client.log_dict(parent_id, spec.model_dump(mode="json"), "spec.json")
+    logger.info("MLflow parent run %s in experiment %r", parent_id, spec.name)
+
+    outcomes: list[VariantOutcome] = []
+    rows: list[VariantRow] = []
+    try:
+        with ExitStack() as stack:
+            with timings.phase("ray_start"):
+                stack.enter_context(ray_session())
+            for variant in spec.variants:
+                with timings.phase("trials"):
+                    outcomes.append(tune_variant(spec, variant, dataset, experiment_id, parent_id))
+        with timings.phase("evaluate"):
+            for outcome in outcomes:
+                test = evaluate_and_register(spec, outcome, dataset)
+                rows.append(VariantRow.from_outcome(outcome, test, dataset.metric))
+        with timings.phase("report"):
+            table = report(spec, dataset, rows, parent_id)
+    except BaseException:
+        client.set_terminated(parent_id, "FAILED")
+        raise
+    train_seconds = sum(o.train_seconds for o in outcomes)
+    client.log_batch(
+        parent_id,
+        metrics=[
+            Metric(f"timing/{name}_s", seconds, int(time.time() * 1000), 0)
+            for name, seconds in {**timings.phases, "train": train_seconds}.items()
+        ],
+    )
+    client.set_terminated(parent_id, "FINISHED")
+    return StudyResult(
+        study=spec.name,
+        experiment_id=experiment_id,
+        parent_run_id=parent_id,
+        table=table,
+        phases=timings.phases,
+        train_seconds=train_seconds,
+    )

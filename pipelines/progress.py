@@ -1,0 +1,68 @@
+"""Live progress on the terminal: a line when a trial starts or ends, with the best so far."""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any, TextIO
+
+from ray.tune import Callback
+from ray.tune.experiment import Trial
+
+
+class Progress(Callback):
+    """Prints `[variant] trial 2/3 ...` lines; Ray Tune's own tables are switched off."""
+
+    def __init__(
+        self, variant: str, total: int, metric: str, max_epochs: int, out: TextIO = sys.stdout
+    ) -> None:
+        self.variant = variant
+        self.total = total
+        self.metric = metric
+        self.max_epochs = max_epochs
+        self.out = out
+        self.numbers: dict[str, int] = {}
+        self.trial_best: dict[str, float] = {}
+        self.finished = 0
+        self.best = math.inf
+
+    def on_trial_start(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        number = self.numbers.setdefault(trial.trial_id, len(self.numbers) + 1)
+        searched = ", ".join(f"{k}={_short(v)}" for k, v in sorted(trial.evaluated_params.items()))
+        self._say(f"trial {number}/{self.total} started  {searched}")
+
+    def on_trial_result(
+        self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any
+    ) -> None:
+        value = float(result.get(self.metric, math.nan))
+        if math.isfinite(value):
+            self.trial_best[trial.trial_id] = min(value, self.trial_best.get(trial.trial_id, value))
+            self.best = min(self.best, value)
+
+    def on_trial_complete(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        self.finished += 1
+        epochs = int(trial.last_result.get("training_iteration", 0))
+        how = "finished" if epochs >= self.max_epochs else f"stopped early at epoch {epochs}"
+        running = sum(t.status == Trial.RUNNING for t in trials if t is not trial)
+        self._say(
+            f"trial {self.numbers.get(trial.trial_id, '?')}/{self.total} {how}: "
+            f"best {self.metric} {self.trial_best.get(trial.trial_id, math.nan):.4f} | "
+            f"done {self.finished}/{self.total}, running {running}, best so far {self.best:.4f}"
+        )
+
+    def on_trial_error(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        self.finished += 1
+        self._say(f"trial {self.numbers.get(trial.trial_id, '?')}/{self.total} FAILED")
+
+    def _say(self, line: str) -> None:
+        print(f"[{self.variant}] {line}", file=self.out, flush=True)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,60 @@
+"""Where state lives, and which servers to talk to.
+
+The standard variables of each tool win (`MLFLOW_TRACKING_URI`, `RAY_ADDRESS`,
+`PREFECT_API_URL`); `SEQLAB_HOME` is the one variable of our own. This module imports nothing
+heavy, so the CLI can use it before deciding what to load.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_HOME = ".seqlab"
+
+
+def seqlab_home() -> Path:
+    """The store: prepared data, Ray results and, in the embedded default, MLflow's files."""
+    return Path(os.environ.get("SEQLAB_HOME", DEFAULT_HOME)).expanduser().resolve()
+
+
+def tracking_uri() -> str:
+    """MLflow's tracking URI: `MLFLOW_TRACKING_URI`, else SQLite under SEQLAB_HOME."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{seqlab_home() / 'mlflow.db'}"
+
+
+def artifact_root() -> str:
+    """Where new experiments keep artifacts in the embedded default (a file URI under the home)."""
+    return (seqlab_home() / "mlartifacts").as_uri()
+
+
+def ray_address() -> str | None:
+    """`RAY_ADDRESS` when set; otherwise a local Ray is started for the run."""
+    return os.environ.get("RAY_ADDRESS") or None
+
+
+def configure_environment() -> None:
+    """Set the variables the libraries read at import time. Call before importing them.
+
+    Only fills in what the user has not set: a user's own configuration always wins.
+    """
+    home = seqlab_home()
+    defaults = {
+        # Prefect's telemetry prints ERROR tracebacks on machines without internet access.
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # Keep Prefect's ephemeral database and cached task results in the store.
+        "PREFECT_HOME": str(home / "prefect"),
+        "PREFECT_LOCAL_STORAGE_PATH": str(home / "prefect" / "storage"),
+        # Ray Tune's own console tables would interleave with seqlab's progress lines.
+        "RAY_AIR_NEW_OUTPUT": "0",
+        # Tune warns when checkpoints come faster than every 5 s, which small trials always do.
+        "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+        "RAY_DEDUP_LOGS": "0",
+        # Ray's dashboard and usage stats are not needed for an embedded run.
+        "RAY_USAGE_STATS_ENABLED": "0",
+        # MLflow would otherwise warn about every Git-less environment and pip inference.
+        "GIT_PYTHON_REFRESH": "quiet",
+    }
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)
+    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,263 @@
+"""The study spec: one pydantic model, the single source of truth for what a spec may contain.
+
+A spec says only what differs from the defaults. It names the scientific hyperparameter
+(`variants`), the nuisance ones (`search.space`) and the fixed ones (`fixed`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+
+from seqmodels.errors import ConfigError
+from seqmodels.models import ModelConfig
+from seqmodels.tasks import TASKS
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+_STRICT_DATACLASS = ConfigDict(extra="forbid")  # frozen comes from the dataclass itself
+
+
+class SpecError(Exception):
+    """A user's mistake in a spec: printed as one line, `file: field: message`."""
+
+    def __init__(self, source: str, field: str, message: str) -> None:
+        self.source, self.field, self.message = source, field, message
+        super().__init__(f"{source}: {field}: {message}" if field else f"{source}: {message}")
+
+
+def _validated(cls: type) -> type:
+    """A pydantic-validated twin of a seqmodels dataclass that rejects unknown keys."""
+    return pydantic_dataclass(cls, config=_STRICT_DATACLASS, frozen=True)
+
+
+ModelSpec = _validated(ModelConfig)
+
+
+class TrainConfig(BaseModel):
+    """Training hyperparameters a trial may fix or search."""
+
+    model_config = _STRICT
+
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    batch_size: int = Field(64, ge=1)
+    max_epochs: int = Field(10, ge=1)
+    grad_clip: float | None = Field(1.0, gt=0, description="clip the gradient norm to this")
+    seed: int = Field(0, ge=0, description="seed of initialisation and shuffling")
+
+
+MODEL_KEYS = frozenset(f.name for f in dataclasses.fields(ModelConfig))
+TRAIN_KEYS = frozenset(TrainConfig.model_fields)
+HYPERPARAMETERS = sorted(MODEL_KEYS | TRAIN_KEYS)
+SCIENTIFIC = frozenset({"architecture", "cell"})  # what a variant is; never searched
+
+
+@cache
+def _task_union() -> Any:
+    """`task` is a union of one model per registered task, told apart by `name`."""
+    members = []
+    for name in TASKS.names():
+        options_type = _validated(TASKS.get(name).options_type)
+        member = create_model(
+            f"{name.title()}TaskSpec",
+            __config__=_STRICT,
+            name=(Literal[name], ...),
+            options=(options_type, Field(default_factory=options_type)),
+            seed=(int, Field(0, ge=0, description="seed of data generation")),
+        )
+        members.append(member)
+    return Annotated[Union[tuple(members)], Discriminator("name")]  # noqa: UP007
+
+
+class Distribution(BaseModel):
+    """One search dimension, written as a one-key mapping: `{loguniform: [1e-4, 1e-2]}`.
+
+    `uniform` and `loguniform` draw floats in [low, high]; `randint` draws integers in
+    [low, high], both ends included; `choice` draws one of the listed values.
+    """
+
+    model_config = _STRICT
+
+    uniform: tuple[float, float] | None = None
+    loguniform: tuple[float, float] | None = None
+    randint: tuple[int, int] | None = None
+    choice: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Distribution:
+        given = [k for k, v in self if v is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of: {', '.join(type(self).model_fields)}")
+        (kind,) = given
+        value = getattr(self, kind)
+        if kind in ("uniform", "loguniform", "randint") and not value[0] < value[1]:
+            raise ValueError(f"{kind}: low must be < high")
+        if kind == "loguniform" and value[0] <= 0:
+            raise ValueError("loguniform: low must be > 0")
+        if kind == "choice" and not value:
+            raise ValueError(f"{kind}: give at least one value")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k, v in self if v is not None)
+
+    @property
+    def args(self) -> Any:
+        return getattr(self, self.kind)
+
+
+class SchedulerSpec(BaseModel):
+    """Early stopping across the trials of one variant."""
+
+    model_config = _STRICT
+
+    name: Literal["fifo", "asha"] = "asha"
+    grace_period: int = Field(1, ge=1, description="epochs before a trial may be stopped")
+    reduction_factor: float = Field(3.0, gt=1)
+
+
+class SearchSpec(BaseModel):
+    """The nuisance hyperparameters and the budget, the same for every variant."""
+
+    model_config = _STRICT
+
+    space: dict[str, Distribution] = Field(default_factory=dict)
+    trials_per_variant: int = Field(3, ge=1)
+    scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
+    algorithm: Literal["random"] = "random"
+    max_concurrent: int | None = Field(None, ge=1)
+
+    @field_validator("space")
+    @classmethod
+    def _known_keys(cls, space: dict[str, Distribution]) -> dict[str, Distribution]:
+        for key in space:
+            if key in SCIENTIFIC:
+                raise ConfigError(key, "scientific: set it per variant, do not search it")
+            if key not in HYPERPARAMETERS:
+                searchable = ", ".join(k for k in HYPERPARAMETERS if k not in SCIENTIFIC)
+                raise ConfigError(key, f"unknown hyperparameter; choose from: {searchable}")
+        return space
+
+
+class Resources(BaseModel):
+    """What each trial reserves on the Ray cluster."""
+
+    model_config = _STRICT
+
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0)
+
+
+class StudySpec(BaseModel):
+    """A comparison study: which variants, on which task, tuned how, repeated how often."""
+
+    model_config = _STRICT
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
+    description: str = ""
+    task: _task_union()  # type: ignore[valid-type]
+    variants: dict[str, ModelSpec] = Field(min_length=1)  # type: ignore[valid-type]
+    search: SearchSpec = Field(default_factory=SearchSpec)
+    fixed: TrainConfig = Field(default_factory=TrainConfig)
+    seeds: int = Field(1, ge=1, le=1, description="seeded repeats of each variant's best config")
+    resources: Resources = Field(default_factory=Resources)
+
+    @field_validator("variants")
+    @classmethod
+    def _variant_names(cls, variants: dict[str, Any]) -> dict[str, Any]:
+        for name in variants:
+            if not name.replace("_", "").replace("-", "").isalnum():
+                raise ConfigError(name, "a variant name uses letters, digits, '-' and '_'")
+        return variants
+
+    @model_validator(mode="after")
+    def _fixed_or_searched(self) -> StudySpec:
+        fixed = self.fixed.model_fields_set
+        for key in self.search.space:
+            if key in fixed:
+                raise ConfigError(f"search.space.{key}", "also in fixed; fix it or search it")
+        return self
+
+    def trial_base(self, variant: str) -> dict[str, Any]:
+        """The config every trial of `variant` starts from, before the search fills in its space."""
+        return {
+            **dataclasses.asdict(self.variants[variant]),
+            **self.fixed.model_dump(),
+            "variant": variant,
+        }
+
+    def digest(self) -> str:
+        """A content hash of the validated spec (defaults filled in)."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    """Read and validate a spec file. Raises SpecError (one line, file and field) on any mistake."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(source, "", "no such file") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as err:
+        raise SpecError(source, "", f"cannot read: {err.__class__.__name__}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise SpecError(source, "", f"YAML syntax error at {where}: {problem}") from None
+    if not isinstance(raw, dict):
+        raise SpecError(source, "", "a spec is a YAML mapping of keys to values")
+    return parse_spec(raw, source)
+
+
+def parse_spec(raw: dict[str, Any], source: str = "<spec>") -> StudySpec:
+    """Validate a spec already read into a dict."""
+    try:
+        return StudySpec.model_validate(raw)
+    except ValidationError as err:
+        raise _spec_error(source, err) from None
+
+
+def _spec_error(source: str, err: ValidationError) -> SpecError:
+    """The first validation error as a SpecError with a dotted field path."""
+    first = err.errors()[0]
+    loc = [str(part) for part in first["loc"]]
+    if len(loc) > 1 and loc[0] == "task" and loc[1] in TASKS:
+        del loc[1]  # the discriminated union's tag is not a field the user wrote
+    message = first["msg"].removeprefix("Value error, ")
+    cause = first.get("ctx", {}).get("error")
+    if isinstance(cause, ConfigError):
+        loc.append(cause.field)  # the config named the offending key itself
+    kind = first["type"]
+    if kind in ("extra_forbidden", "unexpected_keyword_argument"):
+        message = "unknown key"
+    elif kind in ("missing", "union_tag_not_found"):
+        message = "required"
+        if kind == "union_tag_not_found":
+            loc.append("name")
+    elif kind == "union_tag_invalid":
+        tag = first["ctx"]["tag"]
+        message = f"unknown task {tag!r}; choose from: {', '.join(TASKS.names())}"
+        loc.append("name")
+    return SpecError(source, ".".join(loc), message)

@@ -1,0 +1,135 @@
+"""MLflow tracking for a study: the parent run, one child run per trial, models and registry.
+
+Only the driver process writes to MLflow: Ray Tune hands every trial's results to the
+`TrialRuns` callback on the driver. So an embedded SQLite store never has several writers.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import subprocess
+import time
+from importlib import metadata
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.tracking import MlflowClient
+from ray.tune import Callback
+from ray.tune.experiment import Trial
+
+from pipelines import settings
+
+PACKAGES = ("torch", "lightning", "ray", "mlflow", "prefect", "pydantic", "seqlab")
+
+
+def client() -> MlflowClient:
+    return MlflowClient(tracking_uri=settings.tracking_uri())
+
+
+def ensure_experiment(mlflow: MlflowClient, name: str) -> str:
+    """The study's experiment id, created on first use (artifacts under the store by default)."""
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = None if settings.tracking_uri().startswith("http") else settings.artifact_root()
+    return mlflow.create_experiment(name, artifact_location=location)
+
+
+def provenance_tags() -> dict[str, str]:
+    """What reproduces a run: code version and the key package versions."""
+    tags = {"python": platform.python_version()}
+    for package in PACKAGES:
+        try:
+            tags[f"version.{package}"] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    sha = _git("rev-parse", "HEAD")
+    if sha:
+        tags["mlflow.source.git.commit"] = sha
+        tags["git.dirty"] = str(bool(_git("status", "--porcelain", "--untracked-files=no")))
+    return tags
+
+
+def _git(*args: str) -> str:
+    try:
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+class TrialRuns(Callback):
+    """A Tune callback that mirrors each trial into an MLflow child run of the study's parent.
+
+    Params are the trial's config; metrics are logged per epoch with `step` = epoch index.
+    """
+
+    def __init__(
+        self,
+        mlflow: MlflowClient,
+        experiment_id: str,
+        parent_run_id: str,
+        variant: str,
+        metrics: tuple[str, ...],
+    ) -> None:
+        self.mlflow = mlflow
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+        self.variant = variant
+        self.metrics = metrics
+        self.run_ids: dict[str, str] = {}  # trial id -> MLflow run id
+
+    def on_trial_start(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        if trial.trial_id in self.run_ids:
+            return  # a restarted trial keeps its run
+        run = self.mlflow.create_run(
+            self.experiment_id,
+            run_name=f"{self.variant}-{trial.trial_id}",
+            tags={
+                "mlflow.parentRunId": self.parent_run_id,
+                "variant": self.variant,
+                "trial_id": trial.trial_id,
+                "seed": str(trial.config.get("seed", "")),
+                "kind": "trial",
+            },
+        )
+        self.run_ids[trial.trial_id] = run.info.run_id
+        params = [Param(k, str(v)) for k, v in sorted(trial.config.items())]
+        self.mlflow.log_batch(run.info.run_id, params=params)
+
+    def on_trial_result(
+        self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any
+    ) -> None:
+        run_id = self.run_ids.get(trial.trial_id)
+        if run_id is None:
+            return
+        step = int(result["training_iteration"]) - 1  # the epoch just finished
+        now = int(time.time() * 1000)
+        values = [
+            Metric(key, float(result[key]), now, step)
+            for key in self.metrics
+            if key in result and math.isfinite(float(result[key]))
+        ]
+        self.mlflow.log_batch(run_id, metrics=values)
+
+    def on_trial_complete(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        self._end(trial, RunStatus.FINISHED)
+
+    def on_trial_error(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        self._end(trial, RunStatus.FAILED)
+
+    def _end(self, trial: Trial, status: int) -> None:
+        run_id = self.run_ids.get(trial.trial_id)
+        if run_id is not None:
+            self.mlflow.log_batch(
+                run_id,
+                tags=[RunTag("iterations", str(trial.last_result.get("training_iteration", 0)))],
+            )
+            self.mlflow.set_terminated(run_id, RunStatus.to_string(status))

@@ -1,0 +1,85 @@
+"""The Ray Tune trainable: a thin function that builds an ordinary Lightning Trainer.
+
+It runs inside a Ray worker. Constants (the dataset) arrive through `tune.with_parameters`;
+everything a trial varies arrives in `config`. The model code it calls contains no Ray.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from ray import tune
+from ray.tune.integration.pytorch_lightning import TuneReportCheckpointCallback
+from torch import nn
+
+from pipelines.spec import MODEL_KEYS
+from pipelines.store import DatasetRef
+from seqmodels.data import NpzDataModule
+from seqmodels.lit import SequenceRegression
+from seqmodels.models import ModelConfig, build_model
+
+CHECKPOINT_FILE = "checkpoint"
+REPORTED = {"train/loss": "train/loss", "val/loss": "val/loss"}
+
+
+def build_net(config: dict[str, Any], dataset: DatasetRef) -> nn.Module:
+    """The network a trial config names, sized for the dataset."""
+    model = ModelConfig(**{k: v for k, v in config.items() if k in MODEL_KEYS})
+    return build_model(model, dataset.input_size, dataset.output_size)
+
+
+def build_module(config: dict[str, Any], dataset: DatasetRef) -> SequenceRegression:
+    """The LightningModule a trial config describes, freshly initialised."""
+    net = build_net(config, dataset)
+    return SequenceRegression(net, lr=config["lr"], weight_decay=config["weight_decay"])
+
+
+def make_trainer(config: dict[str, Any], callbacks: list[L.Callback] | None = None) -> L.Trainer:
+    """A quiet Lightning Trainer: Tune reports and checkpoints, so no logger or progress bar."""
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    return L.Trainer(
+        max_epochs=config["max_epochs"],
+        gradient_clip_val=config["grad_clip"],
+        gradient_clip_algorithm="norm",
+        callbacks=callbacks or [],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        deterministic=True,
+        accelerator="auto",
+        devices=1,
+    )
+
+
+def train_trial(config: dict[str, Any], dataset: DatasetRef) -> None:
+    """Train one trial, reporting `train/loss` and `val/loss` and a checkpoint every epoch."""
+    L.seed_everything(config["seed"], workers=True, verbose=False)
+    module = build_module(config, dataset)
+    data = NpzDataModule(dataset.uri, batch_size=config["batch_size"], seed=config["seed"])
+    # Report after the training epoch: by then this epoch's validation has run too.
+    report = TuneReportCheckpointCallback(
+        metrics=REPORTED, filename=CHECKPOINT_FILE, on="train_epoch_end"
+    )
+    trainer = make_trainer(config, [report])
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        trainer.fit(module, datamodule=data)
+        return
+    with checkpoint.as_directory() as directory:  # a retried trial resumes where it stopped
+        trainer.fit(module, datamodule=data, ckpt_path=str(Path(directory) / CHECKPOINT_FILE))
+
+
+def evaluate(
+    config: dict[str, Any], dataset: DatasetRef, checkpoint_dir: str
+) -> tuple[dict[str, float], SequenceRegression]:
+    """Test metrics of a finished trial on the held-out split, and the trained module."""
+    net = build_net(config, dataset)
+    path = Path(checkpoint_dir) / CHECKPOINT_FILE
+    module = SequenceRegression.load_from_checkpoint(path, net=net, map_location="cpu")
+    data = NpzDataModule(dataset.uri, batch_size=config["batch_size"], seed=config["seed"])
+    (metrics,) = make_trainer(config).test(module, datamodule=data, verbose=False)
+    return {k: float(v) for k, v in metrics.items()}, module
