@@ -49,10 +49,9 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    settings.configure_environment()
     spec = _load(args.spec)
     if spec is None:
-        return EXIT_USAGE
+        return EXIT_USAGE  # before anything is started or written
     variants = ", ".join(spec.variants)
     trials = spec.search.trials_per_variant
     print(
@@ -63,6 +62,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print("dry run: the spec is valid; nothing was started")
         return 0
+    settings.configure_environment()
     _quiet_known_warnings()
     from pipelines.flows import run_study  # the heavy imports: torch, ray, prefect, mlflow
 

@@ -1,1 +1,4 @@
-"""seqmodels: the pure modelling half of seqlab (torch, lightning, numpy; never ray, prefect, mlflow)."""
+"""seqmodels: the pure modelling half of seqlab.
+
+It imports torch, lightning and numpy, and never ray, prefect or mlflow.
+"""

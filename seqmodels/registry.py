@@ -24,9 +24,8 @@ class Registry(Generic[T]):
     def register(self, name: str) -> Callable[[type[T]], type[T]]:
         def decorator(cls: type[T]) -> type[T]:
             if name in self._entries:
-                raise ValueError(
-                    f"{self.kind} {name!r} is already registered by {self._entries[name].__qualname__}"
-                )
+                owner = self._entries[name].__qualname__
+                raise ValueError(f"{self.kind} {name!r} is already registered by {owner}")
             if not (isinstance(cls, type) and issubclass(cls, self.base)):
                 raise TypeError(f"{self.kind} {name!r} must subclass {self.base.__qualname__}")
             self._entries[name] = cls

@@ -1,0 +1,163 @@
+"""The spec: every shipped spec validates, and each class of bad input is one line and exit 2."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.spec import SpecError, StudySpec, load_spec, parse_spec
+from tests.conftest import ROOT, seqlab
+
+SPECS = sorted((ROOT / "experiments").glob("*.yaml"))
+QUICKSTART = ROOT / "experiments" / "quickstart.yaml"
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.name for p in SPECS])
+def test_every_shipped_spec_validates(path: Path) -> None:
+    spec = load_spec(path)
+    assert spec.variants
+    for variant in spec.variants:
+        base = spec.trial_base(variant)
+        assert base["variant"] == variant
+        assert not set(spec.search.space) & {"architecture", "cell"}
+
+
+def test_quickstart_is_the_adding_rnn_against_lstm() -> None:
+    spec = load_spec(QUICKSTART)
+    assert spec.task.name == "adding"
+    assert 20 <= spec.task.options.length <= 40
+    assert {v.cell for v in spec.variants.values()} == {"tanh", "lstm"}
+    assert spec.search.trials_per_variant >= 3
+    assert spec.search.scheduler.name == "asha"
+    assert {"lr", "hidden_size"} <= set(spec.search.space)
+
+
+def test_defaults_fill_what_a_spec_leaves_out() -> None:
+    spec = parse_spec({"name": "s", "task": {"name": "adding"}, "variants": {"a": {}}})
+    assert spec.fixed.lr == 1e-3 and spec.seeds == 1
+    assert spec.variants["a"].cell == "tanh"
+    assert spec.resources.cpu == 1.0 and spec.resources.gpu == 0.0
+
+
+def test_digest_is_stable_and_sensitive() -> None:
+    raw = yaml.safe_load(QUICKSTART.read_text())
+    a, b = parse_spec(raw), parse_spec(copy.deepcopy(raw))
+    assert a.digest() == b.digest()
+    raw["fixed"]["batch_size"] = 7
+    assert parse_spec(raw).digest() != a.digest()
+
+
+def _mutated(change) -> dict:
+    raw = yaml.safe_load(QUICKSTART.read_text())
+    change(raw)
+    return raw
+
+
+# (class of mistake, mutation, expected field, fragment of the message)
+BAD = [
+    ("unknown key", lambda r: r.update(epochs=3), "epochs", "unknown key"),
+    ("unknown nested key", lambda r: r["search"].update(trial=3), "search.trial", "unknown key"),
+    ("wrong type", lambda r: r["fixed"].update(batch_size="big"), "fixed.batch_size", "integer"),
+    (
+        "unknown cell",
+        lambda r: r["variants"]["lstm"].update(cell="lstmm"),
+        "variants.lstm.cell",
+        "choose from: gru, lstm, relu, tanh",
+    ),
+    ("unknown task", lambda r: r["task"].update(name="addng"), "task.name", "choose from: adding"),
+    (
+        "out of range",
+        lambda r: r["search"].update(trials_per_variant=0),
+        "search.trials_per_variant",
+        "greater than or equal to 1",
+    ),
+    (
+        "out of range option",
+        lambda r: r["task"]["options"].update(length=1),
+        "task.options.length",
+        ">= 2",
+    ),
+    (
+        "unknown hyperparameter",
+        lambda r: r["search"]["space"].update(lrate={"choice": [1]}),
+        "search.space.lrate",
+        "choose from",
+    ),
+    (
+        "bad distribution",
+        lambda r: r["search"]["space"].update(lr={"loguniform": [0.1, 0.01]}),
+        "search.space.lr",
+        "low must be < high",
+    ),
+    ("missing", lambda r: r.pop("variants"), "variants", "required"),
+]
+
+
+@pytest.mark.parametrize("change,field,fragment", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_spec_names_the_field(change, field: str, fragment: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_spec(_mutated(change), "x.yaml")
+    assert caught.value.field == field
+    assert fragment in caught.value.message
+    assert str(caught.value).startswith(f"x.yaml: {field}: ")
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    return path
+
+
+def _assert_one_line_exit_2(result, *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_cli_missing_file(home: Path) -> None:
+    result = seqlab("run", "experiments/nope.yaml")
+    _assert_one_line_exit_2(result, "experiments/nope.yaml", "no such file")
+    assert not home.exists()
+
+
+def test_cli_yaml_syntax_error(home: Path, tmp_path: Path) -> None:
+    path = _write(tmp_path, "name: x\nvariants: {a: [\n")
+    result = seqlab("run", str(path))
+    _assert_one_line_exit_2(result, str(path), "YAML syntax error at line")
+    assert not home.exists()
+
+
+@pytest.mark.parametrize("change,field,fragment", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_cli_bad_spec_exits_2_and_starts_nothing(
+    home: Path, tmp_path: Path, change, field: str, fragment: str
+) -> None:
+    path = _write(tmp_path, yaml.safe_dump(_mutated(change)))
+    result = seqlab("run", str(path))
+    _assert_one_line_exit_2(result, f"{path}: {field}: ", fragment)
+    assert not home.exists(), "a rejected spec must not create the store or an MLflow database"
+
+
+def test_cli_validate_reports_each_file(tmp_path: Path) -> None:
+    bad = _write(tmp_path, "name: x\n")
+    result = seqlab("validate", str(QUICKSTART), str(bad))
+    assert result.returncode == 2
+    assert "quickstart.yaml: ok" in result.stdout
+    assert f"{bad}: variants: required" in result.stderr or f"{bad}: task: required" in result.stderr
+
+
+def test_spec_model_rejects_the_same_key_fixed_and_searched() -> None:
+    with pytest.raises(SpecError, match="search.space.lr: also in fixed"):
+        parse_spec(_mutated(lambda r: r["fixed"].update(lr=0.1)))
+
+
+def test_a_spec_is_immutable() -> None:
+    spec = load_spec(QUICKSTART)
+    with pytest.raises(Exception):  # noqa: B017 - pydantic raises its own ValidationError
+        spec.name = "other"  # type: ignore[misc]
+    assert isinstance(spec, StudySpec)
