@@ -21,8 +21,7 @@ def _modules_after(code: str) -> set[str]:
 def test_seqmodels_never_imports_the_pipeline_libraries() -> None:
     files = sorted((ROOT / "seqmodels").rglob("*.py"))
     modules = [
-        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
-        for p in files
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__") for p in files
     ]
     loaded = _modules_after("\n".join(f"import {m}" for m in modules))
     assert "seqmodels" in loaded and "torch" in loaded
@@ -31,8 +30,7 @@ def test_seqmodels_never_imports_the_pipeline_libraries() -> None:
 
 def test_cli_help_does_not_load_the_heavy_libraries() -> None:
     loaded = _modules_after(
-        "from pipelines import cli\n"
-        "try:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass"
+        "from pipelines import cli\ntry:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass"
     )
     assert "pipelines" in loaded
     assert not loaded & {"torch", "lightning", *HEAVY_PIPELINE}

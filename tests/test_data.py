@@ -16,7 +16,9 @@ OPTIONS = {"length": 12, "n_train": 300, "n_val": 50, "n_test": 50}
 
 
 def test_adding_problem_follows_its_definition() -> None:
-    splits = AddingTask(options=AddingOptions(length=20, n_train=500, n_val=10, n_test=10)).generate(3)
+    splits = AddingTask(
+        options=AddingOptions(length=20, n_train=500, n_val=10, n_test=10)
+    ).generate(3)
     x, y = splits["train"]["x"], splits["train"]["y"]
     assert x.shape == (500, 20, 2) and y.shape == (500, 1)
     assert x.dtype == np.float32 and y.dtype == np.float32
@@ -56,7 +58,12 @@ def test_prepare_writes_splits_and_card_once(tmp_path: Path) -> None:
     ref = prepare("adding", OPTIONS, 0, tmp_path)
     root = Path(ref.uri)
     assert root.is_absolute() and root.parent == tmp_path / "data"
-    assert sorted(p.name for p in root.iterdir()) == ["card.json", "test.npz", "train.npz", "val.npz"]
+    assert sorted(p.name for p in root.iterdir()) == [
+        "card.json",
+        "test.npz",
+        "train.npz",
+        "val.npz",
+    ]
     card = json.loads((root / "card.json").read_text())
     assert card["splits"]["train"]["size"] == 300
     assert card["baseline"]["value"] == pytest.approx(1 / 6)
@@ -77,7 +84,6 @@ def test_datamodule_reads_only_from_the_store(tmp_path: Path) -> None:
     data.setup()
     x, y = next(iter(data.train_dataloader()))
     assert x.shape == (32, 12, 2) and y.shape == (32, 1)
-
 
     def shuffled(seed: int) -> list[float]:
         module = NpzDataModule(ref.uri, batch_size=32, seed=seed)

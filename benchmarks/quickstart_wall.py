@@ -1,0 +1,89 @@
+"""Where the wall time of `seqlab run experiments/quickstart.yaml` goes.
+
+Runs the quickstart N times, each in a fresh SEQLAB_HOME (cold MLflow database, cold data
+cache), reads the phase timings the run logged on its MLflow parent run, and prints medians.
+The baseline, measured in the same session, is the summed training time of the trials
+(Ray Tune's `time_total_s`): orchestration overhead = wall time - training time.
+
+    python benchmarks/quickstart_wall.py [--repeats 3] [--spec experiments/quickstart.yaml]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def one_run(spec: str) -> dict[str, float]:
+    from mlflow.tracking import MlflowClient
+
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        env = {**os.environ, "SEQLAB_HOME": str(home)}
+        for var in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "PREFECT_API_URL"):
+            env.pop(var, None)
+        start = time.perf_counter()
+        done = subprocess.run(
+            [str(Path(sys.executable).with_name("seqlab")), "run", spec],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        wall = time.perf_counter() - start
+        if done.returncode != 0:
+            raise SystemExit(f"quickstart failed:\n{done.stderr[-2000:]}")
+        imports = float(
+            next(line for line in done.stdout.splitlines() if line.startswith("time: "))
+            .split("imports ")[1]
+            .split("s")[0]
+        )
+        client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+        experiment = client.get_experiment_by_name(Path(spec).stem)
+        (parent,) = client.search_runs(
+            [experiment.experiment_id], filter_string="tags.kind = 'study'"
+        )
+        phases = {
+            key.removeprefix("timing/").removesuffix("_s"): value
+            for key, value in parent.data.metrics.items()
+            if key.startswith("timing/")
+        }
+        return {"wall": wall, "imports": imports, **phases}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--spec", default="experiments/quickstart.yaml")
+    args = parser.parse_args()
+    runs = [one_run(args.spec) for _ in range(args.repeats)]
+    keys = list(runs[0])
+    medians = {k: statistics.median(r[k] for r in runs) for k in keys}
+    overhead = [r["wall"] - r["train"] for r in runs]
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}")
+    print(f"spec: {args.spec}; {args.repeats} runs, each in a fresh SEQLAB_HOME")
+    print("| phase | median s | runs |")
+    print("|---|---|---|")
+    for key in keys:
+        print(f"| {key} | {medians[key]:.1f} | {', '.join(f'{r[key]:.1f}' for r in runs)} |")
+    print(
+        f"| orchestration (wall - train) | {statistics.median(overhead):.1f} "
+        f"| {', '.join(f'{o:.1f}' for o in overhead)} |"
+    )
+    print(
+        f"train / wall (median of ratios): "
+        f"{statistics.median(r['train'] / r['wall'] for r in runs):.3f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
