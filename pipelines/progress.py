@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from typing import Any, TextIO
 
 from ray.tune import Callback
@@ -14,13 +15,21 @@ class Progress(Callback):
     """Prints `[variant] trial 2/3 ...` lines; Ray Tune's own tables are switched off."""
 
     def __init__(
-        self, variant: str, total: int, metric: str, max_epochs: int, out: TextIO = sys.stdout
+        self,
+        variant: str,
+        total: int,
+        metric: str,
+        max_epochs: int,
+        out: TextIO = sys.stdout,
+        every_s: float = 15.0,
     ) -> None:
         self.variant = variant
         self.total = total
         self.metric = metric
         self.max_epochs = max_epochs
         self.out = out
+        self.every_s = every_s  # a heartbeat line at most this often while trials run
+        self.last_line = time.monotonic()
         self.numbers: dict[str, int] = {}
         self.trial_best: dict[str, float] = {}
         self.finished = 0
@@ -40,6 +49,14 @@ class Progress(Callback):
         if math.isfinite(value):
             self.trial_best[trial.trial_id] = min(value, self.trial_best.get(trial.trial_id, value))
             self.best = min(self.best, value)
+        if time.monotonic() - self.last_line >= self.every_s:
+            running = sum(t.status == Trial.RUNNING for t in trials)
+            epoch = int(result.get("training_iteration", 0))
+            self._say(
+                f"running {running}, done {self.finished}/{self.total}, "
+                f"trial {self.numbers.get(trial.trial_id, '?')} at epoch {epoch}/{self.max_epochs}, "
+                f"best so far {self.best:.4f}"
+            )
 
     def on_trial_complete(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
@@ -62,6 +79,7 @@ class Progress(Callback):
 
     def _say(self, line: str) -> None:
         print(f"[{self.variant}] {line}", file=self.out, flush=True)
+        self.last_line = time.monotonic()
 
 
 def _short(value: Any) -> str:
