@@ -52,9 +52,10 @@ class Progress(Callback):
         if time.monotonic() - self.last_line >= self.every_s:
             running = sum(t.status == Trial.RUNNING for t in trials)
             epoch = int(result.get("training_iteration", 0))
+            number = self.numbers.get(trial.trial_id, "?")
             self._say(
                 f"running {running}, done {self.finished}/{self.total}, "
-                f"trial {self.numbers.get(trial.trial_id, '?')} at epoch {epoch}/{self.max_epochs}, "
+                f"trial {number} at epoch {epoch}/{self.max_epochs}, "
                 f"best so far {self.best:.4f}"
             )
 
