@@ -67,11 +67,16 @@ def _run(args: argparse.Namespace) -> int:
     from pipelines.flows import run_study  # the heavy imports: torch, ray, prefect, mlflow
 
     imported = time.perf_counter()
+    called_at = time.time()
     result = run_study(spec, source=args.spec)
     total = time.perf_counter() - started
     print()
     print(result.table)
-    phases = {"imports": imported - started, **result.phases}
+    phases = {
+        "imports": imported - started,
+        "prefect_start": result.began_at - called_at,
+        **result.phases,
+    }
     overhead = total - result.train_seconds
     print(
         "time: "

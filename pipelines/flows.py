@@ -69,6 +69,7 @@ class StudyResult:
     table: str
     phases: dict[str, float]
     train_seconds: float
+    began_at: float  # time.time() when the flow body began: after Prefect's start-up
 
 
 @dataclass
@@ -240,6 +241,7 @@ def ray_session() -> Iterator[None]:
 @flow(name="run_study", log_prints=False)
 def run_study(spec: StudySpec, source: str = "") -> StudyResult:
     """Run a comparison study: prepare data, tune every variant, test and register, report."""
+    began_at = time.time()
     timings = Timings()
     logger = get_run_logger()
     home = settings.seqlab_home()
@@ -305,4 +307,5 @@ def run_study(spec: StudySpec, source: str = "") -> StudyResult:
         table=table,
         phases=timings.phases,
         train_seconds=train_seconds,
+        began_at=began_at,
     )

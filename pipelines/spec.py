@@ -66,7 +66,7 @@ class TrainConfig(BaseModel):
 MODEL_KEYS = frozenset(f.name for f in dataclasses.fields(ModelConfig))
 TRAIN_KEYS = frozenset(TrainConfig.model_fields)
 HYPERPARAMETERS = sorted(MODEL_KEYS | TRAIN_KEYS)
-SCIENTIFIC = frozenset({"architecture", "cell"})  # what a variant is; never searched
+SCIENTIFIC = frozenset({"architecture", "cell", "cell_options", "bidirectional"})  # never searched
 
 
 @cache

@@ -65,7 +65,7 @@ BAD = [
         "unknown cell",
         lambda r: r["variants"]["lstm"].update(cell="lstmm"),
         "variants.lstm.cell",
-        "choose from: gru, lstm, relu, tanh",
+        "choose from: esn, gru, leaky, lstm, relu, skip, tanh",
     ),
     ("unknown task", lambda r: r["task"].update(name="addng"), "task.name", "choose from: adding"),
     (

@@ -117,10 +117,9 @@ def test_registered_model_loads_and_predicts(study: dict) -> None:
     mlflow.set_tracking_uri(f"sqlite:///{study['home'] / 'mlflow.db'}")
     model = mlflow.pyfunc.load_model(f"models:/{STUDY}-lstm@champion")
     signature = model.metadata.signature
-    assert signature is not None and signature.inputs.to_dict()[0]["tensor-spec"]["shape"][1:] == [
-        10,
-        2,
-    ]
+    assert signature is not None
+    (tensor,) = signature.inputs.inputs
+    assert tuple(tensor.shape) == (-1, 10, 2)  # any batch of length-10 sequences of 2 channels
     x = np.random.default_rng(0).uniform(size=(3, 10, 2)).astype(np.float32)
     assert np.asarray(model.predict(x)).shape == (3, 1)
 
