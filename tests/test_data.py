@@ -82,13 +82,14 @@ def test_datamodule_reads_only_from_the_store(tmp_path: Path) -> None:
     ref = prepare("adding", OPTIONS, 0, tmp_path)
     data = NpzDataModule(ref.uri, batch_size=32, seed=0)
     data.setup()
-    x, y = next(iter(data.train_dataloader()))
-    assert x.shape == (32, 12, 2) and y.shape == (32, 1)
+    batch = next(iter(data.train_dataloader()))
+    assert batch["x"].shape == (32, 12, 2) and batch["y"].shape == (32, 1)
+    assert batch["x_len"].tolist() == [12] * 32
 
     def shuffled(seed: int) -> list[float]:
         module = NpzDataModule(ref.uri, batch_size=32, seed=seed)
         module.setup()
-        return [batch[1].sum().item() for batch in module.train_dataloader()]
+        return [batch["y"].sum().item() for batch in module.train_dataloader()]
 
     assert shuffled(0) == shuffled(0)  # a trial's seed fixes its shuffle order
     assert shuffled(0) != shuffled(1)
