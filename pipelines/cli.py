@@ -24,8 +24,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     check = commands.add_parser("validate", help="validate study specs without running them")
     check.add_argument("specs", nargs="+", help="paths to study specs (YAML)")
+    rebuild = commands.add_parser(
+        "report", help="rebuild a past study's report from MLflow, with no retraining"
+    )
+    rebuild.add_argument("study", help="the study's name (its MLflow experiment)")
+    rebuild.add_argument("--run", help="a parent run id (default: the study's newest finished run)")
+    rebuild.add_argument(
+        "--out", help="folder for report.md and plots/ (default: $SEQLAB_HOME/reports/STUDY)"
+    )
     args = parser.parse_args(argv)
-    return {"run": _run, "validate": _validate}[args.command](args)
+    return {"run": _run, "validate": _validate, "report": _report}[args.command](args)
 
 
 def _load(path: str):
@@ -86,6 +94,34 @@ def _run(args: argparse.Namespace) -> int:
     )
     print(f"MLflow parent run {result.parent_run_id} in experiment {spec.name!r}. To browse it:")
     print(f"  {_ui_command()}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    settings.configure_environment()
+    from pathlib import Path
+
+    from mlflow.exceptions import MlflowException
+
+    from pipelines import report, tracking
+
+    client = tracking.client()
+    run_id = args.run or report.latest_parent(client, args.study)
+    if run_id is None:
+        print(
+            f"seqlab: error: study: no finished run of {args.study!r} in {settings.tracking_uri()}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    try:
+        built = report.build(report.collect(client, run_id))
+    except MlflowException as err:
+        print(f"seqlab: error: --run: {run_id}: {err.message.splitlines()[0]}", file=sys.stderr)
+        return EXIT_USAGE
+    out = Path(args.out) if args.out else settings.seqlab_home() / "reports" / args.study
+    report.write(built, out)
+    print(built.markdown)
+    print(f"written to {out / 'report.md'} and {out / 'plots'}/")
     return 0
 
 

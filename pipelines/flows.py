@@ -30,12 +30,12 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 import seqmodels
-from pipelines import settings, store, tracking
+from pipelines import report, settings, store, tracking
 from pipelines.progress import Progress
-from pipelines.report import VariantRow, comparison_table
+from pipelines.report import Report
 from pipelines.spec import Distribution, StudySpec
 from pipelines.store import DatasetRef
-from pipelines.trainable import evaluate, train_trial
+from pipelines.trainable import evaluate, train_repeat, train_trial
 
 METRIC, MODE = "val/loss", "min"
 
@@ -60,6 +60,15 @@ class VariantOutcome:
 
 
 @dataclass
+class Repeats:
+    """What the seeded repeats cost; their scores live on their MLflow runs."""
+
+    runs: int
+    failed: int
+    train_seconds: float
+
+
+@dataclass
 class StudyResult:
     """What `run_study` returns: where the runs are, the table, and where the time went."""
 
@@ -67,6 +76,7 @@ class StudyResult:
     experiment_id: str
     parent_run_id: str
     table: str
+    winner: str | None
     phases: dict[str, float]
     train_seconds: float
     began_at: float  # time.time() when the flow body began: after Prefect's start-up
@@ -138,9 +148,7 @@ def tune_variant(
 ) -> VariantOutcome:
     """Search the nuisance space for one variant with its equal share of the budget."""
     trials = spec.search.trials_per_variant
-    runs = tracking.TrialRuns(
-        tracking.client(), experiment_id, parent_run_id, variant, ("train/loss", METRIC)
-    )
+    runs = tracking.TrialRuns(tracking.client(), experiment_id, parent_run_id, "trial")
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, dataset=dataset),
         {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
@@ -186,6 +194,65 @@ def tune_variant(
     )
 
 
+def repeat_seeds(spec: StudySpec) -> list[int]:
+    """Fresh seeds for the repeats: the search's own seed picked the winner, so it is not reused."""
+    return [spec.fixed.seed + 1 + i for i in range(spec.seeds)]
+
+
+@task(name="repeat-best")
+def repeat_best(
+    spec: StudySpec,
+    outcomes: list[VariantOutcome],
+    dataset: DatasetRef,
+    experiment_id: str,
+    parent_run_id: str,
+) -> Repeats:
+    """Retrain each variant's best configuration under `spec.seeds` fresh seeds, in parallel.
+
+    The repeats' test scores, logged on their MLflow runs, are what the statistics compare.
+    """
+    best = {o.variant: o.config for o in outcomes}
+    seeds = repeat_seeds(spec)
+    # Grid over (variant, seed); every other key follows the variant's best configuration.
+    keys = sorted({key for config in best.values() for key in config} - {"variant", "seed"})
+    param_space: dict[str, Any] = {
+        "variant": tune.grid_search(list(best)),
+        "seed": tune.grid_search(seeds),
+        **{key: tune.sample_from(_follow(best, key)) for key in keys},
+    }
+    total = len(best) * len(seeds)
+    tuner = tune.Tuner(
+        tune.with_resources(
+            tune.with_parameters(train_repeat, dataset=dataset),
+            {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
+        ),
+        param_space=param_space,
+        tune_config=tune.TuneConfig(max_concurrent_trials=spec.search.max_concurrent),
+        run_config=tune.RunConfig(
+            name=f"{spec.name}-repeats-{time.strftime('%Y%m%d-%H%M%S')}",
+            storage_path=str(settings.seqlab_home() / "ray_results"),
+            callbacks=[
+                tracking.TrialRuns(tracking.client(), experiment_id, parent_run_id, "repeat"),
+                Progress("repeats", total, METRIC, spec.fixed.max_epochs + 1),
+            ],
+            failure_config=tune.FailureConfig(max_failures=1),
+            verbose=0,
+        ),
+    )
+    results = tuner.fit()
+    ok = [r for r in results if r.error is None]
+    return Repeats(
+        runs=len(results),
+        failed=len(results) - len(ok),
+        train_seconds=sum(float(r.metrics.get("time_total_s", 0.0)) for r in ok),
+    )
+
+
+def _follow(best: dict[str, dict[str, Any]], key: str) -> Any:
+    """A Tune sampler that copies `key` from the best configuration of the trial's variant."""
+    return lambda spec: best[spec.config["variant"]][key]
+
+
 @task(name="evaluate-and-register")
 def evaluate_and_register(
     spec: StudySpec, outcome: VariantOutcome, dataset: DatasetRef
@@ -214,13 +281,17 @@ def evaluate_and_register(
 
 
 @task(name="report")
-def report(spec: StudySpec, dataset: DatasetRef, rows: list[VariantRow], parent_run_id: str) -> str:
-    """Publish the comparison table to the terminal, Prefect and MLflow."""
-    table = comparison_table(spec, dataset, rows)
-    key = "".join(c if c.isalnum() else "-" for c in spec.name.lower()) + "-comparison"
-    create_markdown_artifact(markdown=table, key=key, description=f"study {spec.name}")
-    tracking.client().log_text(parent_run_id, table, "comparison.md")
-    return table
+def publish_report(spec: StudySpec, parent_run_id: str) -> Report:
+    """Build the report from MLflow alone; publish it to MLflow and as a Prefect artifact."""
+    client = tracking.client()
+    built = report.build(report.collect(client, parent_run_id))
+    report.publish(client, parent_run_id, built)
+    key = "".join(c if c.isalnum() else "-" for c in spec.name.lower()) + "-report"
+    create_markdown_artifact(markdown=built.markdown, key=key, description=f"study {spec.name}")
+    if built.winner is not None:
+        version = client.get_model_version_by_alias(f"{spec.name}-{built.winner}", "champion")
+        client.set_registered_model_alias(f"{spec.name}-{built.winner}", "winner", version.version)
+    return built
 
 
 @contextmanager
@@ -266,6 +337,8 @@ def run_study(spec: StudySpec, source: str = "") -> StudyResult:
                 "spec.hash": spec.digest(),
                 "spec.source": source,
                 "dataset.digest": dataset.digest,
+                "dataset.metric": dataset.metric,
+                "dataset.baseline": str(dataset.baseline),
                 "prefect.flow_run_id": str(flow_run.get_id() or ""),
             },
         )
@@ -274,7 +347,6 @@ def run_study(spec: StudySpec, source: str = "") -> StudyResult:
     logger.info("MLflow parent run %s in experiment %r", parent_id, spec.name)
 
     outcomes: list[VariantOutcome] = []
-    rows: list[VariantRow] = []
     try:
         with ExitStack() as stack:
             with timings.phase("ray_start"):
@@ -282,16 +354,17 @@ def run_study(spec: StudySpec, source: str = "") -> StudyResult:
             for variant in spec.variants:
                 with timings.phase("trials"):
                     outcomes.append(tune_variant(spec, variant, dataset, experiment_id, parent_id))
-        with timings.phase("evaluate"):
+            with timings.phase("repeats"):
+                repeats = repeat_best(spec, outcomes, dataset, experiment_id, parent_id)
+        with timings.phase("register"):
             for outcome in outcomes:
-                test = evaluate_and_register(spec, outcome, dataset)
-                rows.append(VariantRow.from_outcome(outcome, test, dataset.metric))
+                evaluate_and_register(spec, outcome, dataset)
         with timings.phase("report"):
-            table = report(spec, dataset, rows, parent_id)
+            built = publish_report(spec, parent_id)
     except BaseException:
         client.set_terminated(parent_id, "FAILED")
         raise
-    train_seconds = sum(o.train_seconds for o in outcomes)
+    train_seconds = sum(o.train_seconds for o in outcomes) + repeats.train_seconds
     client.log_batch(
         parent_id,
         metrics=[
@@ -304,7 +377,8 @@ def run_study(spec: StudySpec, source: str = "") -> StudyResult:
         study=spec.name,
         experiment_id=experiment_id,
         parent_run_id=parent_id,
-        table=table,
+        table=built.summary,
+        winner=built.winner,
         phases=timings.phases,
         train_seconds=train_seconds,
         began_at=began_at,

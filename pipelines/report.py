@@ -1,71 +1,369 @@
-"""The comparison table of a study."""
+"""The study report, built from what MLflow holds and nothing else.
+
+`run_study` publishes it at the end of a run, and `seqlab report STUDY` rebuilds it for any past
+study with no retraining: both call `collect` then `build`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from pipelines.spec import StudySpec
-from pipelines.store import DatasetRef
+import numpy as np
+from matplotlib.figure import Figure
+from mlflow.tracking import MlflowClient
 
-if TYPE_CHECKING:
-    from pipelines.flows import VariantOutcome
+from pipelines import stats
+
+# Metrics where larger is better; every other metric is minimised.
+MAXIMISED = frozenset({"acc", "accuracy", "seq_acc", "token_acc"})
+
+
+def metric_mode(metric: str) -> stats.Mode:
+    return "max" if metric in MAXIMISED else "min"
 
 
 @dataclass(frozen=True)
-class VariantRow:
-    """One variant's line in the comparison."""
+class RunRecord:
+    """One child run: a search trial or a seeded repeat."""
 
+    run_id: str
     variant: str
-    trials: int
-    stopped_early: int
-    failed: int
-    best_val: float
-    test: float
-    config: dict[str, object]
+    kind: str
+    seed: int
+    status: str
+    start_time: int
+    params: dict[str, str]
+    metrics: dict[str, float]
+    history: dict[str, list[float]] = field(default_factory=dict)  # key -> value per epoch
 
-    @classmethod
-    def from_outcome(
-        cls, outcome: VariantOutcome, test_metrics: dict[str, float], metric: str
-    ) -> VariantRow:
-        return cls(
-            variant=outcome.variant,
-            trials=outcome.trials,
-            stopped_early=outcome.stopped_early,
-            failed=outcome.failed,
-            best_val=outcome.best_val,
-            test=test_metrics[f"test/{metric}"],
-            config=outcome.config,
+    @property
+    def epochs(self) -> int:
+        return len(self.history.get("val/loss", []))
+
+    @property
+    def best_val(self) -> float:
+        return min(self.history.get("val/loss", []), default=math.nan)
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """Everything a report needs, read back from one parent run and its children."""
+
+    study: str
+    parent_run_id: str
+    tags: dict[str, str]
+    spec: dict[str, Any]
+    runs: list[RunRecord]
+
+    @property
+    def metric(self) -> str:
+        return self.tags["dataset.metric"]
+
+    @property
+    def baseline(self) -> float:
+        return float(self.tags["dataset.baseline"])
+
+    @property
+    def variants(self) -> list[str]:
+        return list(self.spec["variants"])
+
+    def of(self, kind: str, variant: str | None = None) -> list[RunRecord]:
+        return [
+            r for r in self.runs if r.kind == kind and (variant is None or r.variant == variant)
+        ]
+
+
+def latest_parent(client: MlflowClient, study: str) -> str | None:
+    """The newest finished parent run of a study, or None."""
+    experiment = client.get_experiment_by_name(study)
+    if experiment is None:
+        return None
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        filter_string="tags.kind = 'study' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def collect(client: MlflowClient, parent_run_id: str) -> StudyRecord:
+    """Read a study's parent run, its child runs and their per-epoch histories."""
+    parent = client.get_run(parent_run_id)
+    spec = json.loads(Path(client.download_artifacts(parent_run_id, "spec.json")).read_text())
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
+        max_results=10_000,
+    )
+    runs = []
+    for child in children:
+        tags = child.data.tags
+        history = {
+            key: [
+                m.value
+                for m in sorted(
+                    client.get_metric_history(child.info.run_id, key), key=lambda m: m.step
+                )
+            ]
+            for key in ("train/loss", "val/loss")
+        }
+        runs.append(
+            RunRecord(
+                run_id=child.info.run_id,
+                variant=tags.get("variant", "?"),
+                kind=tags.get("kind", "trial"),
+                seed=int(tags.get("seed", 0) or 0),
+                status=child.info.status,
+                start_time=child.info.start_time or 0,
+                params=dict(child.data.params),
+                metrics=dict(child.data.metrics),
+                history=history,
+            )
         )
+    runs.sort(key=lambda r: (r.start_time, r.run_id))
+    return StudyRecord(
+        study=spec["name"],
+        parent_run_id=parent_run_id,
+        tags=dict(parent.data.tags),
+        spec=spec,
+        runs=runs,
+    )
 
 
-def comparison_table(spec: StudySpec, dataset: DatasetRef, rows: list[VariantRow]) -> str:
-    """A Markdown table: variant, best val loss, test metric, and the task's baseline."""
-    metric, baseline = dataset.metric, dataset.baseline
-    searched = sorted(spec.search.space)
-    lines = [
-        f"## {spec.name}: {spec.task.name}",
+@dataclass
+class Report:
+    """The Markdown text and the figures, named by their file names."""
+
+    markdown: str
+    summary: str  # the verdict and the tables, for the terminal
+    figures: dict[str, Figure]
+    winner: str | None
+
+
+def build(record: StudyRecord) -> Report:
+    """Statistics, tables and plots of a study."""
+    metric, mode = record.metric, metric_mode(record.metric)
+    key = f"test/{metric}"
+    scores = {
+        v: [r.metrics[key] for r in record.of("repeat", v) if key in r.metrics]
+        for v in record.variants
+    }
+    summaries = [stats.summarize(v, s) for v, s in scores.items()]
+    comparisons = stats.compare(scores)
+    best = stats.winner(summaries, comparisons, mode)
+    table = _comparison_table(record, summaries, mode)
+    pairwise = _pairwise_table(comparisons)
+    verdict = _verdict(best, summaries, mode, metric)
+    sections = [
+        f"# {record.study}",
         "",
-        f"| variant | trials (early-stopped, failed) | best val/loss | test {metric} "
-        f"| baseline {metric} | test / baseline | " + " | ".join(searched) + " |",
-        "|---|---|---|---|---|---|" + "---|" * len(searched),
+        record.spec.get("description", "").strip(),
+        "",
+        "## Result",
+        "",
+        verdict,
+        "",
+        table,
+        pairwise,
+        _budget(record),
+        _reproduce(record),
+        "## Figures",
+        "",
+        "`plots/learning_curves.png`, `plots/final_metric.png`, `plots/search_best_so_far.png`",
+        "",
     ]
-    for row in sorted(rows, key=lambda r: r.test):
-        values = " | ".join(_fmt(row.config.get(key)) for key in searched)
+    figures = {
+        "learning_curves.png": _learning_curves(record),
+        "final_metric.png": _final_metric(record, scores),
+        "search_best_so_far.png": _best_so_far(record),
+    }
+    summary = "\n".join([f"## {record.study}: {verdict}", "", table, pairwise])
+    return Report("\n".join(sections), summary, figures, best)
+
+
+def publish(client: MlflowClient, parent_run_id: str, report: Report) -> None:
+    """Attach the report to the parent run: `report.md`, `comparison.md` and `plots/*.png`."""
+    client.log_text(parent_run_id, report.markdown, "report.md")
+    client.log_text(parent_run_id, report.summary, "comparison.md")
+    for name, figure in report.figures.items():
+        client.log_figure(parent_run_id, figure, f"plots/{name}")
+
+
+def write(report: Report, directory: Path) -> None:
+    """Write the report and its plots under `directory`."""
+    (directory / "plots").mkdir(parents=True, exist_ok=True)
+    (directory / "report.md").write_text(report.markdown)
+    for name, figure in report.figures.items():
+        figure.savefig(directory / "plots" / name, dpi=100)
+
+
+def _verdict(best: str | None, summaries: list[stats.Summary], mode: str, metric: str) -> str:
+    if best is not None:
+        return (
+            f"**Winner: {best}.** Its test {metric} is significantly "
+            f"{'lower' if mode == 'min' else 'higher'} than every other variant's "
+            "(Welch's t-test, Holm-corrected, alpha 0.05)."
+        )
+    if any(s.n < 2 for s in summaries):
+        return "No winner declared: significance needs at least two seeded repeats per variant."
+    return "**No significant difference** between the best variant and every other."
+
+
+def _fmt(x: float, digits: int = 4) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _comparison_table(record: StudyRecord, summaries: list[stats.Summary], mode: str) -> str:
+    metric, baseline = record.metric, record.baseline
+    searched = sorted(record.spec["search"]["space"])
+    head = (
+        f"| variant | repeats | test {metric} mean ± sd | 95% CI | baseline {metric} "
+        f"| mean / baseline | best val/loss (search) | " + " | ".join(searched) + " |"
+    )
+    lines = [head, "|---" * (7 + len(searched)) + "|"]
+    ordered = sorted(summaries, key=lambda s: s.mean if mode == "min" else -s.mean)
+    for s in ordered:
+        trials = record.of("trial", s.variant)
+        best_trial = min(trials, key=lambda r: r.best_val, default=None)
+        config = [best_trial.params.get(k, "") if best_trial else "" for k in searched]
         lines.append(
-            f"| {row.variant} | {row.trials} ({row.stopped_early}, {row.failed}) "
-            f"| {row.best_val:.4f} | {row.test:.4f} | {baseline:.4f} "
-            f"| {row.test / baseline:.3f} | {values} |"
+            f"| {s.variant} | {s.n} | {_fmt(s.mean)} ± {_fmt(s.std)} "
+            f"| [{_fmt(s.ci_low)}, {_fmt(s.ci_high)}] | {_fmt(baseline)} "
+            f"| {_fmt(s.mean / baseline, 3)} "
+            f"| {_fmt(best_trial.best_val) if best_trial else 'n/a'} | "
+            + " | ".join(_short(c) for c in config)
+            + " |"
         )
-    lines += [
-        "",
-        f"Budget: {spec.search.trials_per_variant} trials per variant, "
-        f"scheduler {spec.search.scheduler.name}, search {spec.search.algorithm}. "
-        f"Test on {dataset.sizes['test']} held-out sequences (dataset {dataset.digest}).",
-        "A single best trial per variant: no seeds were repeated, so no significance is claimed.",
-    ]
     return "\n".join(lines) + "\n"
 
 
-def _fmt(value: object) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
+def _short(value: str) -> str:
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return value if number.is_integer() else f"{number:.3g}"
+
+
+def _pairwise_table(comparisons: list[stats.Comparison]) -> str:
+    if not comparisons:
+        return ""
+    lines = [
+        "### Pairwise",
+        "",
+        "| a vs b | mean(a) - mean(b) | Welch p (Holm) | Mann-Whitney p | Cohen's d "
+        "| Cliff's delta | significant |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in comparisons:
+        lines.append(
+            f"| {c.a} vs {c.b} | {c.difference:+.4f} | {c.welch_p_holm:.3g} "
+            f"| {c.mannwhitney_p:.3g} | {c.cohens_d:.2f} | {c.cliffs_delta:+.2f} "
+            f"| {'yes' if c.significant else 'no'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _budget(record: StudyRecord) -> str:
+    search = record.spec["search"]
+    max_epochs = record.spec["fixed"]["max_epochs"]
+    lines = [
+        "## Search budget",
+        "",
+        f"{search['trials_per_variant']} trials per variant, {search['algorithm']} search, "
+        f"{search['scheduler']['name']} scheduler, at most {max_epochs} epochs each; then "
+        f"{record.spec['seeds']} seeded repeats of each variant's best configuration.",
+        "",
+        "| variant | trials | early-stopped | failed | epochs trained |",
+        "|---|---|---|---|---|",
+    ]
+    for v in record.variants:
+        trials = record.of("trial", v)
+        failed = sum(r.status == "FAILED" for r in trials)
+        early = sum(r.status != "FAILED" and r.epochs < max_epochs for r in trials)
+        lines.append(
+            f"| {v} | {len(trials)} | {early} | {failed} | {sum(r.epochs for r in trials)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _reproduce(record: StudyRecord) -> str:
+    t = record.tags
+    versions = ", ".join(
+        f"{k.removeprefix('version.')} {v}"
+        for k, v in sorted(t.items())
+        if k.startswith("version.")
+    )
+    sha = t.get("mlflow.source.git.commit", "unknown")
+    dirty = " (with uncommitted changes)" if t.get("git.dirty") == "True" else ""
+    return "\n".join(
+        [
+            "## Reproduce",
+            "",
+            f"- command: `seqlab run {t.get('spec.source', '<spec>')}`",
+            f"- code: git {sha}{dirty}",
+            f"- spec hash {t.get('spec.hash')}, dataset digest {t.get('dataset.digest')}",
+            f"- Python {t.get('python')}; {versions}",
+            f"- MLflow parent run {record.parent_run_id}",
+            "",
+        ]
+    )
+
+
+def _learning_curves(record: StudyRecord) -> Figure:
+    """Validation loss per epoch: median and interquartile band of each variant's repeats."""
+    figure = Figure(figsize=(6, 4))
+    ax = figure.add_subplot()
+    for v in record.variants:
+        runs = record.of("repeat", v) or record.of("trial", v)
+        curves = [r.history["val/loss"] for r in runs if r.history.get("val/loss")]
+        if not curves:
+            continue
+        length = min(len(c) for c in curves)
+        values = np.array([c[:length] for c in curves])  # (runs, epochs)
+        epochs = np.arange(1, length + 1)
+        ax.plot(epochs, np.median(values, axis=0), label=f"{v} (n={len(curves)})")
+        ax.fill_between(epochs, *np.percentile(values, [25, 75], axis=0), alpha=0.25)
+    ax.axhline(record.baseline, color="grey", linestyle="--", label="baseline")
+    ax.set(xlabel="epoch", ylabel="val/loss", title="Learning curves (median, IQR)")
+    ax.set_yscale("log")
+    ax.legend()
+    figure.tight_layout()
+    return figure
+
+
+def _final_metric(record: StudyRecord, scores: dict[str, list[float]]) -> Figure:
+    """Each repeat's test metric, per variant, with the mean."""
+    figure = Figure(figsize=(6, 4))
+    ax = figure.add_subplot()
+    for i, values in enumerate(scores.values()):
+        jitter = np.linspace(-0.08, 0.08, len(values)) if len(values) > 1 else [0.0]
+        ax.scatter(i + np.asarray(jitter), values, alpha=0.8)
+        if values:
+            ax.hlines(np.mean(values), i - 0.2, i + 0.2, color="black")
+    ax.axhline(record.baseline, color="grey", linestyle="--", label="baseline")
+    ax.set_xticks(range(len(scores)), list(scores))
+    ax.set(ylabel=f"test {record.metric}", title="Final metric per seeded repeat")
+    ax.legend()
+    figure.tight_layout()
+    return figure
+
+
+def _best_so_far(record: StudyRecord) -> Figure:
+    """Best validation loss found so far against trials started, per variant."""
+    figure = Figure(figsize=(6, 4))
+    ax = figure.add_subplot()
+    for v in record.variants:
+        best = [r.best_val for r in record.of("trial", v) if not math.isnan(r.best_val)]
+        if best:
+            ax.step(range(1, len(best) + 1), np.minimum.accumulate(best), where="post", label=v)
+    ax.set(xlabel="trials started", ylabel="best val/loss so far", title="Search progress")
+    ax.set_yscale("log")
+    ax.legend()
+    figure.tight_layout()
+    return figure

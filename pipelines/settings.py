@@ -54,6 +54,8 @@ def configure_environment() -> None:
         "RAY_USAGE_STATS_ENABLED": "0",
         # MLflow would otherwise warn about every Git-less environment and pip inference.
         "GIT_PYTHON_REFRESH": "quiet",
+        # MLflow draws a progress bar for every artifact it downloads, the report's spec.json too.
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)

@@ -66,7 +66,9 @@ class TrainConfig(BaseModel):
 MODEL_KEYS = frozenset(f.name for f in dataclasses.fields(ModelConfig))
 TRAIN_KEYS = frozenset(TrainConfig.model_fields)
 HYPERPARAMETERS = sorted(MODEL_KEYS | TRAIN_KEYS)
-SCIENTIFIC = frozenset({"architecture", "cell", "cell_options", "bidirectional"})  # never searched
+SCIENTIFIC = frozenset(  # what a variant is; never searched
+    {"architecture", "cell", "cell_options", "arch_options", "bidirectional"}
+)
 
 
 @cache
@@ -177,7 +179,7 @@ class StudySpec(BaseModel):
     variants: dict[str, ModelSpec] = Field(min_length=1)  # type: ignore[valid-type]
     search: SearchSpec = Field(default_factory=SearchSpec)
     fixed: TrainConfig = Field(default_factory=TrainConfig)
-    seeds: int = Field(1, ge=1, le=1, description="seeded repeats of each variant's best config")
+    seeds: int = Field(3, ge=1, le=1000, description="seeded repeats of each variant's best config")
     resources: Resources = Field(default_factory=Resources)
 
     @field_validator("variants")

@@ -13,13 +13,14 @@ import time
 from importlib import metadata
 from typing import Any
 
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from pipelines import settings
 
+METRIC_PREFIXES = ("train/", "val/", "test/")
 PACKAGES = ("torch", "lightning", "ray", "mlflow", "prefect", "pydantic", "seqlab")
 
 
@@ -62,22 +63,20 @@ def _git(*args: str) -> str:
 class TrialRuns(Callback):
     """A Tune callback that mirrors each trial into an MLflow child run of the study's parent.
 
-    Params are the trial's config; metrics are logged per epoch with `step` = epoch index.
+    Params are the trial's config; `train/` and `val/` metrics are logged per epoch with
+    `step` = epoch index, and `test/` metrics, reported once at the end, as they come.
+
+    Args:
+        kind: `trial` for a search trial, `repeat` for a seeded repeat of a chosen config.
     """
 
     def __init__(
-        self,
-        mlflow: MlflowClient,
-        experiment_id: str,
-        parent_run_id: str,
-        variant: str,
-        metrics: tuple[str, ...],
+        self, mlflow: MlflowClient, experiment_id: str, parent_run_id: str, kind: str
     ) -> None:
         self.mlflow = mlflow
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
-        self.variant = variant
-        self.metrics = metrics
+        self.kind = kind
         self.run_ids: dict[str, str] = {}  # trial id -> MLflow run id
 
     def on_trial_start(
@@ -85,15 +84,16 @@ class TrialRuns(Callback):
     ) -> None:
         if trial.trial_id in self.run_ids:
             return  # a restarted trial keeps its run
+        variant, seed = trial.config["variant"], trial.config["seed"]
         run = self.mlflow.create_run(
             self.experiment_id,
-            run_name=f"{self.variant}-{trial.trial_id}",
+            run_name=f"{variant}-{self.kind}-{seed}" if self.kind == "repeat" else trial.trial_id,
             tags={
                 "mlflow.parentRunId": self.parent_run_id,
-                "variant": self.variant,
+                "variant": variant,
                 "trial_id": trial.trial_id,
-                "seed": str(trial.config.get("seed", "")),
-                "kind": "trial",
+                "seed": str(seed),
+                "kind": self.kind,
             },
         )
         self.run_ids[trial.trial_id] = run.info.run_id
@@ -109,9 +109,9 @@ class TrialRuns(Callback):
         step = int(result["training_iteration"]) - 1  # the epoch just finished
         now = int(time.time() * 1000)
         values = [
-            Metric(key, float(result[key]), now, step)
-            for key in self.metrics
-            if key in result and math.isfinite(float(result[key]))
+            Metric(key, float(value), now, step)
+            for key, value in result.items()
+            if key.startswith(METRIC_PREFIXES) and math.isfinite(float(value))
         ]
         self.mlflow.log_batch(run_id, metrics=values)
 
@@ -128,8 +128,4 @@ class TrialRuns(Callback):
     def _end(self, trial: Trial, status: int) -> None:
         run_id = self.run_ids.get(trial.trial_id)
         if run_id is not None:
-            self.mlflow.log_batch(
-                run_id,
-                tags=[RunTag("iterations", str(trial.last_result.get("training_iteration", 0)))],
-            )
             self.mlflow.set_terminated(run_id, RunStatus.to_string(status))

@@ -73,6 +73,42 @@ def train_trial(config: dict[str, Any], dataset: DatasetRef) -> None:
         trainer.fit(module, datamodule=data, ckpt_path=str(Path(directory) / CHECKPOINT_FILE))
 
 
+class KeepBest(L.Callback):
+    """Keeps, in memory, the weights of the epoch with the lowest `monitor` so far."""
+
+    def __init__(self, monitor: str) -> None:
+        self.monitor = monitor
+        self.best = float("inf")
+        self.state: dict[str, Any] | None = None
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is not None and float(value) < self.best:
+            self.best = float(value)
+            self.state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def train_repeat(config: dict[str, Any], dataset: DatasetRef) -> None:
+    """Retrain a chosen configuration under one seed, then test its best-validation weights.
+
+    Reports `train/loss` and `val/loss` every epoch, like a trial, and finally the test metrics.
+    No early stopping and no checkpoints: a repeat is cheap to rerun, and only its score matters.
+    """
+    L.seed_everything(config["seed"], workers=True, verbose=False)
+    module = build_module(config, dataset)
+    data = NpzDataModule(dataset.uri, batch_size=config["batch_size"], seed=config["seed"])
+    report = TuneReportCheckpointCallback(
+        metrics=REPORTED, save_checkpoints=False, on="train_epoch_end"
+    )
+    keep = KeepBest("val/loss")
+    trainer = make_trainer(config, [report, keep])
+    trainer.fit(module, datamodule=data)
+    if keep.state is not None:
+        module.load_state_dict(keep.state)
+    (metrics,) = trainer.test(module, datamodule=data, verbose=False)
+    tune.report({key: float(value) for key, value in metrics.items()})
+
+
 def evaluate(
     config: dict[str, Any], dataset: DatasetRef, checkpoint_dir: str
 ) -> tuple[dict[str, float], SequenceRegression]:

@@ -6,6 +6,7 @@ The study runs once, as a user would run it (`seqlab run`), and the tests read w
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from tests.conftest import ROOT, seqlab
 pytestmark = pytest.mark.slow
 
 SPEC = "experiments/smoke.yaml"
-STUDY, VARIANTS, TRIALS, EPOCHS = "smoke", ("rnn", "lstm"), 2, 2
+STUDY, VARIANTS, TRIALS, EPOCHS, SEEDS = "smoke", ("rnn", "lstm"), 2, 2, 2
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +52,10 @@ def _runs(study: dict) -> tuple[object, list, list]:
     return experiment, parents, children
 
 
+def _best_val(client: MlflowClient, run) -> float:
+    return min(m.value for m in client.get_metric_history(run.info.run_id, "val/loss"))
+
+
 def test_state_lives_under_seqlab_home(study: dict) -> None:
     home: Path = study["home"]
     assert (home / "mlflow.db").is_file()
@@ -74,6 +79,7 @@ def test_one_parent_run_with_provenance(study: dict) -> None:
 def test_one_child_run_per_trial_with_epoch_metrics(study: dict) -> None:
     client: MlflowClient = study["client"]
     _, parents, children = _runs(study)
+    children = [c for c in children if c.data.tags["kind"] == "trial"]
     assert len(children) == TRIALS * len(VARIANTS)
     for child in children:
         tags = child.data.tags
@@ -91,21 +97,41 @@ def test_one_child_run_per_trial_with_epoch_metrics(study: dict) -> None:
     assert len(trial_ids) == len(children)
 
 
+def test_seeded_repeats_of_each_best_config(study: dict) -> None:
+    client: MlflowClient = study["client"]
+    _, parents, children = _runs(study)
+    trials = [c for c in children if c.data.tags["kind"] == "trial"]
+    repeats = [c for c in children if c.data.tags["kind"] == "repeat"]
+    assert len(repeats) == SEEDS * len(VARIANTS)
+    for variant in VARIANTS:
+        mine = [r for r in repeats if r.data.tags["variant"] == variant]
+        assert sorted(r.data.tags["seed"] for r in mine) == ["1", "2"]  # fresh seeds, not 0
+        best = min(
+            (t for t in trials if t.data.tags["variant"] == variant),
+            key=lambda t: _best_val(client, t),
+        )
+        for r in mine:
+            assert r.info.status == "FINISHED"
+            assert r.data.params["lr"] == best.data.params["lr"]  # the best config, repeated
+            assert r.data.params["hidden_size"] == best.data.params["hidden_size"]
+            assert r.data.metrics["test/mse"] > 0
+            assert len(client.get_metric_history(r.info.run_id, "val/loss")) == EPOCHS
+
+
 def test_champion_of_each_variant_is_registered_with_test_metrics(study: dict) -> None:
     client: MlflowClient = study["client"]
     _, _, children = _runs(study)
+    children = [c for c in children if c.data.tags["kind"] == "trial"]
     by_id = {c.info.run_id: c for c in children}
     for variant in VARIANTS:
         version = client.get_model_version_by_alias(f"{STUDY}-{variant}", "champion")
         run = by_id[version.run_id]  # the model came from one of this variant's trials
         assert run.data.tags["variant"] == variant
-        assert 0 < run.data.metrics["test/mse"] < 1.0
+        assert math.isfinite(run.data.metrics["test/mse"]) and run.data.metrics["test/mse"] > 0
         # The best trial by validation loss is the one registered.
         best = min(
             (c for c in children if c.data.tags["variant"] == variant),
-            key=lambda c: min(
-                m.value for m in client.get_metric_history(c.info.run_id, "val/loss")
-            ),
+            key=lambda c: _best_val(client, c),
         )
         assert best.info.run_id == run.info.run_id
 
@@ -120,8 +146,16 @@ def test_registered_model_loads_and_predicts(study: dict) -> None:
     assert signature is not None
     (tensor,) = signature.inputs.inputs
     assert tuple(tensor.shape) == (-1, 10, 2)  # any batch of length-10 sequences of 2 channels
-    x = np.random.default_rng(0).uniform(size=(3, 10, 2)).astype(np.float32)
-    assert np.asarray(model.predict(x)).shape == (3, 1)
+    (data_dir,) = (study["home"] / "data").glob("adding-*")
+    with np.load(data_dir / "test.npz") as test:
+        x, y = test["x"], test["y"]
+    prediction = np.asarray(model.predict(x))
+    assert prediction.shape == y.shape
+    # The served model is the tested one: its test MSE is the one logged on its run.
+    run = study["client"].get_run(model.metadata.run_id)
+    assert float(np.mean((prediction - y) ** 2)) == pytest.approx(
+        run.data.metrics["test/mse"], rel=1e-4
+    )
 
 
 def test_comparison_table_is_printed_and_stored(study: dict) -> None:
@@ -130,11 +164,51 @@ def test_comparison_table_is_printed_and_stored(study: dict) -> None:
     out = study["result"].stdout
     assert "| variant |" in out and "baseline mse" in out
     for variant in VARIANTS:
-        assert f"| {variant} |" in out
+        assert f"| {variant} | {SEEDS} |" in out
+    assert "rnn vs lstm" in out or "lstm vs rnn" in out  # the pairwise test
     local = client.download_artifacts(parents[0].info.run_id, "comparison.md")
     table = Path(local).read_text()
     assert table in out
     assert "mlflow ui --backend-store-uri sqlite:///" in out
+
+
+def test_report_and_plots_on_the_parent_run(study: dict) -> None:
+    client: MlflowClient = study["client"]
+    _, parents, _ = _runs(study)
+    run_id = parents[0].info.run_id
+    names = {a.path for a in client.list_artifacts(run_id, "plots")}
+    assert names == {
+        "plots/learning_curves.png",
+        "plots/final_metric.png",
+        "plots/search_best_so_far.png",
+    }
+    for name in names:
+        assert Path(client.download_artifacts(run_id, name)).read_bytes()[:4] == b"\x89PNG"
+    report = Path(client.download_artifacts(run_id, "report.md")).read_text()
+    for section in ("## Result", "### Pairwise", "## Search budget", "## Reproduce"):
+        assert section in report
+    assert "seqlab run experiments/smoke.yaml" in report
+
+
+def test_report_rebuilds_from_mlflow_alone(study: dict, tmp_path: Path) -> None:
+    client: MlflowClient = study["client"]
+    _, parents, _ = _runs(study)
+    stored = Path(client.download_artifacts(parents[0].info.run_id, "report.md")).read_text()
+    out = tmp_path / "rebuilt"
+    result = seqlab("report", STUDY, "--out", str(out), env={"SEQLAB_HOME": str(study["home"])})
+    assert result.returncode == 0, result.stderr
+    assert (out / "report.md").read_text() == stored
+    assert sorted(p.name for p in (out / "plots").iterdir()) == [
+        "final_metric.png",
+        "learning_curves.png",
+        "search_best_so_far.png",
+    ]
+
+
+def test_report_of_an_unknown_study_is_a_one_line_error(study: dict) -> None:
+    result = seqlab("report", "no-such-study", env={"SEQLAB_HOME": str(study["home"])})
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "no-such-study" in result.stderr
 
 
 def test_terminal_is_clean(study: dict) -> None:
@@ -191,7 +265,7 @@ def test_prefect_recorded_the_flow_and_caches_the_data(study: dict) -> None:
     assert (data_dir / "train.npz").stat().st_mtime_ns == mtime
     states = [state for _, state in found["flows"]]
     assert states.count("Completed") >= 1, found["flows"]  # run_study itself, on the same API
-    assert "smoke-comparison" in found["artifacts"]
+    assert "smoke-report" in found["artifacts"]
 
 
 def test_dry_run_starts_nothing(home: Path) -> None:

@@ -3,28 +3,71 @@
 Every tensor is batch-first: inputs are (B, T, F), hidden sequences (B, T, H).
 """
 
-from seqmodels.models.architectures import ARCHITECTURES, ModelConfig, SeqToOne, build_model
+from seqmodels.models.architectures import (
+    ARCHITECTURES,
+    Architecture,
+    ArchOptions,
+    ModelConfig,
+    SeqToOne,
+    build_model,
+)
 from seqmodels.models.cells import CELLS, StepCell
 from seqmodels.models.options import CellOptions
 from seqmodels.models.recurrences import (
+    Feedforward,
     Recurrence,
+    RecurrentState,
     TorchRecurrence,
     Unrolled,
     build_recurrence,
+    detach_state,
     load_torch_weights,
+)
+from seqmodels.models.recursive import Recursive, Tree, balanced_tree, depth, tree_from_parents
+from seqmodels.models.seq2seq import (
+    AttentionEncoderDecoder,
+    DecoderOutput,
+    EncoderDecoder,
+    Seq2SeqArchitecture,
+)
+from seqmodels.models.sequence import (
+    Bidirectional,
+    Deep,
+    OutputRecurrent,
+    Recurrent,
+    SequenceAutoencoder,
 )
 
 __all__ = [
     "ARCHITECTURES",
     "CELLS",
+    "ArchOptions",
+    "Architecture",
+    "AttentionEncoderDecoder",
+    "Bidirectional",
     "CellOptions",
+    "DecoderOutput",
+    "Deep",
+    "EncoderDecoder",
+    "Feedforward",
     "ModelConfig",
+    "OutputRecurrent",
     "Recurrence",
+    "RecurrentState",
+    "Recurrent",
+    "Recursive",
     "SeqToOne",
+    "Seq2SeqArchitecture",
+    "SequenceAutoencoder",
     "StepCell",
     "TorchRecurrence",
+    "Tree",
     "Unrolled",
+    "balanced_tree",
     "build_model",
     "build_recurrence",
+    "depth",
+    "detach_state",
     "load_torch_weights",
+    "tree_from_parents",
 ]

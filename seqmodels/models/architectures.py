@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -22,6 +22,9 @@ class ModelConfig:
     `cell_options` are the chosen cell's own options (`seqmodels.models.cells`), e.g.
     `{cell_input: sigmoid, peepholes: true}` for the book's LSTM. A config torch's `nn.RNN`,
     `nn.LSTM` or `nn.GRU` computes exactly runs on that fast path; any other cell by cell.
+
+    `arch_options` are the chosen architecture's own options, validated the same way against
+    its `options_type`, e.g. `{context: both, reverse_source: true}` for `encoder_decoder`.
     """
 
     architecture: str = "seq2one"
@@ -30,6 +33,7 @@ class ModelConfig:
     num_layers: int = 1
     bidirectional: bool = False
     cell_options: dict[str, Any] = field(default_factory=dict)
+    arch_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -41,6 +45,8 @@ class ModelConfig:
         if self.num_layers < 1:
             raise ConfigError("num_layers", "must be >= 1")
         self.options()  # fail now, naming the option, rather than when a trial builds the model
+        self.arch()
+        ARCHITECTURES.get(self.architecture).check_config(self)
 
     def options(self) -> CellOptions:
         """The cell's options, parsed. Raises ConfigError naming `cell_options.<option>`."""
@@ -49,21 +55,56 @@ class ModelConfig:
         except ConfigError as err:
             raise ConfigError(f"cell_options.{err.field}".rstrip("."), str(err)) from None
 
+    def arch(self) -> ArchOptions:
+        """The architecture's options, parsed. Raises ConfigError naming `arch_options.<option>`."""
+        options_type = ARCHITECTURES.get(self.architecture).options_type
+        try:
+            return parse_options(options_type, self.arch_options, self.architecture, "architecture")
+        except ConfigError as err:
+            raise ConfigError(f"arch_options.{err.field}".rstrip("."), str(err)) from None
+
+    def recurrence(
+        self, input_size: int, num_layers: int | None = None, bidirectional: bool | None = None
+    ) -> Recurrence:
+        """The recurrence this config names, reading `input_size` features (fast path if it can)."""
+        return build_recurrence(
+            self.cell,
+            self.options(),
+            input_size,
+            self.hidden_size,
+            self.num_layers if num_layers is None else num_layers,
+            self.bidirectional if bidirectional is None else bidirectional,
+        )
+
+
+@dataclass(frozen=True)
+class ArchOptions:
+    """Base of every architecture's options. An architecture with no options uses it as it is."""
+
 
 class Architecture(nn.Module):
-    """Base of every architecture: built from a recurrence and the task's sizes."""
+    """Base of every architecture: built from a recurrence and the task's sizes.
+
+    Subclasses set `options_type` (their `arch_options`) and `cells` (None: every cell works;
+    otherwise the cells that make sense for them).
+    """
+
+    options_type: ClassVar[type] = ArchOptions
+    cells: ClassVar[tuple[str, ...] | None] = None
+
+    @classmethod
+    def check_config(cls, config: ModelConfig) -> None:
+        """Reject what this architecture cannot do with `config`, naming the field."""
+        if cls.cells is not None and config.cell not in cls.cells:
+            raise ConfigError(
+                "cell",
+                f"architecture {config.architecture!r} cannot use cell {config.cell!r}; "
+                f"choose from: {', '.join(cls.cells)}",
+            )
 
     @classmethod
     def from_config(cls, config: ModelConfig, input_size: int, output_size: int) -> Architecture:
-        recurrence = build_recurrence(
-            config.cell,
-            config.options(),
-            input_size,
-            config.hidden_size,
-            config.num_layers,
-            config.bidirectional,
-        )
-        return cls(recurrence, output_size)
+        return cls(config.recurrence(input_size), output_size)
 
 
 ARCHITECTURES: Registry[Architecture] = Registry("architecture", Architecture)
@@ -90,5 +131,12 @@ class SeqToOne(Architecture):
 
 
 def build_model(config: ModelConfig, input_size: int, output_size: int) -> Architecture:
-    """Build the network a variant names."""
+    """Build the network a variant names.
+
+    Args:
+        input_size: features per step for float inputs (B, T, F); for token inputs (an
+            `embedding_size` > 0, and always for `encoder_decoder` and `attention`) the source
+            vocabulary size, the reserved ids of `seqmodels.batch` included.
+        output_size: width of each output; for token outputs the target vocabulary size.
+    """
     return ARCHITECTURES.get(config.architecture).from_config(config, input_size, output_size)

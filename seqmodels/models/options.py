@@ -20,15 +20,17 @@ class CellOptions:
     """Base of every cell's options. A cell with no options uses it as it is."""
 
 
-OptionsT = TypeVar("OptionsT", bound=CellOptions)
+OptionsT = TypeVar("OptionsT")  # a frozen options dataclass: a cell's or an architecture's
 
 
-def option_names(options_type: type[CellOptions]) -> list[str]:
+def option_names(options_type: type) -> list[str]:
     return [f.name for f in dataclasses.fields(options_type)]
 
 
-def parse_options(options_type: type[OptionsT], raw: Mapping[str, Any], cell: str) -> OptionsT:
-    """Build `options_type` from a user's mapping.
+def parse_options(
+    options_type: type[OptionsT], raw: Mapping[str, Any], owner: str, kind: str = "cell"
+) -> OptionsT:
+    """Build `options_type` from a user's mapping; `owner` names the `kind` (cell, architecture).
 
     Raises:
         ConfigError: `field` is the option's name; the message lists the valid choices.
@@ -40,7 +42,7 @@ def parse_options(options_type: type[OptionsT], raw: Mapping[str, Any], cell: st
     for key, value in raw.items():
         if key not in names:
             valid = f"choose from: {', '.join(names)}" if names else "it takes no options"
-            raise ConfigError(str(key), f"unknown option of cell {cell!r}; {valid}")
+            raise ConfigError(str(key), f"unknown option of {kind} {owner!r}; {valid}")
         _check_type(key, value, hints[key])
     return options_type(**raw)
 

@@ -7,6 +7,9 @@ fast path), `Unrolled` runs any step cell of `seqmodels.models.cells` one time s
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -29,6 +32,9 @@ class Recurrence(nn.Module):
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.bidirectional = bidirectional
+        # callables that see every output sequence (B, T, D*H), e.g. to take dL/dh(t) in
+        # diagnostics: a forward hook would miss `run`, which callers use without __call__
+        self.taps: list[Callable[[torch.Tensor], None]] = []
 
     @property
     def num_directions(self) -> int:
@@ -48,8 +54,55 @@ class Recurrence(nn.Module):
         H = self.hidden_size
         return torch.cat([h[:, -1, :H], h[:, 0, H:]], dim=-1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.run(x)[0]
+
+    def run(
+        self, x: torch.Tensor, state: RecurrentState | None = None
+    ) -> tuple[torch.Tensor, RecurrentState]:
+        """Run from `state` (None: the zero state): (B, T, F) -> (B, T, D*H), and the final state.
+
+        The state is opaque: pass it back to `run` to go on where a call stopped (decoding one
+        step at a time, truncated BPTT). Only unidirectional recurrences carry a state.
+        """
+        self._check_stateful(state)
+        out, final = self._run(x, state)
+        for tap in self.taps:
+            tap(out)
+        return out, final
+
+    def _run(
+        self, x: torch.Tensor, state: RecurrentState | None
+    ) -> tuple[torch.Tensor, RecurrentState]:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def state_from_hidden(self, h0: torch.Tensor) -> RecurrentState:
+        """An initial state whose hidden state is `h0` (B, H) in every layer, the rest zero."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def select_state(self, state: RecurrentState, index: torch.Tensor) -> RecurrentState:
+        """The state of the batch rows `index` (B',) int64, e.g. to reorder beams."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _check_stateful(self, state: RecurrentState | None) -> None:
+        if state is not None and self.bidirectional:
+            raise ValueError("a bidirectional recurrence reads the whole sequence; it has no state")
+
+
+RecurrentState = Any  # what `Recurrence.run` returns: opaque to callers, pass it back as it is
+
+
+def detach_state(state: RecurrentState) -> RecurrentState:
+    """Cut the graph behind a recurrent state, keeping its values: the hard part of truncated
+    BPTT (10.2.2), known as `repackage_hidden` in pytorch/examples. Gradients then stop at the
+    chunk boundary, so memory is bounded by the truncation length instead of tau."""
+    if isinstance(state, torch.Tensor):
+        return state.detach()
+    if isinstance(state, (tuple, list)):
+        return type(state)(detach_state(s) for s in state)
+    if state is None:
+        return None
+    raise TypeError(f"not a recurrent state: {type(state).__name__}")
 
 
 TORCH_MODULES: dict[str, tuple[type[nn.RNNBase], dict[str, str]]] = {
@@ -90,9 +143,21 @@ class TorchRecurrence(Recurrence):
             **extra,
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, _ = self.rnn(x)  # (B, T, D*H)
-        return out
+    def _run(
+        self, x: torch.Tensor, state: RecurrentState | None
+    ) -> tuple[torch.Tensor, RecurrentState]:
+        out, final = self.rnn(x, state)  # (B, T, D*H); final h (L*D, B, H), or (h, c) for LSTM
+        return out, final
+
+    def state_from_hidden(self, h0: torch.Tensor) -> RecurrentState:
+        self._check_stateful(h0)
+        h = h0.unsqueeze(0).expand(self.num_layers, -1, -1).contiguous()  # (L, B, H)
+        return (h, torch.zeros_like(h)) if isinstance(self.rnn, nn.LSTM) else h
+
+    def select_state(self, state: RecurrentState, index: torch.Tensor) -> RecurrentState:
+        if isinstance(state, tuple):
+            return tuple(s.index_select(1, index) for s in state)  # torch's batch axis is 1
+        return state.index_select(1, index)
 
 
 def unroll(cell: StepCell, x: torch.Tensor) -> torch.Tensor:
@@ -101,13 +166,21 @@ def unroll(cell: StepCell, x: torch.Tensor) -> torch.Tensor:
     This is back-propagation through time's forward half (10.2.2): autograd keeps every step's
     state, hence the O(tau) memory.
     """
+    return unroll_from(cell, x)[0]
+
+
+def unroll_from(
+    cell: StepCell, x: torch.Tensor, state: State | None = None
+) -> tuple[torch.Tensor, State]:
+    """`unroll` from a given state (None: zeros), also returning the final state."""
     ux = cell.project(x)  # (B, T, kH): b + U x(t) for all t in one matmul
-    state: State = cell.initial_state(x.shape[0], ux)
+    if state is None:
+        state = cell.initial_state(x.shape[0], ux)
     hs = []
     for t in range(x.shape[1]):
         state = cell(ux[:, t], state)
         hs.append(state[0])
-    return torch.stack(hs, dim=1)  # (B, T, H)
+    return torch.stack(hs, dim=1), state  # (B, T, H)
 
 
 class Unrolled(Recurrence):
@@ -135,14 +208,54 @@ class Unrolled(Recurrence):
             ]
             self.layers.append(nn.ModuleList(directions))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for directions in self.layers:
-            h = unroll(directions[0], x)  # (B, T, H)
-            if self.bidirectional:
+    def _run(
+        self, x: torch.Tensor, state: RecurrentState | None
+    ) -> tuple[torch.Tensor, RecurrentState]:
+        """The state is a list with one cell state per layer."""
+        if self.bidirectional:
+            for directions in self.layers:
+                h = unroll(directions[0], x)  # (B, T, H)
                 g = unroll(directions[1], x.flip(1)).flip(1)  # (B, T, H), g(t) read t..tau
-                h = torch.cat([h, g], dim=-1)  # (B, T, 2H)
-            x = h
-        return x
+                x = torch.cat([h, g], dim=-1)  # (B, T, 2H)
+            return x, None
+        states = state if state is not None else [None] * self.num_layers
+        finals = []
+        for directions, layer_state in zip(self.layers, states, strict=True):
+            x, final = unroll_from(directions[0], x, layer_state)
+            finals.append(final)
+        return x, finals
+
+    def state_from_hidden(self, h0: torch.Tensor) -> RecurrentState:
+        self._check_stateful(h0)
+        cells = [directions[0] for directions in self.layers]
+        return [(h0, *cell.initial_state(h0.shape[0], h0)[1:]) for cell in cells]
+
+    def select_state(self, state: RecurrentState, index: torch.Tensor) -> RecurrentState:
+        return [tuple(s.index_select(0, index) for s in layer) for layer in state]
+
+
+class Feedforward(Recurrence):
+    """No recurrence at all: `h(t) = act(b + U x(t))`, each step on its own.
+
+    The hidden layer of the output-recurrent network of fig 10.4, whose only recurrence goes
+    through the output it is fed back; its state is always None.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, activation: str = "tanh") -> None:
+        super().__init__(input_size, hidden_size)
+        self.U = nn.Linear(input_size, hidden_size)
+        self.activation = torch.relu if activation == "relu" else torch.tanh
+
+    def _run(
+        self, x: torch.Tensor, state: RecurrentState | None
+    ) -> tuple[torch.Tensor, RecurrentState]:
+        return self.activation(self.U(x)), None
+
+    def state_from_hidden(self, h0: torch.Tensor) -> RecurrentState:
+        return None
+
+    def select_state(self, state: RecurrentState, index: torch.Tensor) -> RecurrentState:
+        return None
 
 
 def build_recurrence(

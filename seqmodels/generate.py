@@ -1,0 +1,234 @@
+"""Sampling from an RNN's per-step conditional distribution, Deep Learning 10.2.3.
+
+`next_token` draws y(t) from the logits of one step: greedily, with a temperature, or from the
+top k. `generate` runs an encoder-decoder until its sequences end, in whichever of the book's
+three ways the network was built with (`stop`): the EOS symbol (`eos`), a Bernoulli stop output
+(`bernoulli`), or a length output that fixes tau before sampling starts (`length`).
+`beam_search` keeps the `beam_size` most likely prefixes instead. `sample_language_model`
+continues a prefix with a `Recurrent` language model until EOS.
+
+Generated sequences are (B, U) int64, padded with PAD, and the lengths count the last token
+(EOS included when `eos` ends them), like `y_len` in `seqmodels.batch`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from seqmodels.batch import BOS, EOS, PAD
+from seqmodels.models.seq2seq import DecoderState, Memory, Seq2SeqArchitecture
+from seqmodels.models.sequence import Recurrent
+
+
+class Generated(NamedTuple):
+    tokens: torch.Tensor  # (B, U) int64, PAD after each sequence's end
+    lengths: torch.Tensor  # (B,) int64
+
+
+def next_token(
+    logits: torch.Tensor,
+    greedy: bool = False,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """One draw from softmax(logits / temperature), restricted to the top k when k > 0:
+    (B, V) -> (B,). Greedy takes the argmax; a temperature below 1 sharpens, above 1 flattens."""
+    if greedy:
+        return logits.argmax(-1)
+    if temperature <= 0:
+        raise ValueError("temperature must be > 0; use greedy=True for the argmax")
+    logits = logits / temperature
+    if top_k > 0:
+        kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator)[:, 0]
+
+
+def _lengths_from_head(
+    length_logits: torch.Tensor, max_length: int, greedy: bool, generator: torch.Generator | None
+) -> torch.Tensor:
+    """tau from the length output, 1..max_length: (B, max_length + 1) -> (B,)."""
+    logits = length_logits[:, : max_length + 1].clone()
+    logits[:, 0] = float("-inf")  # a sequence has at least one token
+    return next_token(logits, greedy=greedy, generator=generator)
+
+
+@torch.no_grad()
+def generate(
+    net: Seq2SeqArchitecture,
+    x: torch.Tensor,
+    x_len: torch.Tensor,
+    max_length: int | None = None,
+    greedy: bool = True,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    generator: torch.Generator | None = None,
+) -> Generated:
+    """Sample target sequences for the sources x (B, S), x_len (B,), ending them the network's
+    way (`net.stop`), and at `max_length` (default `net.max_length`) at the latest.
+
+    - `eos`: a sequence ends with the step that emits EOS.
+    - `bernoulli`: after each token, stop ~ Bernoulli(sigmoid(stop logit)) (greedy: p > 1/2).
+    - `length`: tau is drawn from the length output first; exactly tau tokens follow.
+    """
+    was_training = net.training
+    net.eval()
+    max_length = max_length or net.max_length
+    B = x.shape[0]
+    memory = net.encode(x, x_len)
+    state = net.start(memory)
+    planned = None
+    if net.stop == "length":
+        length_logits = net.length_logits(memory)
+        assert length_logits is not None
+        planned = _lengths_from_head(length_logits, max_length, greedy, generator)
+    token = torch.full((B,), BOS, dtype=torch.long, device=x.device)
+    done = torch.zeros(B, dtype=torch.bool, device=x.device)
+    lengths = torch.zeros(B, dtype=torch.long, device=x.device)
+    tokens = []
+    for t in range(max_length):
+        logits, stop_logit, state = net.step(token, memory, state)
+        token = next_token(logits, greedy, temperature, top_k, generator)
+        token = token.masked_fill(done, PAD)
+        tokens.append(token)
+        lengths = lengths + (~done).long()
+        if net.stop == "eos":
+            ends = token == EOS
+        elif net.stop == "bernoulli":
+            assert stop_logit is not None
+            p = torch.sigmoid(stop_logit)
+            ends = p > 0.5 if greedy else torch.bernoulli(p, generator=generator).bool()
+        else:
+            assert planned is not None
+            ends = planned == t + 1
+        done = done | ends
+        if bool(done.all()):
+            break
+    net.train(was_training)
+    return Generated(torch.stack(tokens, dim=1), lengths)
+
+
+def _select_memory(memory: Memory, index: torch.Tensor) -> Memory:
+    return type(memory)(*(m.index_select(0, index) for m in memory))
+
+
+@torch.no_grad()
+def beam_search(
+    net: Seq2SeqArchitecture,
+    x: torch.Tensor,
+    x_len: torch.Tensor,
+    beam_size: int = 4,
+    max_length: int | None = None,
+) -> Generated:
+    """The most likely target under a beam of `beam_size` prefixes, for each source.
+
+    Hypotheses end with EOS (`stop` = `eos`), or after the length output's most likely tau
+    (`stop` = `length`); the finished hypothesis with the highest log-probability wins. With
+    `beam_size` 1 it is greedy decoding. Networks that stop with a Bernoulli output are
+    sampled with `generate` instead.
+    """
+    if net.stop == "bernoulli":
+        raise ValueError("beam_search ends hypotheses by 'eos' or 'length'; use generate()")
+    was_training = net.training
+    net.eval()
+    max_length = max_length or net.max_length
+    results = []
+    for b in range(x.shape[0]):
+        results.append(_beam_one(net, x[b : b + 1], x_len[b : b + 1], beam_size, max_length))
+    net.train(was_training)
+    U = max(len(r) for r in results)
+    tokens = torch.full((len(results), U), PAD, dtype=torch.long, device=x.device)
+    for b, r in enumerate(results):
+        tokens[b, : len(r)] = torch.tensor(r, dtype=torch.long)
+    lengths = torch.tensor([len(r) for r in results], dtype=torch.long, device=x.device)
+    return Generated(tokens, lengths)
+
+
+def _beam_one(
+    net: Seq2SeqArchitecture, x: torch.Tensor, x_len: torch.Tensor, k: int, max_length: int
+) -> list[int]:
+    """Beam search for one source (1, S)."""
+    memory = net.encode(x, x_len)
+    tau = max_length
+    if net.stop == "length":
+        length_logits = net.length_logits(memory)
+        assert length_logits is not None
+        tau = int(_lengths_from_head(length_logits, max_length, True, None)[0])
+    state: DecoderState = net.start(memory)
+    prefixes: list[list[int]] = [[]]
+    scores = x.new_zeros(1, dtype=torch.float)  # (beams,) log-probabilities
+    last = torch.full((1,), BOS, dtype=torch.long, device=x.device)
+    finished: list[tuple[float, list[int]]] = []
+    for t in range(tau):
+        beams = len(prefixes)
+        mem = _select_memory(memory, torch.zeros(beams, dtype=torch.long, device=x.device))
+        logits, _, state = net.step(last, mem, state)
+        logp = torch.log_softmax(logits, dim=-1) + scores[:, None]  # (beams, V)
+        V = logp.shape[-1]
+        top = logp.flatten().topk(min(k, logp.numel()))
+        beam_of, token_of = top.indices // V, top.indices % V
+        keep: list[int] = []
+        new_prefixes, new_scores = [], []
+        for score, beam, token in zip(top.values, beam_of, token_of, strict=True):
+            prefix = [*prefixes[int(beam)], int(token)]
+            ends = (net.stop == "eos" and int(token) == EOS) or t + 1 == tau
+            if ends:
+                finished.append((float(score), prefix))
+            else:
+                keep.append(int(beam))
+                new_prefixes.append(prefix)
+                new_scores.append(score)
+        if not new_prefixes or len(finished) >= k:
+            break
+        index = torch.tensor(keep, dtype=torch.long, device=x.device)
+        state = net.select(mem, state, index)
+        prefixes, scores = new_prefixes, torch.stack(new_scores)
+        last = torch.tensor([p[-1] for p in prefixes], dtype=torch.long, device=x.device)
+    if not finished:  # max_length reached with no EOS: take the best open prefix
+        finished = [(float(s), p) for s, p in zip(scores, prefixes, strict=True)]
+    return max(finished, key=lambda f: f[0])[1]
+
+
+@torch.no_grad()
+def sample_language_model(
+    net: Recurrent,
+    prefix: torch.Tensor,
+    max_length: int,
+    greedy: bool = False,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    generator: torch.Generator | None = None,
+) -> Generated:
+    """Continue `prefix` (B, P) ids with a `Recurrent` language model, one token at a time
+    from the state it reached, until EOS or `max_length` new tokens. Returns the new tokens."""
+    was_training = net.training
+    net.eval()
+    logits, state = net.run(prefix)
+    B = prefix.shape[0]
+    done = torch.zeros(B, dtype=torch.bool, device=prefix.device)
+    lengths = torch.zeros(B, dtype=torch.long, device=prefix.device)
+    tokens = []
+    for _ in range(max_length):
+        token = next_token(logits[:, -1], greedy, temperature, top_k, generator)
+        token = token.masked_fill(done, PAD)
+        tokens.append(token)
+        lengths = lengths + (~done).long()
+        done = done | (token == EOS)
+        if bool(done.all()):
+            break
+        logits, state = net.run(token[:, None], state)
+    net.train(was_training)
+    return Generated(torch.stack(tokens, dim=1), lengths)
+
+
+__all__ = [
+    "Generated",
+    "beam_search",
+    "generate",
+    "next_token",
+    "sample_language_model",
+]
