@@ -234,7 +234,7 @@ def _comparison_table(record: StudyRecord, summaries: list[stats.Summary], mode:
         lines.append(
             f"| {s.variant} | {s.n} | {_fmt(s.mean)} ± {_fmt(s.std)} "
             f"| [{_fmt(s.ci_low)}, {_fmt(s.ci_high)}] | {_fmt(baseline)} "
-            f"| {_fmt(s.mean / baseline, 3)} "
+            f"| {_fmt(s.mean / baseline, 3) if baseline else 'n/a'} "
             f"| {_fmt(best_trial.best_val) if best_trial else 'n/a'} | "
             + " | ".join(_short(c) for c in config)
             + " |"

@@ -8,6 +8,7 @@ A batch is a dict of tensors, batch-first:
 | `x_len` | (B,) int64 | true input lengths; equal to T for fixed-length tasks |
 | `y` | see below | the target |
 | `y_len` | (B,) int64, sequence targets only | true target lengths, the EOS included |
+| `x_parent` | (B, T) int64, tree tasks only | each token's parent position; -1: root, padding |
 
 `y` is (B, O) float32 for regression, (B,) int64 for classification, and (B, U) int64 token
 ids, padded with PAD, for sequence targets.

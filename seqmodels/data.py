@@ -1,23 +1,30 @@
 """DataModules that read prepared splits from the store, never from a generator.
 
 A prepared dataset is a directory with `train.npz`, `val.npz`, `test.npz` and `card.json`. Each
-split holds arrays `x` and `y`, and `x_len`/`y_len` where lengths vary. Batches follow the
-contract of `seqmodels.batch`. Reading only from the store means a trial works on any node that
-can reach it.
+split holds arrays `x` and `y`, and `x_len`/`y_len` where lengths vary (`x_parent` for trees).
+Batches follow the contract of `seqmodels.batch`. Reading only from the store means a trial works
+on any node that can reach it.
+
+Variable-length splits are stored padded to the split's longest example. A batch is cut back to
+its own longest example (`collate`), and training batches group similar lengths
+(`BucketBatchSampler`) so that little of each batch is padding.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from seqmodels.batch import Batch
 
 SPLITS = ("train", "val", "test")
+EVAL_BATCH = 1024
+X_KEYS = ("x", "x_parent")  # arrays padded along time to the input length
 
 
 class SplitDataset(Dataset):
@@ -35,6 +42,58 @@ class SplitDataset(Dataset):
     def __getitem__(self, index: int) -> Batch:
         return {key: value[index] for key, value in self.tensors.items()}
 
+    @property
+    def variable_length(self) -> bool:
+        """True when some input is shorter than the padded width."""
+        x_len = self.tensors["x_len"]
+        return bool(x_len.numel()) and int(x_len.min()) < self.tensors["x"].shape[1]
+
+
+def collate(items: list[Batch]) -> Batch:
+    """Stack items, then cut padded time axes to the batch's longest input and target."""
+    batch = {key: torch.stack([item[key] for item in items]) for key in items[0]}
+    width = int(batch["x_len"].max())
+    for key in X_KEYS:
+        if key in batch:
+            batch[key] = batch[key][:, :width]  # (B, T_batch, ...)
+    if "y_len" in batch:  # sequence targets: (B, U) -> (B, U_batch)
+        batch["y"] = batch["y"][:, : int(batch["y_len"].max())]
+    return batch
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Shuffled batches of similar input length, reproducible under `seed`.
+
+    Each epoch shuffles all indices, cuts them into pools of `pool_batches` batches, sorts each
+    pool by length and cuts it into batches, then shuffles the order of the batches. Sorting only
+    within a pool keeps batches random across the data while their padding stays small.
+    """
+
+    def __init__(
+        self, lengths: torch.Tensor, batch_size: int, seed: int, pool_batches: int = 50
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        if pool_batches < 1:
+            raise ValueError("pool_batches must be >= 1")
+        self.lengths = lengths
+        self.batch_size = batch_size
+        self.pool = batch_size * pool_batches
+        self.generator = torch.Generator().manual_seed(seed)  # advances epoch to epoch
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size) if len(self.lengths) else 0
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = torch.randperm(len(self.lengths), generator=self.generator)
+        batches: list[torch.Tensor] = []
+        for start in range(0, len(order), self.pool):
+            pool = order[start : start + self.pool]
+            pool = pool[torch.argsort(self.lengths[pool], stable=True)]
+            batches.extend(pool.split(self.batch_size))
+        for i in torch.randperm(len(batches), generator=self.generator).tolist():
+            yield batches[i].tolist()
+
 
 def load_split(root: str | Path, split: str) -> SplitDataset:
     """Load one split from a prepared dataset directory."""
@@ -43,13 +102,24 @@ def load_split(root: str | Path, split: str) -> SplitDataset:
 
 
 class NpzDataModule(L.LightningDataModule):
-    """Train/val/test loaders over a prepared dataset directory."""
+    """Train/val/test loaders over a prepared dataset directory.
 
-    def __init__(self, root: str | Path, batch_size: int = 64, seed: int = 0) -> None:
+    Args:
+        root: the prepared dataset's directory.
+        batch_size: training batch size.
+        seed: fixes the shuffle (and bucketing) order of training batches.
+        bucket: group similar lengths into training batches when the split's lengths vary;
+            fixed-length splits always shuffle plainly.
+    """
+
+    def __init__(
+        self, root: str | Path, batch_size: int = 64, seed: int = 0, bucket: bool = True
+    ) -> None:
         super().__init__()
         self.root = Path(root)
         self.batch_size = batch_size
         self.seed = seed
+        self.bucket = bucket
         self.datasets: dict[str, SplitDataset] = {}
 
     def setup(self, stage: str | None = None) -> None:
@@ -58,14 +128,22 @@ class NpzDataModule(L.LightningDataModule):
                 self.datasets[split] = load_split(self.root, split)
 
     def train_dataloader(self) -> DataLoader:
+        train = self.datasets["train"]
+        if self.bucket and train.variable_length:
+            sampler = BucketBatchSampler(train.tensors["x_len"], self.batch_size, self.seed)
+            return DataLoader(train, batch_sampler=sampler, collate_fn=collate)
         # A seeded generator keeps the shuffle order reproducible for a given trial seed.
         generator = torch.Generator().manual_seed(self.seed)
         return DataLoader(
-            self.datasets["train"], batch_size=self.batch_size, shuffle=True, generator=generator
+            train,
+            batch_size=self.batch_size,
+            shuffle=True,
+            generator=generator,
+            collate_fn=collate,
         )
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.datasets["val"], batch_size=1024)
+        return DataLoader(self.datasets["val"], batch_size=EVAL_BATCH, collate_fn=collate)
 
     def test_dataloader(self) -> DataLoader:
-        return DataLoader(self.datasets["test"], batch_size=1024)
+        return DataLoader(self.datasets["test"], batch_size=EVAL_BATCH, collate_fn=collate)

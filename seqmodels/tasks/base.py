@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 
+from seqmodels.errors import ConfigError
 from seqmodels.registry import Registry
 
-Split = dict[str, np.ndarray]  # {"x": (N, T, F), "y": (N, ...)}
+# One split's arrays, following `seqmodels.batch`: "x" and "y" always, "x_len"/"y_len" where
+# lengths vary or targets are sequences, and "x_parent" for tasks that carry a tree.
+Split = dict[str, np.ndarray]
+
+# Which LightningModule trains a task:
+#   regression      x (N, T, F) float32 -> y (N, O) float32, one output per sequence (fig 10.5);
+#   classification  x float32 or token ids -> y (N,) int64 class ids;
+#   seq2seq         x (N, S) token ids -> y (N, U) token ids ending in EOS, lengths x_len/y_len
+#                   (encoder-decoder, section 10.4);
+#   lm              x (N, T) token ids -> y (N, T) token ids, one target per input step
+#                   (design pattern 1): next-character prediction, or the copy task's
+#                   per-step classification.
+Family = Literal["regression", "classification", "seq2seq", "lm"]
+FAMILIES: tuple[str, ...] = get_args(Family)
 
 
 @dataclass(frozen=True)
@@ -19,10 +33,14 @@ class Task:
     Class variables:
         name: the name a spec uses.
         version: bump it whenever `generate` changes its output; it is part of the cache key.
-        family: which LightningModule trains it.
+        family: which LightningModule trains it (see `Family`).
         metric: the headline test metric.
+        metrics: every test metric the family reports for this task, the headline first.
         baseline: the published score of a trivial predictor on `metric`.
         baseline_note: what that baseline is, and where it was published.
+
+    Token tasks (`vocabulary` is not None) use the ids of `seqmodels.batch`: PAD, BOS, EOS, then
+    `vocabulary[i]` has id FIRST_SYMBOL + i. Their `input_size` is the number of ids.
     """
 
     options: Any = None
@@ -30,18 +48,28 @@ class Task:
     name: ClassVar[str]
     options_type: ClassVar[type]
     version: ClassVar[int]
-    family: ClassVar[Literal["regression"]]
+    family: ClassVar[Family]
     metric: ClassVar[str]
+    metrics: ClassVar[tuple[str, ...]] = ()
     baseline_note: ClassVar[str]
 
     @classmethod
     def from_options(cls, options: dict[str, object]) -> Task:
-        """Build the task from a spec's `task.options` (unknown keys raise TypeError)."""
+        """Build the task from a spec's `task.options` (unknown keys raise ConfigError)."""
+        known = [f.name for f in fields(cls.options_type)]
+        for key in options:
+            if key not in known:
+                raise ConfigError(key, f"unknown option; choose from: {', '.join(known)}")
         return cls(options=cls.options_type(**options))  # type: ignore[call-arg]
 
     @property
     def baseline(self) -> float:
         raise NotImplementedError
+
+    def baseline_on(self, splits: dict[str, Split]) -> float:
+        """The baseline on generated splits. Analytic baselines ignore them; measured ones
+        (majority class, unigram entropy, persistence) override this."""
+        return self.baseline
 
     @property
     def input_size(self) -> int:
@@ -50,6 +78,20 @@ class Task:
     @property
     def output_size(self) -> int:
         raise NotImplementedError
+
+    @property
+    def vocabulary(self) -> tuple[str, ...] | None:
+        """The symbols of a token task, in id order from FIRST_SYMBOL; None for real inputs."""
+        return None
+
+    def fingerprint(self) -> str | None:
+        """A hash of what the output depends on beyond options and seed (a user's file, the
+        Python version's standard library); None for pure generators. It joins the cache key."""
+        return None
+
+    def card_extras(self) -> dict[str, Any]:
+        """Task-specific facts for the data card (a permutation, a file list, a tree encoding)."""
+        return {}
 
     def generate(self, seed: int) -> dict[str, Split]:
         """Return {"train": split, "val": split, "test": split}, deterministic in `seed`."""

