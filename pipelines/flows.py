@@ -260,17 +260,21 @@ def evaluate_and_register(
     """Test the variant's best trial on the held-out split; log and register its network."""
     metrics, module = evaluate(outcome.config, dataset, outcome.checkpoint_dir)
     net = module.net.eval()
-    with np.load(Path(dataset.uri) / "test.npz") as test:
-        example = test["x"][:2]  # (2, T, F)
-    with torch.no_grad():
-        prediction = net(torch.from_numpy(example)).numpy()
+    example, signature = None, None
+    # A seq2seq network decodes step by step from (x, x_len): it has no one-tensor signature.
+    if dataset.family != "seq2seq":
+        with np.load(Path(dataset.uri) / "test.npz") as test:
+            example = test["x"][:2]  # (2, T, F) features or (2, T) token ids
+        with torch.no_grad():
+            prediction = net(torch.from_numpy(example)).numpy()
+        signature = infer_signature(example, prediction)
     name = f"{spec.name}-{outcome.variant}"
     with mlflow.start_run(run_id=outcome.run_id):
         mlflow.log_metrics(metrics)
         info = mlflow.pytorch.log_model(
             net,
             name="model",
-            signature=infer_signature(example, prediction),
+            signature=signature,
             input_example=example,
             registered_model_name=name,
             code_paths=[str(Path(seqmodels.__file__).parent)],

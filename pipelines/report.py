@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 from pipelines import stats
 
 # Metrics where larger is better; every other metric is minimised.
-MAXIMISED = frozenset({"acc", "accuracy", "seq_acc", "token_acc"})
+MAXIMISED = frozenset({"accuracy", "exact_match", "token_accuracy"})
 
 
 def metric_mode(metric: str) -> stats.Mode:

@@ -18,7 +18,7 @@ from torch import nn
 from pipelines.spec import MODEL_KEYS
 from pipelines.store import DatasetRef
 from seqmodels.data import NpzDataModule
-from seqmodels.lit import SequenceRegression
+from seqmodels.lit import FAMILIES
 from seqmodels.models import ModelConfig, build_model
 
 CHECKPOINT_FILE = "checkpoint"
@@ -31,10 +31,10 @@ def build_net(config: dict[str, Any], dataset: DatasetRef) -> nn.Module:
     return build_model(model, dataset.input_size, dataset.output_size)
 
 
-def build_module(config: dict[str, Any], dataset: DatasetRef) -> SequenceRegression:
-    """The LightningModule a trial config describes, freshly initialised."""
+def build_module(config: dict[str, Any], dataset: DatasetRef) -> L.LightningModule:
+    """The LightningModule of the dataset's family, around the network the config names."""
     net = build_net(config, dataset)
-    return SequenceRegression(net, lr=config["lr"], weight_decay=config["weight_decay"])
+    return FAMILIES[dataset.family](net, lr=config["lr"], weight_decay=config["weight_decay"])
 
 
 def make_trainer(config: dict[str, Any], callbacks: list[L.Callback] | None = None) -> L.Trainer:
@@ -111,11 +111,12 @@ def train_repeat(config: dict[str, Any], dataset: DatasetRef) -> None:
 
 def evaluate(
     config: dict[str, Any], dataset: DatasetRef, checkpoint_dir: str
-) -> tuple[dict[str, float], SequenceRegression]:
+) -> tuple[dict[str, float], L.LightningModule]:
     """Test metrics of a finished trial on the held-out split, and the trained module."""
     net = build_net(config, dataset)
     path = Path(checkpoint_dir) / CHECKPOINT_FILE
-    module = SequenceRegression.load_from_checkpoint(path, net=net, map_location="cpu")
+    family = FAMILIES[dataset.family]
+    module = family.load_from_checkpoint(path, net=net, map_location="cpu")
     data = NpzDataModule(dataset.uri, batch_size=config["batch_size"], seed=config["seed"])
     (metrics,) = make_trainer(config).test(module, datamodule=data, verbose=False)
     return {k: float(v) for k, v in metrics.items()}, module

@@ -5,10 +5,13 @@ train, validation and test; metric keys are namespaced (`train/loss`, `val/acc`,
 
 | module | network | y | test metrics |
 |---|---|---|---|
-| SequenceRegression | x -> (B, O) or (B, T, O) | float | test/mse, test/mae |
-| SequenceClassification | x -> (B, C) logits | (B,) int64 | test/acc |
-| Seq2Seq | (x, x_len, y) -> DecoderOutput | (B, U) ids | test/token_acc, test/seq_acc |
-| LanguageModel | ids (B, T) -> (B, T, V) logits | none: x | test/bpc, test/ppl |
+| SequenceRegression | x -> (B, O) or (B, T, O) | float | mse, mae |
+| SequenceClassification | x -> (B, C) logits | (B,) int64 | accuracy, cross_entropy |
+| Seq2Seq | (x, x_len, y) -> DecoderOutput | (B, U) ids | exact_match, token_accuracy, per, wer |
+| LanguageModel | ids (B, T) -> (B, T, V) | (B, T) ids | cross_entropy, bits_per_char, ... |
+
+The test metric names are the tasks' own (`Task.metrics`), so a study reads its headline metric
+as `test/<Task.metric>` whatever the family.
 """
 
 from __future__ import annotations
@@ -16,13 +19,17 @@ from __future__ import annotations
 import math
 
 import lightning as L
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from seqmodels.batch import PAD, Batch, mask
+from seqmodels.batch import EOS, PAD, Batch, mask
+from seqmodels.generate import generate
 from seqmodels.models.seq2seq import DecoderOutput
 from seqmodels.models.sequence import OutputRecurrent
+from seqmodels.tasks.common import sequence_metrics
+from seqmodels.tasks.g2p import error_rates
 
 
 class _Module(L.LightningModule):
@@ -89,8 +96,8 @@ class SequenceRegression(L.LightningModule):
 class SequenceClassification(_Module):
     """Trains a network that maps x to class logits (B, C) under cross-entropy.
 
-    Logs `train/loss`, `val/loss`, `val/acc`, `test/loss`, `test/acc`. Batches: `x`, `y` (B,)
-    int64 class ids.
+    Logs `train/loss`, `val/loss`, `{val,test}/accuracy`, `{val,test}/cross_entropy`.
+    Batches: `x`, `y` (B,) int64 class ids.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -107,15 +114,18 @@ class SequenceClassification(_Module):
         self.log("train/loss", loss, on_step=False, on_epoch=True)
         return loss
 
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+    def _evaluate(self, batch: Batch, split: str) -> None:
         loss, acc = self.model_step(batch)
-        self.log("val/loss", loss, on_step=False, on_epoch=True)
-        self.log("val/acc", acc, on_step=False, on_epoch=True)
+        if split == "val":
+            self.log("val/loss", loss, on_step=False, on_epoch=True)
+        self.log(f"{split}/cross_entropy", loss, on_step=False, on_epoch=True)
+        self.log(f"{split}/accuracy", acc, on_step=False, on_epoch=True)
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
-        loss, acc = self.model_step(batch)
-        self.log("test/loss", loss, on_step=False, on_epoch=True)
-        self.log("test/acc", acc, on_step=False, on_epoch=True)
+        self._evaluate(batch, "test")
 
 
 class Seq2Seq(_Module):
@@ -125,10 +135,16 @@ class Seq2Seq(_Module):
     network ends sequences that way (10.2.3), the stop output's binary cross-entropy (1 at the
     last token, y_len - 1) or the length output's cross-entropy against y_len.
 
-    Logs `train/loss`, `val/loss`, `{val,test}/token_acc` (over target tokens) and
-    `{val,test}/seq_acc` (exact match of the whole target under teacher forcing).
+    Logs `train/loss`, `val/loss` and `val/token_accuracy`, `val/exact_match` under teacher
+    forcing (cheap, for model selection). The test decodes greedily, free-running, and scores
+    what the model really produces: `test/exact_match`, `test/token_accuracy`, and the
+    edit-distance rates `test/per` (token error rate) and `test/wer` (share of sequences wrong).
     Batches: `x` (B, S), `x_len`, `y` (B, U) ending in EOS, `y_len`.
     """
+
+    def __init__(self, net: nn.Module, lr: float = 1e-3, weight_decay: float = 0.0) -> None:
+        super().__init__(net, lr, weight_decay)
+        self._decoded: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
     def forward(self, batch: Batch) -> DecoderOutput:
         return self.net(batch["x"], batch["x_len"], batch["y"])
@@ -158,66 +174,104 @@ class Seq2Seq(_Module):
         self.log("train/loss", loss, on_step=False, on_epoch=True)
         return loss
 
-    def _evaluate(self, batch: Batch, split: str) -> None:
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
         loss, token_acc, seq_acc, tokens = self.model_step(batch)
         B = batch["y"].shape[0]
-        self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, batch_size=B)
+        self.log("val/loss", loss, on_step=False, on_epoch=True, batch_size=B)
         # weighted by tokens, so the epoch's value is over all tokens, not a mean of batches
-        self.log(f"{split}/token_acc", token_acc, on_step=False, on_epoch=True, batch_size=tokens)
-        self.log(f"{split}/seq_acc", seq_acc, on_step=False, on_epoch=True, batch_size=B)
+        self.log("val/token_accuracy", token_acc, on_step=False, on_epoch=True, batch_size=tokens)
+        self.log("val/exact_match", seq_acc, on_step=False, on_epoch=True, batch_size=B)
 
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._evaluate(batch, "val")
+    def on_test_epoch_start(self) -> None:
+        self._decoded = []
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._evaluate(batch, "test")
+        out = generate(self.net, batch["x"], batch["x_len"], max_length=batch["y"].shape[1] + 5)
+        self._decoded.append(
+            (out.tokens.cpu().numpy(), batch["y"].cpu().numpy(), batch["y_len"].cpu().numpy())
+        )
+
+    def on_test_epoch_end(self) -> None:
+        width = max(max(p.shape[1], y.shape[1]) for p, y, _ in self._decoded)
+        pred = np.concatenate([_widen(p, width) for p, _, _ in self._decoded])
+        y = np.concatenate([_widen(t, width) for _, t, _ in self._decoded])
+        y_len = np.concatenate([n for _, _, n in self._decoded])
+        metrics = sequence_metrics(pred, y, y_len)
+        # Edit distances over the symbols alone: EOS and padding are not phonemes or letters.
+        symbols = [_symbols(row) for row in pred]
+        targets = [_symbols(row[:n]) for row, n in zip(y, y_len, strict=True)]
+        metrics |= error_rates(symbols, targets)
+        for key, value in metrics.items():
+            self.log(f"test/{key}", value)
+
+
+def _widen(ids: np.ndarray, width: int) -> np.ndarray:
+    out = np.full((ids.shape[0], width), PAD, dtype=np.int64)
+    out[:, : ids.shape[1]] = ids
+    return out
+
+
+def _symbols(ids: np.ndarray) -> list[int]:
+    """The ids before the first EOS, without padding."""
+    out = []
+    for token in ids.tolist():
+        if token == EOS:
+            break
+        if token != PAD:
+            out.append(token)
+    return out
 
 
 class LanguageModel(_Module):
-    """Next-token prediction on `x` (B, T) token ids: predict x(t+1) from x(1..t).
+    """Per-step token prediction: logits (B, T, V) for `x` (B, T), scored against `y` (B, T).
 
-    The network maps ids (B, T) to logits (B, T, V), e.g. `recurrent` with an `embedding_size`.
-    Positions beyond x_len - 1 are excluded. Logs `train/loss`, `val/loss` (nats per token),
-    `{val,test}/bpc` (bits per character: nats / ln 2) and `{val,test}/ppl` (perplexity, e to
-    the mean nats), both over all the epoch's tokens.
+    For character-level language modelling `y` is `x` shifted by one (predict x(t+1) from
+    x(1..t)); for the copy task it is the per-step target. Positions at or past `y_len` are
+    excluded. Logs `train/loss`, `val/loss` (nats per token) and, over all the epoch's tokens,
+    `{val,test}/cross_entropy` (nats), `/bits_per_char` (nats / ln 2), `/perplexity` (e to the
+    mean nats) and `/accuracy` (argmax right).
     """
 
     def __init__(self, net: nn.Module, lr: float = 1e-3, weight_decay: float = 0.0) -> None:
         super().__init__(net, lr, weight_decay)
-        self._nats = 0.0  # the epoch's summed negative log-likelihood, and its token count:
-        self._tokens = 0  # perplexity is exp of the mean, which a mean of batches is not
+        # Summed over the epoch: perplexity is exp of the mean nats, which a mean of batches is not.
+        self._nats, self._right, self._tokens = 0.0, 0, 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def model_step(self, batch: Batch) -> tuple[torch.Tensor, int]:
-        """The one step shared by train, validation and test: (mean nats per token, tokens)."""
-        x, x_len = batch["x"], batch["x_len"]
-        logits = self(x[:, :-1])  # (B, T-1, V): reads x(1..T-1), predicts x(2..T)
-        target = x[:, 1:]
-        valid = mask(x_len - 1, target.shape[1]) & (target != PAD)  # (B, T-1)
-        nats = F.cross_entropy(logits.transpose(1, 2), target, reduction="none")  # (B, T-1)
+    def model_step(self, batch: Batch) -> tuple[torch.Tensor, int, int]:
+        """The one step shared by train, validation and test: (mean nats, right, tokens)."""
+        logits = self(batch["x"])  # (B, T, V)
+        y = batch["y"]
+        valid = mask(batch["y_len"], y.shape[1]) & (y != PAD)  # (B, T)
+        nats = F.cross_entropy(logits.transpose(1, 2), y, reduction="none")  # (B, T)
         tokens = int(valid.sum())
-        return (nats * valid).sum() / max(tokens, 1), tokens
+        right = int(((logits.argmax(-1) == y) & valid).sum())
+        return (nats * valid).sum() / max(tokens, 1), right, tokens
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        loss, tokens = self.model_step(batch)
+        loss, _, tokens = self.model_step(batch)
         self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=tokens)
         return loss
 
     def _start(self) -> None:
-        self._nats, self._tokens = 0.0, 0
+        self._nats, self._right, self._tokens = 0.0, 0, 0
 
     def _accumulate(self, batch: Batch, split: str) -> None:
-        loss, tokens = self.model_step(batch)
-        self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, batch_size=tokens)
+        loss, right, tokens = self.model_step(batch)
+        if split == "val":
+            self.log("val/loss", loss, on_step=False, on_epoch=True, batch_size=tokens)
         self._nats += float(loss) * tokens
+        self._right += right
         self._tokens += tokens
 
     def _finish(self, split: str) -> None:
         nats = self._nats / max(self._tokens, 1)
-        self.log(f"{split}/bpc", nats / math.log(2))
-        self.log(f"{split}/ppl", math.exp(nats))
+        self.log(f"{split}/cross_entropy", nats)
+        self.log(f"{split}/bits_per_char", nats / math.log(2))
+        self.log(f"{split}/perplexity", math.exp(nats))
+        self.log(f"{split}/accuracy", self._right / max(self._tokens, 1))
 
     def on_validation_epoch_start(self) -> None:
         self._start()
@@ -236,3 +290,11 @@ class LanguageModel(_Module):
 
     def on_test_epoch_end(self) -> None:
         self._finish("test")
+
+
+FAMILIES: dict[str, type[L.LightningModule]] = {
+    "regression": SequenceRegression,
+    "classification": SequenceClassification,
+    "seq2seq": Seq2Seq,
+    "lm": LanguageModel,
+}

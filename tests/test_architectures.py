@@ -584,9 +584,12 @@ def test_sequence_classification_logs_accuracy() -> None:
     batch = {"x": torch.randn(6, 5, 3), "x_len": torch.full((6,), 5), "y": torch.arange(6) % 4}
     t = trainer(limit_val_batches=1)
     t.fit(module, loader(batch), loader(batch, 1))
-    assert {"train/loss", "val/acc", "val/loss"} <= t.callback_metrics.keys()
+    assert {"train/loss", "val/accuracy", "val/loss"} <= t.callback_metrics.keys()
     (metrics,) = t.test(module, loader(batch), verbose=False)
-    assert 0.0 <= metrics["test/acc"] <= 1.0
+    assert 0.0 <= metrics["test/accuracy"] <= 1.0
+    loss, acc = module.model_step(batch)
+    assert metrics["test/cross_entropy"] == pytest.approx(float(loss), rel=1e-5)
+    assert metrics["test/accuracy"] == pytest.approx(float(acc))
 
 
 def test_seq2seq_logs_token_and_sequence_accuracy() -> None:
@@ -595,9 +598,26 @@ def test_seq2seq_logs_token_and_sequence_accuracy() -> None:
     t = trainer()
     t.fit(module, loader(batch))
     (metrics,) = t.test(module, loader(batch), verbose=False)
-    assert 0.0 <= metrics["test/seq_acc"] <= metrics["test/token_acc"] <= 1.0
+    assert 0.0 <= metrics["test/exact_match"] <= metrics["test/token_accuracy"] <= 1.0
+    assert 0.0 <= metrics["test/per"] and 0.0 <= metrics["test/wer"] <= 1.0
     _, token_acc, seq_acc, tokens = module.model_step(batch)
     assert tokens == int(batch["y_len"].sum())
+
+
+def test_seq2seq_test_scores_free_running_decoding() -> None:
+    net = seq2seq_net("eos")
+    batch = token_batch(2, 4, 3)
+    batch["y_len"] = torch.tensor([3, 1])
+    batch["y"] = torch.tensor([[4, 5, EOS], [EOS, PAD, PAD]])
+    with torch.no_grad():  # a network that always says EOS first: decodes to empty sequences
+        net.out.weight.zero_()
+        net.out.bias.fill_(-10.0)
+        net.out.bias[EOS] = 10.0
+    (metrics,) = trainer().test(Seq2Seq(net), loader(batch, 1), verbose=False)
+    assert metrics["test/exact_match"] == pytest.approx(1 / 2)  # the empty target is right
+    assert metrics["test/token_accuracy"] == pytest.approx(1 / 4)  # only the lone EOS right
+    assert metrics["test/wer"] == pytest.approx(1 / 2)
+    assert metrics["test/per"] == pytest.approx(2 / 2)  # two symbols deleted of two
 
 
 def test_seq2seq_accuracy_counts_only_target_tokens() -> None:
@@ -619,13 +639,17 @@ def test_language_model_bpc_and_perplexity() -> None:
     module = LanguageModel(net)
     x = torch.randint(FIRST_SYMBOL, 9, (4, 6))
     x[:, 0] = BOS
-    batch = {"x": x, "x_len": torch.tensor([6, 6, 4, 2])}
-    loss, tokens = module.model_step(batch)
-    assert tokens == 5 + 5 + 3 + 1
+    y = torch.roll(x, -1, dims=1)  # next-token targets
+    y_len = torch.tensor([5, 5, 3, 1])
+    y[torch.arange(6)[None, :] >= y_len[:, None]] = PAD
+    batch = {"x": x, "x_len": y_len + 1, "y": y, "y_len": y_len}
+    loss, right, tokens = module.model_step(batch)
+    assert tokens == 5 + 5 + 3 + 1 and 0 <= right <= tokens
     (metrics,) = trainer().test(module, loader(batch), verbose=False)
-    assert metrics["test/bpc"] == pytest.approx(float(loss) / math.log(2), rel=1e-4)
-    assert metrics["test/ppl"] == pytest.approx(math.exp(float(loss)), rel=1e-4)
-    assert metrics["test/ppl"] > 1.0
+    assert metrics["test/cross_entropy"] == pytest.approx(float(loss), rel=1e-4)
+    assert metrics["test/bits_per_char"] == pytest.approx(float(loss) / math.log(2), rel=1e-4)
+    assert metrics["test/perplexity"] == pytest.approx(math.exp(float(loss)), rel=1e-4)
+    assert metrics["test/accuracy"] == pytest.approx(right / tokens)
 
 
 def test_sequence_regression_teacher_forces_output_recurrent_nets() -> None:
