@@ -90,7 +90,7 @@ def _run(args: argparse.Namespace) -> int:
         "time: "
         + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in phases.items())
         + f"; total {total:.1f}s, of which training {result.train_seconds:.1f}s "
-        f"(summed over trials) and orchestration {overhead:.1f}s"
+        f"(summed over trials and repeats) and orchestration {overhead:.1f}s"
     )
     print(f"MLflow parent run {result.parent_run_id} in experiment {spec.name!r}. To browse it:")
     print(f"  {_ui_command()}")

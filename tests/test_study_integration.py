@@ -8,8 +8,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -266,6 +271,45 @@ def test_prefect_recorded_the_flow_and_caches_the_data(study: dict) -> None:
     states = [state for _, state in found["flows"]]
     assert states.count("Completed") >= 1, found["flows"]  # run_study itself, on the same API
     assert "smoke-report" in found["artifacts"]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_printed_mlflow_ui_command_serves_the_study(study: dict) -> None:
+    line = next(line.strip() for line in study["result"].stdout.splitlines() if "mlflow ui" in line)
+    command = shlex.split(line.split("#")[0])
+    assert command[:2] == ["mlflow", "ui"]
+    port = _free_port()
+    command[command.index("--port") + 1] = str(port)
+    mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
+    server = subprocess.Popen(
+        [mlflow_bin, *command[1:], "--host", "127.0.0.1"],
+        cwd=ROOT,
+        env=study["env"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name?experiment_name={STUDY}"
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as answer:
+                    found = json.load(answer)
+                break
+            except OSError:
+                assert server.poll() is None, "the MLflow UI exited"
+                assert time.monotonic() < deadline, "the MLflow UI did not answer in 90 s"
+                time.sleep(0.5)
+        assert found["experiment"]["name"] == STUDY
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # the server and its workers, by our own PID
+        server.wait(timeout=30)
 
 
 def test_dry_run_starts_nothing(home: Path) -> None:
