@@ -27,13 +27,21 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.context import TaskRunContext
 from prefect.runtime import flow_run
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import (
+    ASHAScheduler,
+    FIFOScheduler,
+    HyperBandScheduler,
+    PopulationBasedTraining,
+    TrialScheduler,
+)
+from ray.tune.search import ConcurrencyLimiter, Searcher
+from ray.tune.search.optuna import OptunaSearch
 
 import seqmodels
 from pipelines import report, settings, store, tracking
 from pipelines.progress import Progress
 from pipelines.report import Report
-from pipelines.spec import Distribution, StudySpec
+from pipelines.spec import PERTURBABLE, Distribution, StudySpec
 from pipelines.store import DatasetRef
 from pipelines.trainable import evaluate, train_repeat, train_trial
 
@@ -112,8 +120,21 @@ def prepare_data(task_name: str, options: dict[str, Any], seed: int, root: str) 
 
 
 def search_space(spec: StudySpec) -> dict[str, Any]:
-    """The spec's nuisance space as Ray Tune sampling objects."""
+    """The spec's nuisance space as Ray Tune sampling objects (grid: every combination)."""
+    if spec.search.algorithm == "grid":
+        return {key: tune.grid_search(dist.args) for key, dist in spec.search.space.items()}
     return {key: _sampler(dist) for key, dist in spec.search.space.items()}
+
+
+def search_algorithm(spec: StudySpec) -> Searcher | None:
+    """Optuna's TPE where asked; otherwise Tune's own random and grid generator (None)."""
+    if spec.search.algorithm != "optuna":
+        return None
+    searcher: Searcher = OptunaSearch(metric=METRIC, mode=MODE, seed=spec.fixed.seed)
+    if spec.search.max_concurrent:
+        # TPE proposes from finished results: cap how many run on stale information.
+        searcher = ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent)
+    return searcher
 
 
 def _sampler(dist: Distribution) -> Any:
@@ -131,15 +152,34 @@ def _sampler(dist: Distribution) -> Any:
 
 
 def scheduler(spec: StudySpec) -> TrialScheduler:
-    s = spec.search.scheduler
-    if s.name == "asha":
-        return ASHAScheduler(
-            time_attr="training_iteration",
-            max_t=spec.fixed.max_epochs,
-            grace_period=min(s.grace_period, spec.fixed.max_epochs),
-            reduction_factor=s.reduction_factor,
-        )
+    s, max_t = spec.search.scheduler, spec.fixed.max_epochs
+    match s.name:
+        case "asha":
+            return ASHAScheduler(
+                time_attr="training_iteration",
+                max_t=max_t,
+                grace_period=min(s.grace_period, max_t),
+                reduction_factor=s.reduction_factor,
+            )
+        case "hyperband":
+            return HyperBandScheduler(
+                time_attr="training_iteration", max_t=max_t, reduction_factor=s.reduction_factor
+            )
+        case "pbt":
+            space = search_space(spec)
+            return PopulationBasedTraining(
+                time_attr="training_iteration",
+                perturbation_interval=s.perturbation_interval,
+                hyperparam_mutations={k: v for k, v in space.items() if k in PERTURBABLE},
+                synch=False,
+            )
     return FIFOScheduler()
+
+
+def keep_checkpoints(spec: StudySpec) -> int:
+    """The spec's best-N, but at least 4 under PBT: exploiting trials restore others' files."""
+    keep = spec.search.keep_checkpoints
+    return max(keep, 4) if spec.search.scheduler.name == "pbt" else keep
 
 
 @task(name="tune-variant")
@@ -159,8 +199,10 @@ def tune_variant(
         tune_config=tune.TuneConfig(
             metric=METRIC,
             mode=MODE,
-            num_samples=trials,
+            # a grid enumerates its trials itself; the spec checked they match the budget
+            num_samples=1 if spec.search.algorithm == "grid" else trials,
             scheduler=scheduler(spec),
+            search_alg=search_algorithm(spec),
             max_concurrent_trials=spec.search.max_concurrent,
         ),
         run_config=tune.RunConfig(
@@ -168,7 +210,9 @@ def tune_variant(
             storage_path=str(settings.seqlab_home() / "ray_results"),
             callbacks=[runs, Progress(variant, trials, METRIC, spec.fixed.max_epochs)],
             checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=2, checkpoint_score_attribute=METRIC, checkpoint_score_order=MODE
+                num_to_keep=keep_checkpoints(spec),
+                checkpoint_score_attribute=METRIC,
+                checkpoint_score_order=MODE,
             ),
             failure_config=tune.FailureConfig(max_failures=1),
             verbose=0,

@@ -20,13 +20,15 @@ class Progress(Callback):
         total: int,
         metric: str,
         max_epochs: int,
-        out: TextIO = sys.stdout,
+        out: TextIO | None = None,
         every_s: float = 15.0,
     ) -> None:
         self.variant = variant
         self.total = total
         self.metric = metric
         self.max_epochs = max_epochs
+        # None: whatever sys.stdout is at print time. Tune pickles its callbacks with the
+        # experiment state, and a captured or redirected stream may not pickle.
         self.out = out
         self.every_s = every_s  # a heartbeat line at most this often while trials run
         self.last_line = time.monotonic()
@@ -79,7 +81,7 @@ class Progress(Callback):
         self._say(f"trial {self.numbers.get(trial.trial_id, '?')}/{self.total} FAILED")
 
     def _say(self, line: str) -> None:
-        print(f"[{self.variant}] {line}", file=self.out, flush=True)
+        print(f"[{self.variant}] {line}", file=self.out or sys.stdout, flush=True)
         self.last_line = time.monotonic()
 
 

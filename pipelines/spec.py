@@ -66,6 +66,8 @@ class TrainConfig(BaseModel):
 MODEL_KEYS = frozenset(f.name for f in dataclasses.fields(ModelConfig))
 TRAIN_KEYS = frozenset(TrainConfig.model_fields)
 HYPERPARAMETERS = sorted(MODEL_KEYS | TRAIN_KEYS)
+# What population-based training may change in a running trial: never the network's shape.
+PERTURBABLE = frozenset({"lr", "weight_decay", "grad_clip", "batch_size"})
 SCIENTIFIC = frozenset(  # what a variant is; never searched
     {"architecture", "cell", "cell_options", "arch_options", "bidirectional"}
 )
@@ -127,13 +129,20 @@ class Distribution(BaseModel):
 
 
 class SchedulerSpec(BaseModel):
-    """Early stopping across the trials of one variant."""
+    """How the trials of one variant share their budget.
+
+    `fifo` runs every trial to the end; `asha` and `hyperband` stop the worse trials early
+    (`grace_period`, `reduction_factor`); `pbt` (population-based training) copies the weights of
+    better trials into worse ones every `perturbation_interval` epochs and perturbs their
+    continuous hyperparameters, restoring each from its checkpoint.
+    """
 
     model_config = _STRICT
 
-    name: Literal["fifo", "asha"] = "asha"
+    name: Literal["fifo", "asha", "hyperband", "pbt"] = "asha"
     grace_period: int = Field(1, ge=1, description="epochs before a trial may be stopped")
     reduction_factor: float = Field(3.0, gt=1)
+    perturbation_interval: int = Field(2, ge=1, description="pbt: epochs between exploits")
 
 
 class SearchSpec(BaseModel):
@@ -144,8 +153,13 @@ class SearchSpec(BaseModel):
     space: dict[str, Distribution] = Field(default_factory=dict)
     trials_per_variant: int = Field(3, ge=1)
     scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
-    algorithm: Literal["random"] = "random"
+    algorithm: Literal["random", "grid", "optuna"] = Field(
+        "random",
+        description="random sampling; grid: every combination of `choice` values, once; "
+        "optuna: Optuna's TPE, which proposes each trial from the results so far",
+    )
     max_concurrent: int | None = Field(None, ge=1)
+    keep_checkpoints: int = Field(2, ge=1, description="best checkpoints kept per trial")
 
     @field_validator("space")
     @classmethod
@@ -157,6 +171,32 @@ class SearchSpec(BaseModel):
                 searchable = ", ".join(k for k in HYPERPARAMETERS if k not in SCIENTIFIC)
                 raise ConfigError(key, f"unknown hyperparameter; choose from: {searchable}")
         return space
+
+    @model_validator(mode="after")
+    def _pbt_has_something_to_perturb(self) -> SearchSpec:
+        if self.scheduler.name == "pbt" and not set(self.space) & PERTURBABLE:
+            raise ConfigError(
+                "scheduler.name",
+                "pbt perturbs training hyperparameters while trials run: search at least one "
+                f"of {', '.join(sorted(PERTURBABLE))}",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _grid_is_the_budget(self) -> SearchSpec:
+        if self.algorithm != "grid":
+            return self
+        points = 1
+        for key, dist in self.space.items():
+            if dist.kind != "choice":
+                raise ConfigError(f"space.{key}", "grid search enumerates `choice` values only")
+            points *= len(dist.args)
+        if points != self.trials_per_variant:
+            raise ConfigError(
+                "trials_per_variant",
+                f"grid search runs every combination once: set it to {points}",
+            )
+        return self
 
 
 class Resources(BaseModel):
@@ -237,6 +277,24 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>") -> StudySpec:
     """Validate a spec already read into a dict."""
     try:
         return StudySpec.model_validate(raw)
+    except ValidationError as err:
+        raise _spec_error(source, err) from None
+
+
+@cache
+def _task_section() -> type[BaseModel]:
+    """A model holding only a spec's `task`, so its errors read `task.<field>` as in a spec."""
+    return create_model("TaskSection", __config__=_STRICT, task=(_task_union(), ...))
+
+
+def parse_task(raw: dict[str, Any], source: str = "<task>") -> Any:
+    """Validate a spec's `task` section alone (`name`, `options`, `seed`), exactly as a spec would.
+
+    Returns the task's validated model: `.name`, `.options` (the task's options dataclass, defaults
+    filled in) and `.seed`. Raises SpecError naming `task.<field>` on any mistake.
+    """
+    try:
+        return _task_section().model_validate({"task": raw}).task
     except ValidationError as err:
         raise _spec_error(source, err) from None
 

@@ -55,6 +55,24 @@ def make_trainer(config: dict[str, Any], callbacks: list[L.Callback] | None = No
     )
 
 
+class ApplyConfig(L.Callback):
+    """Sets the config's learning rate and weight decay on the optimizer when training starts.
+
+    A trial restored from a checkpoint gets the optimizer state saved in it, learning rate
+    included. Under population-based training the config that resumes it carries a perturbed
+    learning rate, and the config must win.
+    """
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        for optimizer in trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = self.config["lr"]
+                group["weight_decay"] = self.config["weight_decay"]
+
+
 def train_trial(config: dict[str, Any], dataset: DatasetRef) -> None:
     """Train one trial, reporting `train/loss` and `val/loss` and a checkpoint every epoch."""
     L.seed_everything(config["seed"], workers=True, verbose=False)
@@ -64,7 +82,7 @@ def train_trial(config: dict[str, Any], dataset: DatasetRef) -> None:
     report = TuneReportCheckpointCallback(
         metrics=REPORTED, filename=CHECKPOINT_FILE, on="train_epoch_end"
     )
-    trainer = make_trainer(config, [report])
+    trainer = make_trainer(config, [report, ApplyConfig(config)])
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         trainer.fit(module, datamodule=data)

@@ -1,0 +1,130 @@
+"""Search algorithms and schedulers: the wiring of each option, and real tiny runs on Ray."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipelines.spec import SpecError, StudySpec, parse_spec
+
+BASE: dict[str, Any] = {
+    "name": "search",
+    "task": {"name": "adding", "options": {"length": 6, "n_train": 64, "n_val": 32, "n_test": 32}},
+    "variants": {"rnn": {"cell": "tanh", "hidden_size": 4}},
+    "fixed": {"max_epochs": 4, "batch_size": 32},
+    "seeds": 1,
+}
+
+
+def _spec(**search: Any) -> StudySpec:
+    return parse_spec({**BASE, "search": search})
+
+
+@pytest.fixture(scope="module")
+def flows(tmp_path_factory: pytest.TempPathFactory):
+    """pipelines.flows, imported with a private SEQLAB_HOME (Prefect reads it at import)."""
+    os.environ["SEQLAB_HOME"] = str(tmp_path_factory.mktemp("search") / "home")
+    from pipelines import settings
+
+    settings.configure_environment()
+    from pipelines import flows
+
+    return flows
+
+
+def test_random_search_samples_trials_per_variant(flows) -> None:
+    from ray.tune.search.sample import Float
+
+    spec = _spec(space={"lr": {"loguniform": [1e-3, 1e-1]}}, trials_per_variant=5)
+    assert isinstance(flows.search_space(spec)["lr"], Float)
+    assert flows.search_algorithm(spec) is None  # Tune's own random generator
+
+
+def test_grid_enumerates_every_combination(flows) -> None:
+    spec = _spec(
+        algorithm="grid",
+        space={"lr": {"choice": [0.01, 0.1]}, "hidden_size": {"choice": [4, 8, 16]}},
+        trials_per_variant=6,
+    )
+    space = flows.search_space(spec)
+    assert space["lr"] == {"grid_search": [0.01, 0.1]}
+    assert space["hidden_size"] == {"grid_search": [4, 8, 16]}
+    with pytest.raises(SpecError, match="set it to 6"):
+        parse_spec({**BASE, "search": {**spec.search.model_dump(), "trials_per_variant": 5}})
+
+
+def test_optuna_is_tpe_behind_a_concurrency_cap(flows) -> None:
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    plain = flows.search_algorithm(
+        _spec(algorithm="optuna", space={"lr": {"uniform": [0.01, 0.1]}})
+    )
+    assert isinstance(plain, OptunaSearch)
+    capped = flows.search_algorithm(
+        _spec(algorithm="optuna", space={"lr": {"uniform": [0.01, 0.1]}}, max_concurrent=2)
+    )
+    assert isinstance(capped, ConcurrencyLimiter) and capped.max_concurrent == 2
+
+
+@pytest.mark.parametrize(
+    "name,kind",
+    [
+        ("fifo", "FIFOScheduler"),
+        ("asha", "AsyncHyperBandScheduler"),
+        ("hyperband", "HyperBandScheduler"),
+        ("pbt", "PopulationBasedTraining"),
+    ],
+)
+def test_each_scheduler(flows, name: str, kind: str) -> None:
+    spec = _spec(
+        scheduler={"name": name, "grace_period": 2, "perturbation_interval": 2},
+        space={"lr": {"loguniform": [1e-3, 1e-1]}, "hidden_size": {"choice": [4, 8]}},
+    )
+    built = flows.scheduler(spec)
+    assert type(built).__name__ == kind
+    if name == "asha":
+        assert built._max_t == 4 and built._time_attr == "training_iteration"
+    if name == "pbt":
+        # the network's shape is never perturbed: a restored checkpoint must still fit
+        assert set(built._hyperparam_mutations) == {"lr"}
+
+
+def test_pbt_needs_a_training_hyperparameter_to_perturb() -> None:
+    with pytest.raises(SpecError, match="search.scheduler.name: pbt perturbs"):
+        _spec(scheduler={"name": "pbt"}, space={"hidden_size": {"choice": [4, 8]}})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "search",
+    [
+        {"algorithm": "optuna", "scheduler": {"name": "hyperband"}},
+        {"scheduler": {"name": "pbt", "perturbation_interval": 1}},
+    ],
+    ids=["optuna-hyperband", "pbt"],
+)
+def test_real_search_on_local_ray(flows, tmp_path: Path, search: dict[str, Any]) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from pipelines import settings, store, tracking
+
+    spec = _spec(**search, space={"lr": {"loguniform": [1e-3, 1e-1]}}, trials_per_variant=3)
+    dataset = store.prepare("adding", spec.task.options.__dict__, 0, settings.seqlab_home())
+    client: MlflowClient = tracking.client()
+    experiment_id = tracking.ensure_experiment(client, f"search-{tmp_path.name}")
+    parent = client.create_run(experiment_id, tags={"kind": "study"}).info.run_id
+    with flows.ray_session():
+        outcome = flows.tune_variant.fn(spec, "rnn", dataset, experiment_id, parent)
+    assert outcome.trials == 3 and outcome.failed == 0
+    assert math.isfinite(outcome.best_val)
+    assert Path(outcome.checkpoint_dir, "checkpoint").is_file()
+    children = client.search_runs(
+        [experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}'"
+    )
+    assert len(children) == 3
+    assert all(c.info.status == "FINISHED" for c in children)
