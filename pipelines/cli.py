@@ -32,8 +32,40 @@ def main(argv: list[str] | None = None) -> int:
     rebuild.add_argument(
         "--out", help="folder for report.md and plots/ (default: $SEQLAB_HOME/reports/STUDY)"
     )
+    listing = commands.add_parser(
+        "tasks", help="list the tasks: family, metrics, baseline and options"
+    )
+    listing.add_argument("--json", action="store_true", help="print a machine-readable list")
+    zoo = commands.add_parser(
+        "models", help="list the cells and architectures a variant can name, with book references"
+    )
+    zoo.add_argument("--json", action="store_true", help="print a machine-readable list")
+    data = commands.add_parser("data", help="prepare datasets in the store")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
+    prepare = data_commands.add_parser(
+        "prepare", help="prepare a task's dataset in the store (cached by content)"
+    )
+    prepare.add_argument("task", help="a task name, e.g. adding (`seqlab tasks` lists them)")
+    prepare.add_argument(
+        "--set",
+        dest="options",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a task option, repeatable; the value reads as YAML: length=50, permuted=true",
+    )
+    prepare.add_argument("--seed", default="0", help="seed of data generation (default: 0)")
+    prepare.add_argument("--json", action="store_true", help="print the reference as JSON")
     args = parser.parse_args(argv)
-    return {"run": _run, "validate": _validate, "report": _report}[args.command](args)
+    handlers = {
+        "run": _run,
+        "validate": _validate,
+        "report": _report,
+        "tasks": _tasks,
+        "models": _models,
+        "data": _data,
+    }
+    return handlers[args.command](args)
 
 
 def _load(path: str):
@@ -76,7 +108,13 @@ def _run(args: argparse.Namespace) -> int:
 
     imported = time.perf_counter()
     called_at = time.time()
-    result = run_study(spec, source=args.spec)
+    try:
+        result = run_study(spec, source=args.spec)
+    except BaseException as err:
+        if not _interrupted(err):
+            raise
+        print(f"seqlab: interrupted: study {spec.name!r}; its runs end KILLED", file=sys.stderr)
+        return 130
     total = time.perf_counter() - started
     print()
     print(result.table)
@@ -123,6 +161,251 @@ def _report(args: argparse.Namespace) -> int:
     print(built.markdown)
     print(f"written to {out / 'report.md'} and {out / 'plots'}/")
     return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    import json
+
+    from seqmodels.catalogue import catalogue  # seqmodels only: no ray, prefect or mlflow
+
+    entries = catalogue()
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return 0
+    for kind in ("cell", "architecture"):
+        print(f"{kind}s (a variant's `{kind}`):")
+        for entry in (e for e in entries if e["kind"] == kind):
+            print(f"  {entry['name']}: {entry['summary']} [{entry['book']}]")
+            for option in entry["options"]:
+                choices = f" one of {option['choices']}" if option.get("choices") else ""
+                print(f"      {option['name']}: {option['type']} = {option['default']!r}{choices}")
+    return 0
+
+
+def _tasks(args: argparse.Namespace) -> int:
+    import json
+
+    from seqmodels.tasks import TASKS  # seqmodels only: no ray, prefect or mlflow
+
+    rows = [_describe_task(TASKS.get(name)) for name in TASKS.names()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        print(f"{row['name']} ({row['family']}): {row['description']}")
+        others = [m for m in row["metrics"] if m != row["metric"]]
+        also = f" (also {', '.join(others)})" if others else ""
+        print(f"  metric: {row['metric']}{also}")
+        print(f"  baseline: {row['baseline_note']}")
+        print("  options:")
+        for option in row["options"]:
+            default = "required" if option["required"] else json.dumps(option["default"])
+            print(f"    {option['name']}: {option['type']} = {default}")
+    return 0
+
+
+def _describe_task(task: type) -> dict:
+    """A registered task's public facts, read from its class: no data is touched."""
+    import dataclasses
+
+    from seqmodels.errors import ConfigError
+
+    try:  # a default that the options refuse (a user task's empty `path`) must be given
+        task.options_type()
+        refused = ""
+    except ConfigError as err:
+        refused = err.field
+    options = []
+    for f in dataclasses.fields(task.options_type):
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        required = required or f.name == refused
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = None
+        options.append(
+            {
+                "name": f.name,
+                "type": f.type if isinstance(f.type, str) else getattr(f.type, "__name__", ""),
+                "default": list(default) if isinstance(default, tuple) else default,
+                "required": required,
+            }
+        )
+    return {
+        "name": task.name,
+        "family": task.family,
+        "metric": task.metric,
+        "metrics": list(task.metrics or (task.metric,)),
+        "baseline_note": task.baseline_note,
+        "version": task.version,
+        "description": " ".join((task.__doc__ or "").strip().split("\n\n")[0].split()),
+        "options": options,
+    }
+
+
+def _data(args: argparse.Namespace) -> int:
+    return {"prepare": _data_prepare}[args.data_command](args)
+
+
+def _data_prepare(args: argparse.Namespace) -> int:
+    from pipelines.spec import SpecError, parse_task
+    from seqmodels.errors import ConfigError
+
+    given: dict[str, str] = {}  # option -> the `--set` item that gave it, to name it in errors
+    options: dict[str, object] = {}
+    for item in args.options:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            return _user_error(
+                f"--set {item}", "task.options", "expected KEY=VALUE, e.g. length=50"
+            )
+        try:
+            options[key] = _yaml_value(text)
+        except ValueError as err:
+            return _user_error(f"--set {item}", f"task.options.{key}", str(err))
+        given[key] = f"--set {item}"
+    try:
+        seed = _yaml_value(args.seed)
+    except ValueError as err:
+        return _user_error(f"--seed {args.seed}", "task.seed", str(err))
+    inputs = {"task.name": args.task, "task.seed": f"--seed {args.seed}"}
+    inputs |= {f"task.options.{key}": item for key, item in given.items()}
+    try:
+        section = parse_task({"name": args.task, "options": options, "seed": seed})
+    except SpecError as err:
+        return _user_error(inputs.get(err.field, args.task), err.field, err.message)
+    # Every field filled in, exactly as `run_study` passes `spec.task.options`: same cache key.
+    options = dict(section.options.__dict__)
+    try:
+        cached = _check_data(section.name, options, section.seed)
+    except ConfigError as err:
+        return _data_error(err, options, inputs, args.task)
+
+    settings.configure_environment()
+    from pipelines.data_flows import prepare_data_flow  # prefect, and the flows' imports
+
+    with _DropConsoleRecords(ConfigError):
+        try:
+            ref = prepare_data_flow(
+                section.name, options, section.seed, str(settings.seqlab_home())
+            )
+        except ConfigError as err:  # found only while generating, e.g. too few rows to split
+            return _data_error(err, options, inputs, args.task)
+    _print_dataset(ref, cached, args.json)
+    return 0
+
+
+def _yaml_value(text: str) -> object:
+    """A `--set` value read as YAML: `50` is an int, `true` a bool, `[a, b]` a list."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise ValueError(f"not a YAML value: {problem}") from None
+
+
+def _check_data(task_name: str, options: dict, seed: int) -> bool:
+    """Read the task's source data now, so that a bad user file fails before Prefect starts.
+
+    Returns whether the store already holds the dataset. Raises ConfigError on bad data.
+    """
+    from pipelines import store
+
+    digest = store.dataset_digest(task_name, options, seed)  # reads a user's file to hash it
+    cached = (settings.seqlab_home() / "data" / f"{task_name}-{digest}" / "card.json").exists()
+    if not cached:
+        # Sizes and vocabulary parse the data (CSV cells, JSONL records) and are cached on the
+        # task where they are costly; the generator may still refuse what only it can check.
+        task = store.build_task(task_name, options)
+        _ = (task.input_size, task.output_size, task.vocabulary)
+    return cached
+
+
+def _data_error(err: Exception, options: dict, inputs: dict[str, str], task_name: str) -> int:
+    """A generator's ConfigError as one line that names the user's file, or the option."""
+    field = f"task.options.{err.field}"
+    source = inputs.get(field, task_name)
+    if err.field == "path" and options.get("path"):
+        source = str(options["path"])
+    return _user_error(source, field, str(err))
+
+
+def _user_error(source: str, field: str, message: str) -> int:
+    print(f"seqlab: error: {source}: {field}: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+class _DropConsoleRecords:
+    """While active, Prefect's console logging drops records about one exception type.
+
+    A user's mistake that only the generator can see fails inside the flow. Prefect would log
+    it with a traceback; the CLI prints it as one line instead. Other records still show.
+    """
+
+    def __init__(self, kind: type[BaseException]) -> None:
+        self.kind = kind
+        self.handlers: list = []
+
+    def filter(self, record) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, self.kind) and self.kind.__name__ not in record.getMessage()
+
+    def __enter__(self) -> _DropConsoleRecords:
+        import logging
+
+        names = ("", "prefect", "prefect.flow_runs", "prefect.task_runs")
+        # Console handlers only: Prefect's API handler still records the failure for its UI.
+        self.handlers = [
+            handler
+            for name in names
+            for handler in logging.getLogger(name).handlers
+            if isinstance(handler, logging.StreamHandler)
+        ]
+        for handler in self.handlers:
+            handler.addFilter(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handler in self.handlers:
+            handler.removeFilter(self)
+
+
+def _print_dataset(ref, cached: bool, as_json: bool) -> None:
+    import json
+    from pathlib import Path
+
+    card = Path(ref.uri, "card.json")
+    note = json.loads(card.read_text())["baseline"]["note"] if card.exists() else ""
+    if as_json:
+        print(json.dumps({**ref.model_dump(), "baseline_note": note, "cached": cached}, indent=2))
+        return
+    sizes = ", ".join(f"{split} {size}" for split, size in ref.sizes.items())
+    print(f"{ref.task}: {'found in the store' if cached else 'prepared'}")
+    print(f"  uri:      {ref.uri}")
+    print(f"  digest:   {ref.digest}")
+    print(f"  sizes:    {sizes}")
+    print(f"  family:   {ref.family} (input {ref.input_size}, output {ref.output_size})")
+    print(f"  metric:   {ref.metric}")
+    print(f"  baseline: {ref.baseline:.4g} ({note})" if note else f"  baseline: {ref.baseline:.4g}")
+
+
+def _interrupted(err: BaseException | None) -> bool:
+    """Whether Ctrl-C is behind `err`.
+
+    Ctrl-C reaches the whole foreground process group, Prefect's API server included, so the
+    flow engine's last report after the KeyboardInterrupt fails too and raises its own error.
+    The interrupt is then in that error's context.
+    """
+    while err is not None:
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def _quiet_known_warnings() -> None:

@@ -218,7 +218,10 @@ def tune_variant(
             verbose=0,
         ),
     )
-    results = tuner.fit()
+    try:
+        results = tuner.fit()
+    finally:
+        runs.close_open("KILLED")
     failed = sum(r.error is not None for r in results)
     if failed == len(results):
         raise RuntimeError(f"every trial of variant {variant!r} failed: {results[0].error}")
@@ -265,6 +268,7 @@ def repeat_best(
         **{key: tune.sample_from(_follow(best, key)) for key in keys},
     }
     total = len(best) * len(seeds)
+    runs = tracking.TrialRuns(tracking.client(), experiment_id, parent_run_id, "repeat")
     tuner = tune.Tuner(
         tune.with_resources(
             tune.with_parameters(train_repeat, dataset=dataset),
@@ -275,15 +279,15 @@ def repeat_best(
         run_config=tune.RunConfig(
             name=f"{spec.name}-repeats-{time.strftime('%Y%m%d-%H%M%S')}",
             storage_path=str(settings.seqlab_home() / "ray_results"),
-            callbacks=[
-                tracking.TrialRuns(tracking.client(), experiment_id, parent_run_id, "repeat"),
-                Progress("repeats", total, METRIC, spec.fixed.max_epochs + 1),
-            ],
+            callbacks=[runs, Progress("repeats", total, METRIC, spec.fixed.max_epochs + 1)],
             failure_config=tune.FailureConfig(max_failures=1),
             verbose=0,
         ),
     )
-    results = tuner.fit()
+    try:
+        results = tuner.fit()
+    finally:
+        runs.close_open("KILLED")
     ok = [r for r in results if r.error is None]
     return Repeats(
         runs=len(results),
@@ -392,6 +396,7 @@ def run_study(spec: StudySpec, source: str = "") -> StudyResult:
         )
         parent_id = parent.info.run_id
         client.log_dict(parent_id, spec.model_dump(mode="json"), "spec.json")
+        tracking.log_dataset(parent_id, dataset, mlflow=client)
     logger.info("MLflow parent run %s in experiment %r", parent_id, spec.name)
 
     outcomes: list[VariantOutcome] = []
@@ -409,8 +414,9 @@ def run_study(spec: StudySpec, source: str = "") -> StudyResult:
                 evaluate_and_register(spec, outcome, dataset)
         with timings.phase("report"):
             built = publish_report(spec, parent_id)
-    except BaseException:
-        client.set_terminated(parent_id, "FAILED")
+    except BaseException as stopped:
+        interrupted = isinstance(stopped, KeyboardInterrupt)
+        client.set_terminated(parent_id, "KILLED" if interrupted else "FAILED")
         raise
     train_seconds = sum(o.train_seconds for o in outcomes) + repeats.train_seconds
     client.log_batch(

@@ -44,9 +44,14 @@ def configure_environment() -> None:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         # Keep Prefect's ephemeral database and cached task results in the store.
         "PREFECT_HOME": str(home / "prefect"),
+        # The ephemeral API gets 20 s to start by default; a busy 2-core machine needs more.
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
         "PREFECT_LOCAL_STORAGE_PATH": str(home / "prefect" / "storage"),
         # Ray Tune's own console tables would interleave with seqlab's progress lines.
         "RAY_AIR_NEW_OUTPUT": "0",
+        # Ctrl-C must stop the study, with every MLflow run ended KILLED, not be absorbed by
+        # Tune's own handler, which ends the search quietly and lets the study carry on.
+        "TUNE_DISABLE_SIGINT_HANDLER": "1",
         # Tune warns when checkpoints come faster than every 5 s, which small trials always do.
         "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
         "RAY_DEDUP_LOGS": "0",

@@ -6,12 +6,14 @@ Only the driver process writes to MLflow: Ray Tune hands every trial's results t
 
 from __future__ import annotations
 
+import json
 import math
 import platform
 import subprocess
 import time
+import warnings
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlflow.entities import Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
@@ -19,6 +21,9 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from pipelines import settings
+
+if TYPE_CHECKING:
+    from pipelines.store import DatasetRef
 
 METRIC_PREFIXES = ("train/", "val/", "test/")
 PACKAGES = ("torch", "lightning", "ray", "mlflow", "prefect", "pydantic", "seqlab")
@@ -35,6 +40,52 @@ def ensure_experiment(mlflow: MlflowClient, name: str) -> str:
         return experiment.experiment_id
     location = None if settings.tracking_uri().startswith("http") else settings.artifact_root()
     return mlflow.create_experiment(name, artifact_location=location)
+
+
+def log_dataset(
+    run_id: str,
+    dataset: DatasetRef,
+    *,
+    context: str = "training",
+    mlflow: MlflowClient | None = None,
+) -> None:
+    """Log a prepared dataset as an input of an MLflow run (MLflow's dataset tracking).
+
+    The dataset is logged by reference, no data is uploaded: name = the task, digest = the
+    store's content digest, source = its URI (a local path or a URL such as s3://...). The
+    profile holds the split sizes, the metric and the baseline, so the UI shows them.
+
+    Args:
+        run_id: the run that used the dataset (a study's parent run, a trial's run).
+        dataset: what `store.prepare` returned.
+        context: the `mlflow.data.context` input tag: "training", "evaluation", ...
+        mlflow: the client to log with; `client()` (the configured tracking URI) when None.
+    """
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    with warnings.catch_warnings():
+        # A local path matches both the "" and "file" schemes; both mean the same source type.
+        warnings.filterwarnings("ignore", message="The specified dataset source can be")
+        source = resolve_dataset_source(dataset.uri)
+    meta = MetaDataset(source=source, name=dataset.task, digest=dataset.digest).to_dict()
+    profile = {
+        "sizes": dataset.sizes,
+        "family": dataset.family,
+        "metric": dataset.metric,
+        "baseline": dataset.baseline,
+    }
+    entity = Dataset(
+        name=meta["name"],
+        digest=meta["digest"],
+        source_type=meta["source_type"],
+        source=meta["source"],
+        profile=json.dumps(profile),
+    )
+    tags = [InputTag(key=MLFLOW_DATASET_CONTEXT, value=context)]
+    (mlflow or client()).log_inputs(run_id, datasets=[DatasetInput(dataset=entity, tags=tags)])
 
 
 def provenance_tags() -> dict[str, str]:
@@ -78,6 +129,7 @@ class TrialRuns(Callback):
         self.parent_run_id = parent_run_id
         self.kind = kind
         self.run_ids: dict[str, str] = {}  # trial id -> MLflow run id
+        self.open: set[str] = set()  # trial ids whose run has not been ended
 
     def on_trial_start(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
@@ -97,6 +149,7 @@ class TrialRuns(Callback):
             },
         )
         self.run_ids[trial.trial_id] = run.info.run_id
+        self.open.add(trial.trial_id)
         params = [Param(k, str(v)) for k, v in sorted(trial.config.items())]
         self.mlflow.log_batch(run.info.run_id, params=params)
 
@@ -125,7 +178,16 @@ class TrialRuns(Callback):
     ) -> None:
         self._end(trial, RunStatus.FAILED)
 
+    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        self.close_open("KILLED")  # trials Tune stopped without completing them
+
+    def close_open(self, status: str) -> None:
+        """End every run not ended yet, so none is left RUNNING (Ctrl-C, a driver error)."""
+        for trial_id in list(self.open):
+            self.mlflow.set_terminated(self.run_ids[trial_id], status)
+            self.open.discard(trial_id)
+
     def _end(self, trial: Trial, status: int) -> None:
-        run_id = self.run_ids.get(trial.trial_id)
-        if run_id is not None:
-            self.mlflow.set_terminated(run_id, RunStatus.to_string(status))
+        if trial.trial_id in self.open:
+            self.mlflow.set_terminated(self.run_ids[trial.trial_id], RunStatus.to_string(status))
+            self.open.discard(trial.trial_id)

@@ -12,10 +12,16 @@ train, validation and test; metric keys are namespaced (`train/loss`, `val/acc`,
 
 The test metric names are the tasks' own (`Task.metrics`), so a study reads its headline metric
 as `test/<Task.metric>` whatever the family.
+
+Variable-length batches: a network whose `forward` takes an `x_len` argument receives
+`batch["x_len"]`, so it can read each sequence's own end (`seqmodels.models` architectures do);
+any other network gets `x` alone, and sees the padding. Likewise a network that takes `x_parent`
+receives the batch's trees, where the batch has them (SequenceClassification).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import lightning as L
@@ -30,6 +36,21 @@ from seqmodels.models.seq2seq import DecoderOutput
 from seqmodels.models.sequence import OutputRecurrent
 from seqmodels.tasks.common import sequence_metrics
 from seqmodels.tasks.g2p import error_rates
+
+
+def takes_argument(net: nn.Module, name: str) -> bool:
+    """Whether `net.forward` has a parameter called `name` (e.g. "x_len")."""
+    return name in inspect.signature(net.forward).parameters
+
+
+def _inputs(net: nn.Module, batch: Batch, keys: tuple[str, ...] = ("x_len",)) -> Batch:
+    """The batch's `keys` that `net.forward` takes, as keyword arguments beyond `x`."""
+    return {key: batch[key] for key in keys if key in batch and takes_argument(net, key)}
+
+
+def _call(net: nn.Module, x: torch.Tensor, **given: torch.Tensor | None) -> torch.Tensor:
+    """`net(x, ...)` with only the keyword arguments that were given (not None)."""
+    return net(x, **{key: value for key, value in given.items() if value is not None})
 
 
 class _Module(L.LightningModule):
@@ -49,7 +70,7 @@ class SequenceRegression(L.LightningModule):
     """Trains any network that maps (B, T, F) to (B, O) under mean squared error.
 
     Logs `train/loss`, `val/loss` (both MSE) and `test/mse`, `test/mae`. Batches follow
-    `seqmodels.batch`: `x` (B, T, F) and `y` (B, O).
+    `seqmodels.batch`: `x` (B, T, F), `x_len` (passed on to a net that takes it) and `y` (B, O).
     """
 
     def __init__(self, net: nn.Module, lr: float = 1e-3, weight_decay: float = 0.0) -> None:
@@ -57,8 +78,8 @@ class SequenceRegression(L.LightningModule):
         self.save_hyperparameters(ignore=["net"])
         self.net = net
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+    def forward(self, x: torch.Tensor, x_len: torch.Tensor | None = None) -> torch.Tensor:
+        return _call(self.net, x, x_len=x_len)
 
     def model_step(self, batch: Batch) -> tuple[torch.Tensor, ...]:
         """The one step shared by train, validation and test."""
@@ -66,7 +87,7 @@ class SequenceRegression(L.LightningModule):
             # teacher forcing needs y(t-1); in evaluation the network ignores y and runs free
             pred = self.net(batch["x"], batch["y"])
         else:
-            pred = self(batch["x"])
+            pred = self(batch["x"], **_inputs(self.net, batch))
         return F.mse_loss(pred, batch["y"]), pred, batch["y"]
 
     def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
@@ -97,15 +118,21 @@ class SequenceClassification(_Module):
     """Trains a network that maps x to class logits (B, C) under cross-entropy.
 
     Logs `train/loss`, `val/loss`, `{val,test}/accuracy`, `{val,test}/cross_entropy`.
-    Batches: `x`, `y` (B,) int64 class ids.
+    Batches: `x`, `y` (B,) int64 class ids, and `x_len` and, for trees, `x_parent`, each
+    passed on to a net that takes it.
     """
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+    def forward(
+        self,
+        x: torch.Tensor,
+        x_len: torch.Tensor | None = None,
+        x_parent: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return _call(self.net, x, x_len=x_len, x_parent=x_parent)
 
     def model_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """The one step shared by train, validation and test: (loss, accuracy)."""
-        logits = self(batch["x"])  # (B, C)
+        logits = self(batch["x"], **_inputs(self.net, batch, ("x_len", "x_parent")))  # (B, C)
         loss = F.cross_entropy(logits, batch["y"])
         return loss, (logits.argmax(-1) == batch["y"]).float().mean()
 
@@ -237,12 +264,12 @@ class LanguageModel(_Module):
         # Summed over the epoch: perplexity is exp of the mean nats, which a mean of batches is not.
         self._nats, self._right, self._tokens = 0.0, 0, 0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+    def forward(self, x: torch.Tensor, x_len: torch.Tensor | None = None) -> torch.Tensor:
+        return _call(self.net, x, x_len=x_len)
 
     def model_step(self, batch: Batch) -> tuple[torch.Tensor, int, int]:
         """The one step shared by train, validation and test: (mean nats, right, tokens)."""
-        logits = self(batch["x"])  # (B, T, V)
+        logits = self(batch["x"], **_inputs(self.net, batch))  # (B, T, V)
         y = batch["y"]
         valid = mask(batch["y_len"], y.shape[1]) & (y != PAD)  # (B, T)
         nats = F.cross_entropy(logits.transpose(1, 2), y, reduction="none")  # (B, T)

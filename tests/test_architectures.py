@@ -26,15 +26,19 @@ from seqmodels.models import (
     Recurrent,
     Recursive,
     Seq2SeqArchitecture,
+    SeqToOne,
     TorchRecurrence,
     Unrolled,
     balanced_tree,
     build_model,
     depth,
     detach_state,
+    load_torch_weights,
     tree_from_parents,
+    tree_from_token_parents,
 )
 from seqmodels.models.sequence import own_output_probability
+from seqmodels.tasks.listops import ListOpsOptions, ListOpsTask
 from seqmodels.training import clip_gradients, information_flow_penalty, truncated_bptt
 
 torch.set_num_threads(1)
@@ -128,9 +132,19 @@ def test_every_architecture_is_registered() -> None:
             ">= 0",
         ),
         (
-            {"architecture": "seq2one", "arch_options": {"x": 1}},
+            {"architecture": "autoencoder", "arch_options": {"x": 1}},
             "arch_options.x",
             "takes no options",
+        ),
+        (
+            {"architecture": "seq2one", "arch_options": {"x": 1}},
+            "arch_options.x",
+            "choose from: embedding_size",
+        ),
+        (
+            {"architecture": "seq2one", "arch_options": {"embedding_size": -1}},
+            "arch_options.embedding_size",
+            ">= 0",
         ),
         ({"architecture": "recursive", "cell": "lstm"}, "cell", "choose from: relu, tanh"),
         ({"architecture": "output_recurrent", "cell": "gru"}, "cell", "hidden_to_hidden"),
@@ -303,6 +317,133 @@ def test_bidirectional_is_exact_on_padded_batches_and_sees_both_sides() -> None:
     assert (grad[0].abs().sum(-1) > 0).all()  # o(t) sees the past and the future
 
 
+LENGTHS = torch.tensor([6, 3, 1, 5])  # the first fills the batch; the others are padded
+
+
+def padded_floats(F_: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """(4, 6, F) floats whose padding is noise, not zeros: a model that reads it shows it."""
+    return torch.randn(4, 6, F_), LENGTHS.clone()
+
+
+def padded_tokens() -> tuple[torch.Tensor, torch.Tensor]:
+    """(4, 6) token ids with PAD past each length."""
+    x = torch.randint(FIRST_SYMBOL, TOKEN_VOCAB, (4, 6))
+    x[torch.arange(6)[None] >= LENGTHS[:, None]] = PAD
+    return x, LENGTHS.clone()
+
+
+def each_alone(net: torch.nn.Module, x: torch.Tensor, x_len: torch.Tensor) -> torch.Tensor:
+    """net's output for each sequence run on its own, cut to its length: (B, ...)."""
+    return torch.cat([net(x[i : i + 1, : int(n)]) for i, n in enumerate(x_len)])
+
+
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize(
+    "cell,cell_options",
+    [("tanh", {}), ("lstm", {}), ("gru", {}), ("gru", {"reset": "before"}), ("leaky", {})],
+    ids=["tanh", "lstm", "gru", "gru-book", "leaky"],
+)
+def test_seq2one_is_exact_on_padded_batches(
+    cell: str, cell_options: dict[str, Any], bidirectional: bool
+) -> None:
+    """A padded batch gives each sequence the output it gets alone, on both paths."""
+    config = config_for(
+        "seq2one", cell, num_layers=2, bidirectional=bidirectional, cell_options=cell_options
+    )
+    net = build_model(config, 3, 2)
+    fast = not cell_options and cell != "leaky"
+    assert isinstance(net.recurrence, TorchRecurrence if fast else Unrolled)
+    x, x_len = padded_floats()
+    alone = each_alone(net, x, x_len)
+    torch.testing.assert_close(net(x, x_len), alone)
+    assert (net(x)[1:] - alone[1:]).abs().max() > 1e-4  # without lengths it reads the padding
+
+
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+def test_seq2one_reads_token_ids(bidirectional: bool) -> None:
+    options = {"embedding_size": 4}
+    config = config_for("seq2one", "lstm", bidirectional=bidirectional, arch_options=options)
+    net = build_model(config, TOKEN_VOCAB, 3)
+    x, x_len = padded_tokens()
+    out = net(x, x_len)
+    assert out.shape == (4, 3)
+    torch.testing.assert_close(out, each_alone(net, x, x_len))
+    (grad,) = torch.autograd.grad(out.sum(), net.inputs.embedding.weight)
+    assert grad[PAD].abs().sum() == 0  # the padding index never learns
+
+
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+def test_fast_and_cell_by_cell_agree_on_padded_batches(bidirectional: bool) -> None:
+    """Packing (fast path) and length-aware reversal (cell by cell) give the same states."""
+    config = config_for("seq2one", "gru", num_layers=2, bidirectional=bidirectional)
+    fast = build_model(config, 3, 2)
+    assert isinstance(fast.recurrence, TorchRecurrence)
+    gru = CELLS.get("gru")
+    slow = SeqToOne(Unrolled(3, 5, 2, gru, gru.options_type(), bidirectional), 2)
+    load_torch_weights(slow.recurrence, fast.recurrence)
+    slow.head.load_state_dict(fast.head.state_dict())
+    x, x_len = padded_floats()
+    valid = (torch.arange(6)[None] < x_len[:, None])[..., None]  # (B, T, 1)
+    h_fast = fast.recurrence(x, x_len) * valid  # states past x_len are unspecified
+    h_slow = slow.recurrence(x, x_len) * valid
+    torch.testing.assert_close(h_slow, h_fast, atol=1e-5, rtol=0)
+    torch.testing.assert_close(slow(x, x_len), fast(x, x_len), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("arch", ["seq2one", "recurrent", "bidirectional", "deep", "autoencoder"])
+def test_full_lengths_change_nothing(arch: str) -> None:
+    """Fixed-length data passes x_len == T: exactly the outputs of x alone."""
+    arch_options = {"output": "final"} if arch == "deep" else {}
+    config = config_for(arch, "lstm", bidirectional=arch != "deep", arch_options=arch_options)
+    net = build_model(config, 3, 3)
+    x = torch.randn(2, 5, 3)
+    assert torch.equal(net(x, torch.full((2,), 5)), net(x))
+
+
+@pytest.mark.parametrize("transition_layers", [0, 1])
+def test_deep_final_output_is_exact_on_padded_token_batches(transition_layers: int) -> None:
+    options = {"output": "final", "embedding_size": 4, "transition_layers": transition_layers}
+    net = build_model(config_for("deep", "gru", num_layers=2, arch_options=options), 9, 2)
+    x, x_len = padded_tokens()
+    out = net(x, x_len)
+    assert out.shape == (4, 2)
+    torch.testing.assert_close(out, each_alone(net, x, x_len))
+    every = build_model(config_for("deep", "gru", arch_options={"embedding_size": 4}), 9, 2)
+    assert every(x, x_len).shape == (4, 6, 2)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+def test_autoencoder_code_is_exact_on_padded_batches(bidirectional: bool) -> None:
+    net = build_model(config_for("autoencoder", "gru", bidirectional=bidirectional), 3, 3)
+    x, x_len = padded_floats()
+    alone = torch.cat([net.encode(x[i : i + 1, : int(n)]) for i, n in enumerate(x_len)])
+    torch.testing.assert_close(net.encode(x, x_len), alone)
+    assert net(x, x_len).shape == (4, 6, 3)
+
+
+def test_recurrent_bidirectional_language_model_is_exact_on_padded_batches() -> None:
+    options = {"embedding_size": 4}
+    net = build_model(
+        config_for("recurrent", "lstm", bidirectional=True, arch_options=options), 9, 9
+    )
+    x, x_len = padded_tokens()
+    out = net(x, x_len)
+    for i, n in enumerate(x_len.tolist()):
+        torch.testing.assert_close(out[i : i + 1, :n], net(x[i : i + 1, :n]))
+
+
+def test_families_pass_lengths_to_nets_that_take_them() -> None:
+    config = config_for("seq2one", "gru", bidirectional=True, arch_options={"embedding_size": 4})
+    net = build_model(config, TOKEN_VOCAB, 3)
+    x, x_len = padded_tokens()
+    batch = {"x": x, "x_len": x_len, "y": torch.tensor([0, 1, 2, 0])}
+    loss, _ = SequenceClassification(net).model_step(batch)
+    torch.testing.assert_close(loss, F.cross_entropy(each_alone(net, x, x_len), batch["y"]))
+    regression = SequenceRegression(net)
+    _, pred, _ = regression.model_step({**batch, "y": torch.zeros(4, 3)})
+    torch.testing.assert_close(pred, net(x, x_len))
+
+
 def test_attention_ignores_padded_source_positions() -> None:
     net = build_model(config_for("attention", "gru", bidirectional=True), TOKEN_VOCAB, TOKEN_VOCAB)
     assert isinstance(net, AttentionEncoderDecoder)
@@ -386,6 +527,39 @@ def test_recursive_accepts_a_given_tree() -> None:
         tree_from_parents([2, 2, -1, -1])
     with pytest.raises(ValueError, match="needs 2"):
         tree_from_parents([3, 3, 3, -1])
+
+
+def test_tree_from_token_parents_follows_listops_lists() -> None:
+    # [MAX 2 9 [MIN 4 7 ] 0 ]: each list composes head first, left to right
+    parents = [-1, 0, 0, 0, 3, 3, 3, 0, 0]
+    inner = (((3, 4), 5), 6)
+    assert tree_from_token_parents(parents) == (((((0, 1), 2), inner), 7), 8)
+    assert tree_from_token_parents([-1]) == 0
+    with pytest.raises(ValueError, match="one root"):
+        tree_from_token_parents([-1, 0, -1])
+    with pytest.raises(ValueError, match="cycle"):
+        tree_from_token_parents([-1, 2, 1])
+
+
+def test_recursive_composes_one_tree_per_example() -> None:
+    """x_parent gives each example its own tree; x_len alone, its own balanced tree."""
+    task = ListOpsTask(options=ListOpsOptions(max_length=20, n_train=6, n_val=1, n_test=1))
+    data = task.generate(0)["train"]
+    x, x_len, x_parent = (torch.from_numpy(data[k]) for k in ("x", "x_len", "x_parent"))
+    options = {"embedding_size": 4}
+    net = build_model(config_for("recursive", "tanh", arch_options=options), task.input_size, 10)
+    out = net(x, x_len=x_len, x_parent=x_parent)
+    assert out.shape == (6, 10)
+    for i, n in enumerate(x_len.tolist()):
+        tree = tree_from_token_parents(x_parent[i, :n].tolist())
+        torch.testing.assert_close(out[i : i + 1], net(x[i : i + 1, :n], tree))
+    balanced = net(x, x_len=x_len)
+    torch.testing.assert_close(balanced, each_alone(net, x, x_len))
+    (grad,) = torch.autograd.grad(out.sum(), net.inputs.embedding.weight)
+    assert grad[PAD].abs().sum() == 0  # padding is never a leaf
+    floats = build_model(config_for("recursive", "relu"), 3, 2)
+    z = torch.randn(2, 5, 3)
+    assert torch.equal(floats(z, x_len=torch.full((2,), 5)), floats(z))  # full lengths: as before
 
 
 def test_autoencoder_reconstructs_through_the_code_only() -> None:

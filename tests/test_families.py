@@ -37,6 +37,16 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
         {"architecture": "attention", "cell": "gru"},
     ),
     (
+        "listops",
+        {"max_length": 20, "max_depth": 3, "n_train": 64, "n_val": 16, "n_test": 16},
+        {"architecture": "seq2one", "cell": "lstm", "arch_options": {"embedding_size": 8}},
+    ),
+    (
+        "listops",
+        {"max_length": 20, "max_depth": 3, "n_train": 64, "n_val": 16, "n_test": 16},
+        {"architecture": "recursive", "cell": "tanh", "arch_options": {"embedding_size": 8}},
+    ),
+    (
         "addition",
         {"max_digits": 2, "n_train": 64, "n_val": 16, "n_test": 16},
         {"architecture": "encoder_decoder", "cell": "lstm"},
@@ -55,7 +65,11 @@ def _spec(task: str, options: dict[str, Any], variant: dict[str, Any]) -> StudyS
     )
 
 
-@pytest.mark.parametrize("task,options,variant", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    "task,options,variant",
+    CASES,
+    ids=[f"{c[0]}-{c[2].get('architecture', 'seq2one')}" for c in CASES],
+)
 def test_family_trains_and_reports_the_task_metric(
     tmp_path: Path, task: str, options: dict[str, Any], variant: dict[str, Any]
 ) -> None:

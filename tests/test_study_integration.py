@@ -317,3 +317,47 @@ def test_dry_run_starts_nothing(home: Path) -> None:
     assert result.returncode == 0
     assert "nothing was started" in result.stdout
     assert not home.exists()
+
+
+def test_ctrl_c_leaves_no_run_running(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "run", SPEC],
+        cwd=ROOT,
+        env={**env, "SEQLAB_HOME": str(home)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job is
+    )
+    try:
+        client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+        deadline = time.monotonic() + 300
+        while not _trial_runs(client):
+            assert driver.poll() is None, driver.communicate()[1][-2000:]
+            assert time.monotonic() < deadline, "no trial started in 300 s"
+            time.sleep(1)
+        os.killpg(driver.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
+        _, stderr = driver.communicate(timeout=180)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait()
+    assert driver.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert "seqlab: interrupted: study 'smoke'; its runs end KILLED" in stderr, stderr[-3000:]
+    experiment = client.get_experiment_by_name(STUDY)
+    statuses = [r.info.status for r in client.search_runs([experiment.experiment_id])]
+    assert "RUNNING" not in statuses, statuses
+    assert "KILLED" in statuses  # the parent at least
+
+
+def _trial_runs(client: MlflowClient) -> list:
+    try:
+        experiment = client.get_experiment_by_name(STUDY)
+    except Exception:  # noqa: BLE001 - the database may not exist yet
+        return []
+    if experiment is None:
+        return []
+    return client.search_runs([experiment.experiment_id], filter_string="tags.kind = 'trial'")

@@ -9,6 +9,7 @@ from seqmodels.models.architectures import (
     ArchOptions,
     ModelConfig,
     SeqToOne,
+    TokenOptions,
     build_model,
 )
 from seqmodels.models.cells import CELLS, StepCell
@@ -23,7 +24,14 @@ from seqmodels.models.recurrences import (
     detach_state,
     load_torch_weights,
 )
-from seqmodels.models.recursive import Recursive, Tree, balanced_tree, depth, tree_from_parents
+from seqmodels.models.recursive import (
+    Recursive,
+    Tree,
+    balanced_tree,
+    depth,
+    tree_from_parents,
+    tree_from_token_parents,
+)
 from seqmodels.models.seq2seq import (
     AttentionEncoderDecoder,
     DecoderOutput,
@@ -60,6 +68,7 @@ __all__ = [
     "Seq2SeqArchitecture",
     "SequenceAutoencoder",
     "StepCell",
+    "TokenOptions",
     "TorchRecurrence",
     "Tree",
     "Unrolled",
@@ -70,4 +79,5 @@ __all__ = [
     "detach_state",
     "load_torch_weights",
     "tree_from_parents",
+    "tree_from_token_parents",
 ]

@@ -10,7 +10,8 @@ from torch import nn
 
 from seqmodels.errors import ConfigError
 from seqmodels.models.cells import CELLS
-from seqmodels.models.options import CellOptions, parse_options
+from seqmodels.models.layers import InputLayer
+from seqmodels.models.options import CellOptions, check_range, parse_options
 from seqmodels.models.recurrences import Recurrence, build_recurrence
 from seqmodels.registry import Registry
 
@@ -82,15 +83,29 @@ class ArchOptions:
     """Base of every architecture's options. An architecture with no options uses it as it is."""
 
 
+@dataclass(frozen=True)
+class TokenOptions(ArchOptions):
+    """Options of an architecture that reads float features or token ids."""
+
+    embedding_size: int = 0  # 0: float inputs (B, T, F); > 0: token ids (B, T), embedded
+
+    def __post_init__(self) -> None:
+        check_range("embedding_size", self.embedding_size >= 0, "must be >= 0")
+
+
 class Architecture(nn.Module):
     """Base of every architecture: built from a recurrence and the task's sizes.
 
     Subclasses set `options_type` (their `arch_options`) and `cells` (None: every cell works;
-    otherwise the cells that make sense for them).
+    otherwise the cells that make sense for them). A registered architecture also sets `book`,
+    where the book describes it (section, figures, equations), and `summary`, one line;
+    `seqmodels.catalogue` lists both.
     """
 
     options_type: ClassVar[type] = ArchOptions
     cells: ClassVar[tuple[str, ...] | None] = None
+    book: ClassVar[str] = ""  # e.g. "10.3, fig 10.11"
+    summary: ClassVar[str] = ""  # one line for the catalogue
 
     @classmethod
     def check_config(cls, config: ModelConfig) -> None:
@@ -114,20 +129,38 @@ ARCHITECTURES: Registry[Architecture] = Registry("architecture", Architecture)
 class SeqToOne(Architecture):
     """Read a whole sequence, emit one output (design pattern 3, fig 10.5).
 
+    With `embedding_size` > 0 it reads token ids. On a padded batch the output reads each
+    sequence's own h(tau), at x_len - 1 (and g(1) backward, which starts at x_len - 1), so
+    every sequence gets exactly the output it would get alone.
+
     Args:
         recurrence: maps (B, T, F) to (B, T, D*H).
         output_size: width of the single output.
-    Shapes: `forward(x: (B, T, F)) -> (B, output_size)`.
+        inputs: float features as they are (None), or an embedding of token ids.
+    Shapes: `forward(x: (B, T, F) or (B, T), x_len: (B,) | None) -> (B, output_size)`.
     """
 
-    def __init__(self, recurrence: Recurrence, output_size: int) -> None:
+    options_type = TokenOptions
+    book = "10.2, fig 10.5"
+    summary = "read a whole sequence, emit one output from its final state (pattern 3)"
+
+    def __init__(
+        self, recurrence: Recurrence, output_size: int, inputs: InputLayer | None = None
+    ) -> None:
         super().__init__()
+        self.inputs = inputs if inputs is not None else InputLayer(recurrence.input_size)
         self.recurrence = recurrence
         self.head = nn.Linear(recurrence.output_size, output_size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.recurrence(x)  # (B, T, D*H)
-        return self.head(self.recurrence.final(h))  # (B, O): o = c + V h(tau)
+    @classmethod
+    def from_config(cls, config: ModelConfig, input_size: int, output_size: int) -> SeqToOne:
+        options: TokenOptions = config.arch()
+        inputs = InputLayer(input_size, options.embedding_size)
+        return cls(config.recurrence(inputs.output_size), output_size, inputs)
+
+    def forward(self, x: torch.Tensor, x_len: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.recurrence(self.inputs(x), x_len)  # (B, T, D*H)
+        return self.head(self.recurrence.final(h, x_len))  # (B, O): o = c + V h(tau)
 
 
 def build_model(config: ModelConfig, input_size: int, output_size: int) -> Architecture:

@@ -44,9 +44,13 @@ class StepCell(nn.Module):
 
     Subclasses set `options_type`, take their options as plain keyword arguments of the same
     names, and say through `torch_mode` when torch's own module computes the same function.
+    A registered cell also sets `book`, where the book defines it (section, equations), and
+    `summary`, one line; `seqmodels.catalogue` lists both.
     """
 
     options_type: ClassVar[type[CellOptions]] = CellOptions
+    book: ClassVar[str] = ""  # e.g. "10.10.1, eqs 10.40-10.44"
+    summary: ClassVar[str] = ""  # one line for the catalogue
 
     def __init__(self, input_size: int, hidden_size: int, state_count: int = 1) -> None:
         super().__init__()
@@ -124,6 +128,8 @@ class Elman(StepCell):
 class ElmanTanh(Elman):
     """Elman RNN with tanh, eq 10.9 as written."""
 
+    book = "10.2, eqs 10.8-10.9"
+    summary = "Elman RNN: h(t) = tanh(b + W h(t-1) + U x(t))"
     activation = staticmethod(torch.tanh)
     mode = "RNN_TANH"
 
@@ -132,6 +138,8 @@ class ElmanTanh(Elman):
 class ElmanReLU(Elman):
     """Elman RNN with a ReLU in place of eq 10.9's tanh."""
 
+    book = "10.2, eqs 10.8-10.9"
+    summary = "Elman RNN with a ReLU in place of tanh"
     activation = staticmethod(torch.relu)
     mode = "RNN_RELU"
 
@@ -166,6 +174,8 @@ class Leaky(StepCell):
     """
 
     options_type = LeakyOptions
+    book = "10.9.2"
+    summary = "leaky units, mu(t) = alpha mu(t-1) + (1 - alpha) v(t), on multiple time scales"
 
     def __init__(
         self,
@@ -218,6 +228,8 @@ class LSTM(StepCell):
     """
 
     options_type = LSTMOptions
+    book = "10.10.1, eqs 10.40-10.44"
+    summary = "LSTM: gated self-loop on the state s, with forget, input and output gates"
 
     def __init__(
         self,
@@ -283,6 +295,8 @@ class GRU(StepCell):
     """
 
     options_type = GRUOptions
+    book = "10.10.2, eqs 10.45-10.47"
+    summary = "GRU: update and reset gates, one state"
 
     def __init__(self, input_size: int, hidden_size: int, reset: str = "after") -> None:
         super().__init__(input_size, hidden_size)
@@ -350,6 +364,8 @@ class EchoState(StepCell):
     """
 
     options_type = ESNOptions
+    book = "10.8"
+    summary = "echo state reservoir: fixed random weights at a chosen spectral radius"
 
     def __init__(
         self,
@@ -397,6 +413,8 @@ class SkipThroughTime(StepCell):
     """
 
     options_type = SkipOptions
+    book = "10.9.1"
+    summary = "skip connections through time: h(t) also reads h(t-d)"
 
     def __init__(self, input_size: int, hidden_size: int, delay: int = 2) -> None:
         super().__init__(input_size, hidden_size, state_count=delay)

@@ -12,16 +12,23 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqmodels.models.cells import CELLS, State, StepCell, TorchLayerWeights
+from seqmodels.models.layers import at_lengths, reverse_padded
 from seqmodels.models.options import CellOptions
 
 
 class Recurrence(nn.Module):
-    """Base of every recurrence. Batch-first: `forward(x: (B, T, F)) -> (B, T, D*H)`.
+    """Base of every recurrence. Batch-first: `forward(x: (B, T, F), x_len) -> (B, T, D*H)`.
 
     D is 2 when bidirectional (10.3): the forward states h and the backward states g are
     concatenated on the last axis, h first.
+
+    `x_len` (B,) int64, the true lengths of a padded batch (None: every sequence fills all T
+    steps). Forward states never read ahead, so at t < x_len they ignore the padding anyway;
+    the backward direction needs the lengths to start at each sequence's own end. States at
+    t >= x_len are unspecified: read a sequence's summary with `final(h, x_len)`.
     """
 
     def __init__(
@@ -44,36 +51,45 @@ class Recurrence(nn.Module):
     def output_size(self) -> int:
         return self.num_directions * self.hidden_size
 
-    def final(self, h: torch.Tensor) -> torch.Tensor:
+    def final(self, h: torch.Tensor, x_len: torch.Tensor | None = None) -> torch.Tensor:
         """The states that have read the whole sequence: (B, T, D*H) -> (B, D*H).
 
-        That is h(tau) forward, and g(1) backward: the backward direction ends at t = 1.
+        That is h(tau) forward, at each sequence's last step x_len - 1 (T - 1 when x_len is
+        None), and g(1) backward: the backward direction ends at t = 1 whatever the length.
         """
+        last = at_lengths(h, x_len)  # (B, D*H)
         if not self.bidirectional:
-            return h[:, -1]
+            return last
         H = self.hidden_size
-        return torch.cat([h[:, -1, :H], h[:, 0, H:]], dim=-1)
+        return torch.cat([last[:, :H], h[:, 0, H:]], dim=-1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.run(x)[0]
+    def forward(self, x: torch.Tensor, x_len: torch.Tensor | None = None) -> torch.Tensor:
+        return self.run(x, x_len=x_len)[0]
 
     def run(
-        self, x: torch.Tensor, state: RecurrentState | None = None
+        self,
+        x: torch.Tensor,
+        state: RecurrentState | None = None,
+        x_len: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, RecurrentState]:
         """Run from `state` (None: the zero state): (B, T, F) -> (B, T, D*H), and the final state.
 
         The state is opaque: pass it back to `run` to go on where a call stopped (decoding one
-        step at a time, truncated BPTT). Only unidirectional recurrences carry a state.
+        step at a time, truncated BPTT). Only unidirectional recurrences carry a state, and it
+        is the state after all T steps: `x_len` only steers the backward direction.
         """
         self._check_stateful(state)
-        out, final = self._run(x, state)
+        if x_len is not None and not self.bidirectional:
+            x_len = None  # causal states at t < x_len never see the padding: nothing to do
+        out, final = self._run(x, state, x_len)
         for tap in self.taps:
             tap(out)
         return out, final
 
     def _run(
-        self, x: torch.Tensor, state: RecurrentState | None
+        self, x: torch.Tensor, state: RecurrentState | None, x_len: torch.Tensor | None
     ) -> tuple[torch.Tensor, RecurrentState]:
+        """`run` itself; `x_len` is None unless the recurrence is bidirectional."""
         raise NotImplementedError  # pragma: no cover - abstract
 
     def state_from_hidden(self, h0: torch.Tensor) -> RecurrentState:
@@ -144,9 +160,19 @@ class TorchRecurrence(Recurrence):
         )
 
     def _run(
-        self, x: torch.Tensor, state: RecurrentState | None
+        self, x: torch.Tensor, state: RecurrentState | None, x_len: torch.Tensor | None
     ) -> tuple[torch.Tensor, RecurrentState]:
-        out, final = self.rnn(x, state)  # (B, T, D*H); final h (L*D, B, H), or (h, c) for LSTM
+        T = x.shape[1]
+        # pack_padded_sequence wants the lengths on the CPU: a sync point, paid only by
+        # bidirectional modules on padded batches (x_len is None otherwise, see `run`)
+        lengths = None if x_len is None else x_len.cpu()
+        if lengths is None or bool((lengths == T).all()):
+            out, final = self.rnn(x, state)  # (B, T, D*H); final h (L*D, B, H), or (h, c)
+            return out, final
+        # packed, the backward direction starts at each sequence's own last step
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, final = self.rnn(packed, state)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=T)  # (B, T, D*H)
         return out, final
 
     def state_from_hidden(self, h0: torch.Tensor) -> RecurrentState:
@@ -209,13 +235,14 @@ class Unrolled(Recurrence):
             self.layers.append(nn.ModuleList(directions))
 
     def _run(
-        self, x: torch.Tensor, state: RecurrentState | None
+        self, x: torch.Tensor, state: RecurrentState | None, x_len: torch.Tensor | None
     ) -> tuple[torch.Tensor, RecurrentState]:
         """The state is a list with one cell state per layer."""
         if self.bidirectional:
             for directions in self.layers:
                 h = unroll(directions[0], x)  # (B, T, H)
-                g = unroll(directions[1], x.flip(1)).flip(1)  # (B, T, H), g(t) read t..tau
+                # g(t) read t..tau: each sequence reversed within its own length
+                g = reverse_padded(unroll(directions[1], reverse_padded(x, x_len)), x_len)
                 x = torch.cat([h, g], dim=-1)  # (B, T, 2H)
             return x, None
         states = state if state is not None else [None] * self.num_layers
@@ -247,7 +274,7 @@ class Feedforward(Recurrence):
         self.activation = torch.relu if activation == "relu" else torch.tanh
 
     def _run(
-        self, x: torch.Tensor, state: RecurrentState | None
+        self, x: torch.Tensor, state: RecurrentState | None, x_len: torch.Tensor | None
     ) -> tuple[torch.Tensor, RecurrentState]:
         return self.activation(self.U(x)), None
 

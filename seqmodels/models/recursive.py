@@ -6,8 +6,10 @@ A tree is a nested structure over the positions 0..T-1 of a sequence:
 
 A leaf is a position; an internal node is a pair (left, right). `((0, 1), (2, 3))` composes
 x(0), x(1) and x(2), x(3) first, then the two results. `tree_from_parents` builds one from a
-parent index array. With no tree, `balanced_tree(T)` pairs neighbours level by level, so any
-input reaches the root through ceil(log2 T) compositions instead of the chain's T - 1.
+parent index array over leaves and internal nodes; `tree_from_token_parents` from a batch's
+per-token `x_parent` (`seqmodels.batch`), where a token's parent is another token. With no
+tree, `balanced_tree(T)` pairs neighbours level by level, so any input reaches the root
+through ceil(log2 T) compositions instead of the chain's T - 1.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import Union
 import torch
 from torch import nn
 
-from seqmodels.models.architectures import ARCHITECTURES, Architecture, ModelConfig
+from seqmodels.models.architectures import ARCHITECTURES, Architecture, ModelConfig, TokenOptions
+from seqmodels.models.layers import InputLayer
 
 Tree = Union[int, tuple["Tree", "Tree"]]  # noqa: UP007  (a recursive alias needs the string)
 
@@ -77,6 +80,43 @@ def tree_from_parents(parents: list[int]) -> Tree:
     return build(roots[0])
 
 
+def tree_from_token_parents(parents: list[int]) -> Tree:
+    """A binary tree over the tokens of one sequence, from each token's parent token.
+
+    `parents[j]` is the position of the token that heads token j's group, -1 for the root
+    token; a ListOps operator heads its list (`seqmodels.tasks.listops.TREE_ENCODING`). A head
+    and its group compose left to right, head first, as ListOps' own parses do:
+    `[MAX 2 9 ]` is `((([MAX, 2), 9), ])`, and a nested head brings its own group's tree.
+    Pass the sequence's true length only: padding also holds -1.
+
+    Raises:
+        ValueError: not exactly one root, a parent out of range, or a cycle.
+    """
+    roots = [j for j, parent in enumerate(parents) if parent < 0]
+    if len(roots) != 1:
+        raise ValueError(f"a tree has one root token (parent -1), not {len(roots)}")
+    group: dict[int, list[int]] = {}
+    for j, parent in enumerate(parents):
+        if parent >= len(parents) or parent == j:
+            raise ValueError(f"token {j} has parent {parent}, not a token of this sequence")
+        if parent >= 0:
+            group.setdefault(parent, []).append(j)  # in position order
+    built = 0
+
+    def build(head: int) -> Tree:
+        nonlocal built
+        built += 1
+        node: Tree = head
+        for member in group.get(head, []):
+            node = (node, build(member))
+        return node
+
+    tree = build(roots[0])
+    if built != len(parents):
+        raise ValueError("some tokens do not reach the root: the parents hold a cycle")
+    return tree
+
+
 @ARCHITECTURES.register("recursive")
 class Recursive(Architecture):
     """Recursive network, Deep Learning 10.6 (fig 10.14): leaves `h = act(b + U x(t))`, and each
@@ -84,31 +124,47 @@ class Recursive(Architecture):
     feeds one output `o = c + V h_root`. The composition is the cell's activation (tanh or
     relu); gated cells have no one-step composition here.
 
-    Shapes: `forward(x: (B, T, F), tree: Tree | None) -> (B, O)`; the tree is shared by the
-    batch, and is `balanced_tree(T)` when None.
+    With `embedding_size` > 0 it reads token ids. Each example can have its own tree: from
+    `x_parent` (B, T), the batch's per-token parents (`tree_from_token_parents`), or, given only
+    `x_len`, `balanced_tree(x_len[b])`, so padding never enters. All the batch's nodes of one
+    height compose in one matmul, so a batch costs one matmul per level of its deepest tree.
+
+    Shapes: `forward(x: (B, T, F) or (B, T), tree: Tree | None, x_len: (B,) | None,
+    x_parent: (B, T) | None) -> (B, O)`. A `tree` is shared by the batch; with none of the
+    three, the tree is `balanced_tree(T)`.
     """
 
+    options_type = TokenOptions
     cells = ("relu", "tanh")
+    book = "10.6, fig 10.14"
+    summary = "tree-structured composition; a balanced tree when none is given"
 
     def __init__(
-        self, input_size: int, hidden_size: int, output_size: int, activation: str = "tanh"
+        self,
+        input_size: int,
+        hidden_size: int,
+        output_size: int,
+        activation: str = "tanh",
+        embedding_size: int = 0,
     ) -> None:
         super().__init__()
-        self.leaf = nn.Linear(input_size, hidden_size)
+        self.inputs = InputLayer(input_size, embedding_size)
+        self.leaf = nn.Linear(self.inputs.output_size, hidden_size)
         self.W = nn.Linear(2 * hidden_size, hidden_size)  # [W_L W_R] and b in one matmul
         self.head = nn.Linear(hidden_size, output_size)
         self.activation = torch.relu if activation == "relu" else torch.tanh
 
     @classmethod
     def from_config(cls, config: ModelConfig, input_size: int, output_size: int) -> Recursive:
-        return cls(input_size, config.hidden_size, output_size, config.cell)
+        options: TokenOptions = config.arch()
+        return cls(input_size, config.hidden_size, output_size, config.cell, options.embedding_size)
 
     def compose(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         return self.activation(self.W(torch.cat([left, right], dim=-1)))
 
     def root(self, x: torch.Tensor, tree: Tree | None = None) -> torch.Tensor:
-        """The root's state: (B, T, F) -> (B, H)."""
-        leaves = self.activation(self.leaf(x))  # (B, T, H)
+        """The root's state, one tree for the whole batch: (B, T, F) or (B, T) -> (B, H)."""
+        leaves = self.activation(self.leaf(self.inputs(x)))  # (B, T, H)
         if tree is not None:
             return self._compose_tree(leaves, tree)
         # the balanced tree, one level per matmul: pairs (0, 1), (2, 3), ... side by side
@@ -125,7 +181,68 @@ class Recursive(Architecture):
         left, right = tree
         return self.compose(self._compose_tree(leaves, left), self._compose_tree(leaves, right))
 
-    def forward(self, x: torch.Tensor, tree: Tree | None = None) -> torch.Tensor:
+    def roots(self, x: torch.Tensor, trees: list[Tree]) -> torch.Tensor:
+        """The root states of one tree per example: (B, T, F) or (B, T) -> (B, H).
+
+        Nodes are numbered leaves first (b * T + t), then internal nodes by height, so each
+        height appends one block to the table of states that the next height gathers from.
+        """
+        leaves = self.activation(self.leaf(self.inputs(x)))  # (B, T, H)
+        B, T, H = leaves.shape
+        levels: list[list[tuple[int, int]]] = []  # per height: (left, right) in pending ids
+        pending: list[tuple[int, int]] = []  # (height, index in its level) of each node
+
+        def visit(tree: Tree, b: int) -> int:
+            """A pending id: >= 0 a leaf's row, < 0 the internal node -1 - k."""
+            if isinstance(tree, int):
+                if not 0 <= tree < T:
+                    raise ValueError(f"leaf {tree} is outside the sequence's {T} positions")
+                return b * T + tree
+            left, right = visit(tree[0], b), visit(tree[1], b)
+            height = 1 + max(pending[-1 - i][0] if i < 0 else 0 for i in (left, right))
+            while len(levels) < height:
+                levels.append([])
+            pending.append((height, len(levels[height - 1])))
+            levels[height - 1].append((left, right))
+            return -len(pending)
+
+        top = [visit(tree, b) for b, tree in enumerate(trees)]
+        offsets = [B * T]  # row of each level's first node in the table
+        for level in levels:
+            offsets.append(offsets[-1] + len(level))
+
+        def row(node: int) -> int:
+            if node >= 0:
+                return node
+            height, index = pending[-1 - node]
+            return offsets[height - 1] + index
+
+        table = leaves.reshape(B * T, H)  # (B*T + nodes so far, H)
+        for level in levels:
+            left = torch.tensor([row(a) for a, _ in level], device=table.device)
+            right = torch.tensor([row(b) for _, b in level], device=table.device)
+            table = torch.cat([table, self.compose(table[left], table[right])])
+        return table[torch.tensor([row(n) for n in top], device=table.device)]  # (B, H)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        tree: Tree | None = None,
+        x_len: torch.Tensor | None = None,
+        x_parent: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if tree is None and (x_parent is not None or x_len is not None):
+            T = x.shape[1]
+            # trees are Python structures: this reads lengths and parents back from the device
+            lengths = [T] * x.shape[0] if x_len is None else x_len.tolist()
+            if x_parent is not None:
+                parents = x_parent.tolist()
+                trees = [
+                    tree_from_token_parents(p[:n]) for p, n in zip(parents, lengths, strict=True)
+                ]
+                return self.head(self.roots(x, trees))
+            if any(n != T for n in lengths):
+                return self.head(self.roots(x, [balanced_tree(n) for n in lengths]))
         return self.head(self.root(x, tree))
 
 
@@ -134,4 +251,12 @@ def balanced_depth(length: int) -> int:
     return math.ceil(math.log2(length)) if length > 1 else 0
 
 
-__all__ = ["Recursive", "Tree", "balanced_depth", "balanced_tree", "depth", "tree_from_parents"]
+__all__ = [
+    "Recursive",
+    "Tree",
+    "balanced_depth",
+    "balanced_tree",
+    "depth",
+    "tree_from_parents",
+    "tree_from_token_parents",
+]

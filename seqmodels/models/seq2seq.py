@@ -193,6 +193,8 @@ class EncoderDecoder(Seq2SeqArchitecture):
     """
 
     options_type = EncoderDecoderOptions
+    book = "10.4, fig 10.12"
+    summary = "encoder-decoder: a fixed-size context C from the encoder conditions the decoder"
 
     def __init__(
         self,
@@ -310,6 +312,8 @@ class AttentionEncoderDecoder(Seq2SeqArchitecture):
     """
 
     options_type = AttentionOptions
+    book = "10.4; 12.4.5.1, fig 12.6"
+    summary = "encoder-decoder with additive attention over every source state (Bahdanau)"
 
     def __init__(
         self,

@@ -15,6 +15,7 @@ from seqmodels.models.architectures import (
     Architecture,
     ArchOptions,
     ModelConfig,
+    TokenOptions,
 )
 from seqmodels.models.cells import State, StepCell
 from seqmodels.models.layers import InputLayer, at_lengths, mlp, reverse_padded
@@ -30,24 +31,20 @@ from seqmodels.models.recurrences import (
 # --- design pattern 1: an output at every step (10.2, eqs 10.8-10.11) -------------------------
 
 
-@dataclass(frozen=True)
-class TokenOptions(ArchOptions):
-    embedding_size: int = 0  # 0: float inputs (B, T, F); > 0: token ids (B, T), embedded
-
-    def __post_init__(self) -> None:
-        check_range("embedding_size", self.embedding_size >= 0, "must be >= 0")
-
-
 @ARCHITECTURES.register("recurrent")
 class Recurrent(Architecture):
     """Hidden-to-hidden recurrence with an output at every step: design pattern 1 (fig 10.3),
     Deep Learning eqs 10.8-10.11, `o(t) = c + V h(t)`.
 
     With `embedding_size` > 0 it reads token ids and its outputs are next-token logits: a
-    language model. Shapes: `forward(x: (B, T, F) or (B, T)) -> (B, T, O)`.
+    language model. Shapes: `forward(x: (B, T, F) or (B, T), x_len: (B,) | None) -> (B, T, O)`;
+    the lengths matter only to a bidirectional recurrence, whose backward direction starts at
+    each sequence's own end.
     """
 
     options_type = TokenOptions
+    book = "10.2, fig 10.3, eqs 10.8-10.11"
+    summary = "hidden-to-hidden recurrence with an output at every step (pattern 1)"
 
     def __init__(self, inputs: InputLayer, recurrence: Recurrence, output_size: int) -> None:
         super().__init__()
@@ -68,8 +65,9 @@ class Recurrent(Architecture):
         h, state = self.recurrence.run(self.inputs(x), state)  # (B, T, D*H)
         return self.head(h), state  # eq 10.10: o(t) = c + V h(t)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.run(x)[0]
+    def forward(self, x: torch.Tensor, x_len: torch.Tensor | None = None) -> torch.Tensor:
+        h, _ = self.recurrence.run(self.inputs(x), x_len=x_len)  # (B, T, D*H)
+        return self.head(h)
 
 
 # --- design pattern 2: output-to-hidden recurrence (10.2.1, fig 10.4) -------------------------
@@ -112,6 +110,8 @@ class OutputRecurrent(Architecture):
     """
 
     options_type = OutputRecurrentOptions
+    book = "10.2.1, figs 10.4 and 10.6"
+    summary = "output-to-hidden recurrence, trained with teacher forcing (pattern 2)"
 
     def __init__(
         self,
@@ -195,6 +195,8 @@ class Bidirectional(Architecture):
     """
 
     options_type = TokenOptions
+    book = "10.3, fig 10.11"
+    summary = "forward and backward recurrences; each output sees the past and the future"
 
     def __init__(
         self, inputs: InputLayer, directions: list[tuple[Recurrence, Recurrence]], output_size: int
@@ -232,7 +234,7 @@ class Bidirectional(Architecture):
 
 
 @dataclass(frozen=True)
-class DeepOptions(ArchOptions):
+class DeepOptions(TokenOptions):
     input_layers: int = 0  # deep input-to-hidden: tanh layers before the recurrence
     transition_layers: int = 0  # deep hidden-to-hidden: tanh layers inside every step
     output_layers: int = 0  # deep hidden-to-output: tanh layers before the readout
@@ -240,6 +242,7 @@ class DeepOptions(ArchOptions):
     output: Literal["every_step", "final"] = "every_step"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in ("input_layers", "transition_layers", "output_layers"):
             check_range(name, getattr(self, name) >= 0, "must be >= 0")
 
@@ -274,10 +277,15 @@ class Deep(Architecture):
     recurrences (fig 10.13a). `skip` adds residual connections around every deep part and
     between stacked layers, so the shortest path through the depth stays short.
 
-    Shapes: `forward(x: (B, T, F)) -> (B, T, O)`, or (B, O) with `output: final`.
+    With `embedding_size` > 0 it reads token ids. With `output: final` the readout sees each
+    sequence's own last state, at x_len - 1, so padding never reaches it.
+    Shapes: `forward(x: (B, T, F) or (B, T), x_len: (B,) | None) -> (B, T, O)`, or (B, O) with
+    `output: final`.
     """
 
     options_type = DeepOptions
+    book = "10.5, fig 10.13"
+    summary = "depth in input-to-hidden, hidden-to-hidden and hidden-to-output, plus stacking"
 
     def __init__(
         self,
@@ -287,8 +295,10 @@ class Deep(Architecture):
         output_size: int,
         skip: bool = False,
         every_step: bool = True,
+        inputs: InputLayer | None = None,
     ) -> None:
         super().__init__()
+        self.inputs = inputs if inputs is not None else InputLayer(layers[0].input_size)
         self.input_mlp = input_mlp
         self.layers = nn.ModuleList(layers)
         self.output_mlp = output_mlp
@@ -306,8 +316,9 @@ class Deep(Architecture):
     def from_config(cls, config: ModelConfig, input_size: int, output_size: int) -> Deep:
         options: DeepOptions = config.arch()
         H = config.hidden_size
-        input_mlp = mlp(input_size, H, options.input_layers)
-        width = H if options.input_layers else input_size
+        inputs = InputLayer(input_size, options.embedding_size)
+        input_mlp = mlp(inputs.output_size, H, options.input_layers)
+        width = H if options.input_layers else inputs.output_size
         layers: list[Recurrence] = []
         for layer in range(config.num_layers):
             fast = options.transition_layers == 0
@@ -321,17 +332,18 @@ class Deep(Architecture):
             layers.append(rec)
         output_mlp = mlp(H, H, options.output_layers)
         every_step = options.output == "every_step"
-        return cls(input_mlp, layers, output_mlp, output_size, options.skip, every_step)
+        return cls(input_mlp, layers, output_mlp, output_size, options.skip, every_step, inputs)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, x_len: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.inputs(x)  # (B, T, F)
         z = self.input_mlp(x)
         if self.skip and len(self.input_mlp) and z.shape == x.shape:
             z = z + x
         for i, layer in enumerate(self.layers):
-            h = layer(z)  # (B, T, H)
+            h = layer(z)  # (B, T, H); unidirectional, so x_len changes nothing here
             z = h + z if self.skip and i > 0 else h  # residual between stacked layers
         if not self.every_step:
-            z = z[:, -1]  # (B, H)
+            z = at_lengths(z, x_len)  # (B, H): each sequence's h(tau)
         out = self.output_mlp(z)
         if self.skip and len(self.output_mlp):
             out = out + z
@@ -348,9 +360,14 @@ class SequenceAutoencoder(Architecture):
     alone. The decoder starts from h(tau) and reads it again at every step but sees no x, so
     all it knows about the input passed through the code.
 
-    Shapes: `forward(x: (B, T, F)) -> (B, T, output_size)`, output_size = F to reconstruct;
-    `encode(x) -> (B, D*H)`.
+    On a padded batch the code is each sequence's own summary (`Recurrence.final` at x_len);
+    the decoder still runs all T steps, and what it emits past x_len is for the loss to mask.
+    Shapes: `forward(x: (B, T, F), x_len: (B,) | None) -> (B, T, output_size)`, output_size = F
+    to reconstruct; `encode(x, x_len) -> (B, D*H)`.
     """
+
+    book = "10.4; reading note 2"
+    summary = "encode a sequence into h(tau), then rebuild it from that code alone"
 
     def __init__(self, encoder: Recurrence, decoder: Recurrence, output_size: int) -> None:
         super().__init__()
@@ -369,10 +386,8 @@ class SequenceAutoencoder(Architecture):
 
     def encode(self, x: torch.Tensor, x_len: torch.Tensor | None = None) -> torch.Tensor:
         """The code h(tau): (B, T, F) -> (B, D*H)."""
-        h = self.encoder(x)  # (B, T, D*H)
-        if self.encoder.bidirectional or x_len is None:
-            return self.encoder.final(h)
-        return at_lengths(h, x_len)
+        h = self.encoder(x, x_len)  # (B, T, D*H)
+        return self.encoder.final(h, x_len)
 
     def decode(self, code: torch.Tensor, steps: int) -> torch.Tensor:
         """Rebuild `steps` steps from the code alone: (B, D*H) -> (B, steps, O)."""
@@ -381,8 +396,8 @@ class SequenceAutoencoder(Architecture):
         h, _ = self.decoder.run(reread, state)
         return self.head(h)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x), x.shape[1])
+    def forward(self, x: torch.Tensor, x_len: torch.Tensor | None = None) -> torch.Tensor:
+        return self.decode(self.encode(x, x_len), x.shape[1])
 
 
 __all__ = [
