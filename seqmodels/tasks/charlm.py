@@ -28,8 +28,8 @@ import numpy as np
 
 from seqmodels.batch import FIRST_SYMBOL
 from seqmodels.errors import ConfigError
-from seqmodels.tasks.base import TASKS, Split, Task
-from seqmodels.tasks.common import Vocabulary, check_fractions
+from seqmodels.tasks.base import TASKS, Split
+from seqmodels.tasks.common import TokenTask, Vocabulary, check_fractions
 
 CORPUS_FILES = (
     "argparse.py",
@@ -83,7 +83,7 @@ class CharLMOptions:
 
 
 @dataclass(frozen=True)
-class CharLMTask(Task):
+class CharLMTask(TokenTask):
     """Next-character prediction over a text; subclasses say where the text comes from."""
 
     family: ClassVar[Literal["lm"]] = "lm"
@@ -97,18 +97,6 @@ class CharLMTask(Task):
     @cached_property
     def _vocab(self) -> Vocabulary:
         return Vocabulary.from_sequences([self.text])
-
-    @property
-    def vocabulary(self) -> tuple[str, ...]:
-        return self._vocab.symbols
-
-    @property
-    def input_size(self) -> int:
-        return self._vocab.size
-
-    @property
-    def output_size(self) -> int:
-        return self.input_size
 
     def baseline_on(self, splits: dict[str, Split]) -> float:
         return unigram_bits(splits["train"])

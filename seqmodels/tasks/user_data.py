@@ -24,6 +24,7 @@ from seqmodels.tasks.algorithmic import SEQ2SEQ_METRICS
 from seqmodels.tasks.base import TASKS, Split, Task
 from seqmodels.tasks.charlm import CharLMTask, check_window
 from seqmodels.tasks.common import (
+    TokenTask,
     Vocabulary,
     check_fractions,
     majority_target_metrics,
@@ -235,7 +236,7 @@ class PairsJSONLOptions:
 
 @TASKS.register("pairs_jsonl")
 @dataclass(frozen=True)
-class PairsJSONLTask(Task):
+class PairsJSONLTask(TokenTask):
     """Sequence to sequence over the user's (source, target) pairs; targets end in EOS."""
 
     name: ClassVar[str] = "pairs_jsonl"
@@ -262,18 +263,6 @@ class PairsJSONLTask(Task):
     @cached_property
     def _vocab(self) -> Vocabulary:
         return Vocabulary.from_sequences(seq for pair in self.pairs for seq in pair)
-
-    @property
-    def vocabulary(self) -> tuple[str, ...]:
-        return self._vocab.symbols
-
-    @property
-    def input_size(self) -> int:
-        return self._vocab.size
-
-    @property
-    def output_size(self) -> int:
-        return self.input_size
 
     def baseline_on(self, splits: dict[str, Split]) -> float:
         return majority_target_metrics(splits)["exact_match"]
