@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,6 +176,34 @@ def scheduler(spec: StudySpec) -> TrialScheduler:
     return FIFOScheduler()
 
 
+def _trainable(function: Callable[..., None], spec: StudySpec, dataset: DatasetRef) -> Any:
+    """`function` with the dataset bound and the spec's resources reserved per trial."""
+    return tune.with_resources(
+        tune.with_parameters(function, dataset=dataset),
+        {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
+    )
+
+
+def _run_config(label: str, callbacks: list[tune.Callback], **extra: Any) -> tune.RunConfig:
+    """Results under the store, our own callbacks for output, one retry from a checkpoint."""
+    return tune.RunConfig(
+        name=f"{label}-{time.strftime('%Y%m%d-%H%M%S')}",
+        storage_path=str(settings.seqlab_home() / "ray_results"),
+        callbacks=callbacks,
+        failure_config=tune.FailureConfig(max_failures=1),
+        verbose=0,
+        **extra,
+    )
+
+
+def _fit(tuner: tune.Tuner, runs: tracking.TrialRuns) -> tune.ResultGrid:
+    """Run the Tuner; whatever stops it, no MLflow run of its trials stays RUNNING."""
+    try:
+        return tuner.fit()
+    finally:
+        runs.close_open("KILLED")
+
+
 def keep_checkpoints(spec: StudySpec) -> int:
     """The spec's best-N, but at least 4 under PBT: exploiting trials restore others' files."""
     keep = spec.search.keep_checkpoints
@@ -189,12 +217,8 @@ def tune_variant(
     """Search the nuisance space for one variant with its equal share of the budget."""
     trials = spec.search.trials_per_variant
     runs = tracking.TrialRuns(tracking.client(), experiment_id, parent_run_id, "trial")
-    trainable = tune.with_resources(
-        tune.with_parameters(train_trial, dataset=dataset),
-        {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
-    )
     tuner = tune.Tuner(
-        trainable,
+        _trainable(train_trial, spec, dataset),
         param_space={**spec.trial_base(variant), **search_space(spec)},
         tune_config=tune.TuneConfig(
             metric=METRIC,
@@ -205,23 +229,17 @@ def tune_variant(
             search_alg=search_algorithm(spec),
             max_concurrent_trials=spec.search.max_concurrent,
         ),
-        run_config=tune.RunConfig(
-            name=f"{spec.name}-{variant}-{time.strftime('%Y%m%d-%H%M%S')}",
-            storage_path=str(settings.seqlab_home() / "ray_results"),
-            callbacks=[runs, Progress(variant, trials, METRIC, spec.fixed.max_epochs)],
+        run_config=_run_config(
+            f"{spec.name}-{variant}",
+            [runs, Progress(variant, trials, METRIC, spec.fixed.max_epochs)],
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=keep_checkpoints(spec),
                 checkpoint_score_attribute=METRIC,
                 checkpoint_score_order=MODE,
             ),
-            failure_config=tune.FailureConfig(max_failures=1),
-            verbose=0,
         ),
     )
-    try:
-        results = tuner.fit()
-    finally:
-        runs.close_open("KILLED")
+    results = _fit(tuner, runs)
     failed = sum(r.error is not None for r in results)
     if failed == len(results):
         raise RuntimeError(f"every trial of variant {variant!r} failed: {results[0].error}")
@@ -270,24 +288,15 @@ def repeat_best(
     total = len(best) * len(seeds)
     runs = tracking.TrialRuns(tracking.client(), experiment_id, parent_run_id, "repeat")
     tuner = tune.Tuner(
-        tune.with_resources(
-            tune.with_parameters(train_repeat, dataset=dataset),
-            {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
-        ),
+        _trainable(train_repeat, spec, dataset),
         param_space=param_space,
         tune_config=tune.TuneConfig(max_concurrent_trials=spec.search.max_concurrent),
-        run_config=tune.RunConfig(
-            name=f"{spec.name}-repeats-{time.strftime('%Y%m%d-%H%M%S')}",
-            storage_path=str(settings.seqlab_home() / "ray_results"),
-            callbacks=[runs, Progress("repeats", total, METRIC, spec.fixed.max_epochs + 1)],
-            failure_config=tune.FailureConfig(max_failures=1),
-            verbose=0,
+        run_config=_run_config(
+            f"{spec.name}-repeats",
+            [runs, Progress("repeats", total, METRIC, spec.fixed.max_epochs + 1)],
         ),
     )
-    try:
-        results = tuner.fit()
-    finally:
-        runs.close_open("KILLED")
+    results = _fit(tuner, runs)
     ok = [r for r in results if r.error is None]
     return Repeats(
         runs=len(results),

@@ -49,9 +49,6 @@ def configure_environment() -> None:
         "PREFECT_LOCAL_STORAGE_PATH": str(home / "prefect" / "storage"),
         # Ray Tune's own console tables would interleave with seqlab's progress lines.
         "RAY_AIR_NEW_OUTPUT": "0",
-        # Ctrl-C must stop the study, with every MLflow run ended KILLED, not be absorbed by
-        # Tune's own handler, which ends the search quietly and lets the study carry on.
-        "TUNE_DISABLE_SIGINT_HANDLER": "1",
         # Tune warns when checkpoints come faster than every 5 s, which small trials always do.
         "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
         "RAY_DEDUP_LOGS": "0",
