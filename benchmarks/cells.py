@@ -1,8 +1,9 @@
 """Training-step throughput of every cell, as a ratio to torch's `nn.LSTM` in the same run.
 
 One step is forward + backward + SGD update of a `SeqToOne` model under MSE. Each row is timed
-`--repeats` times, rows interleaved so that drift in the machine's speed hits them alike, and
-the table reports medians. Run: `python benchmarks/cells.py [--batch 32 --steps 64 ...]`.
+`--repeats` times, rows interleaved (in a rotated order each repeat) so that drift in the
+machine's speed hits them alike, and the table reports medians.
+Run: `python benchmarks/cells.py [--batch 32 --steps 64 ...]`.
 """
 
 from __future__ import annotations
@@ -141,9 +142,12 @@ def main() -> None:
     for step in steps:  # warm-up: allocator, cuDNN plans, autograd graph caches
         time_steps(step, 2, device)
     seconds: list[list[float]] = [[] for _ in steps]
-    for _ in range(args.repeats):
-        for i, step in enumerate(steps):
-            seconds[i].append(time_steps(step, args.iters, device))
+    for repeat in range(args.repeats):
+        # Rotate the order every repeat: no row is always timed first, right after the
+        # previous repeat's slowest rows have dirtied the caches.
+        for k in range(len(steps)):
+            i = (k + repeat) % len(steps)
+            seconds[i].append(time_steps(steps[i], args.iters, device))
 
     tokens = sizes.batch * sizes.steps
     base = [tokens / s for s in seconds[0]]
