@@ -1,0 +1,2 @@
+-- The image creates the `mlflow` database (POSTGRES_DB); Prefect gets its own.
+CREATE DATABASE prefect;
