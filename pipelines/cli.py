@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from pipelines import settings
+from pipelines import settings, stack
 
 EXIT_USAGE = 2  # a user's mistake: bad spec, bad data, bad arguments
 
@@ -56,8 +56,55 @@ def main(argv: list[str] | None = None) -> int:
     )
     prepare.add_argument("--seed", default="0", help="seed of data generation (default: 0)")
     prepare.add_argument("--json", action="store_true", help="print the reference as JSON")
+    start = commands.add_parser(
+        "up",
+        help="start the team stack on this machine: MLflow server, Prefect server, Ray head",
+        description="Start an MLflow tracking server, a Prefect server with its UI and a Ray head "
+        "with its dashboard, each health-checked, with PIDs and logs under $SEQLAB_HOME/stack. "
+        "While they run, `seqlab run` uses them.",
+    )
+    start.add_argument(
+        "--host", default="127.0.0.1", help="interface every service binds (default: 127.0.0.1)"
+    )
+    defaults = stack.StackConfig()
+    for option, default, what in (
+        ("--mlflow-port", defaults.mlflow_port, "MLflow tracking server"),
+        ("--prefect-port", defaults.prefect_port, "Prefect server and UI"),
+        ("--ray-port", defaults.ray_port, "Ray head (GCS)"),
+        ("--dashboard-port", defaults.dashboard_port, "Ray dashboard"),
+        ("--ray-client-port", defaults.ray_client_port, "Ray client server"),
+    ):
+        start.add_argument(option, type=int, default=default, help=f"{what} (default: {default})")
+    start.add_argument(
+        "--backend-store-uri",
+        help="MLflow's store, e.g. postgresql://user@127.0.0.1:5432/mlflow "
+        "(default: SQLite under $SEQLAB_HOME)",
+    )
+    start.add_argument("--num-cpus", type=int, help="CPUs the Ray head offers (default: all)")
+    start.add_argument("--num-gpus", type=int, help="GPUs the Ray head offers (default: detected)")
+    start.add_argument(
+        "--prefect-auth",
+        action="store_true",
+        help="protect the Prefect API with the 'user:password' in $PREFECT_API_AUTH_STRING",
+    )
+    start.add_argument(
+        "--timeout",
+        type=float,
+        default=stack.HEALTH_TIMEOUT_S,
+        help=f"seconds each service gets to become healthy (default: {stack.HEALTH_TIMEOUT_S:.0f})",
+    )
+    start.add_argument(
+        "--only",
+        help="a comma-separated subset of mlflow,prefect,ray to start (default: all three)",
+    )
+    commands.add_parser("down", help="stop the services `seqlab up` started, by PID")
+    state = commands.add_parser("status", help="each stack service's URL and health")
+    state.add_argument("--json", action="store_true", help="print a machine-readable list")
     args = parser.parse_args(argv)
     handlers = {
+        "up": _up,
+        "down": _down,
+        "status": _status,
         "run": _run,
         "validate": _validate,
         "report": _report,
@@ -104,9 +151,14 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     settings.configure_environment()
     _quiet_known_warnings()
+    from pipelines import tracking
     from pipelines.flows import run_study  # the heavy imports: torch, ray, prefect, mlflow
 
     imported = time.perf_counter()
+    problem = tracking.artifact_access_problem(tracking.client(), spec.name)
+    if problem:
+        print(f"seqlab: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     called_at = time.time()
     try:
         result = run_study(spec, source=args.spec)
@@ -416,6 +468,77 @@ def _quiet_known_warnings() -> None:
     warnings.filterwarnings("ignore", message=r"The tensor attributes .*_flat_weights")
     # lightning's own use of a torch API that torch has deprecated.
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
+def _up(args: argparse.Namespace) -> int:
+    for option in ("mlflow_port", "prefect_port", "ray_port", "dashboard_port", "ray_client_port"):
+        port = getattr(args, option)
+        if not 0 < port < 65536:
+            flag = "--" + option.replace("_", "-")
+            print(f"seqlab: error: {flag}: {port} is not a port (1-65535)", file=sys.stderr)
+            return EXIT_USAGE
+    services = tuple(args.only.split(",")) if args.only else stack.SERVICES
+    config = stack.StackConfig(
+        host=args.host,
+        mlflow_port=args.mlflow_port,
+        prefect_port=args.prefect_port,
+        ray_port=args.ray_port,
+        dashboard_port=args.dashboard_port,
+        ray_client_port=args.ray_client_port,
+        backend_store_uri=args.backend_store_uri,
+        num_cpus=args.num_cpus,
+        num_gpus=args.num_gpus,
+        prefect_auth=args.prefect_auth,
+        services=services,
+    )
+    home = settings.seqlab_home()
+    try:
+        result = stack.up(
+            config, home, say=lambda line: print(line, flush=True), health_timeout=args.timeout
+        )
+    except stack.StackError as err:
+        first, _, rest = str(err).partition("\n")
+        print(f"seqlab: error: {first}", file=sys.stderr)
+        if rest:
+            print(rest, file=sys.stderr)
+        # A taken port or a bad option is the user's to fix; a crashed service is not.
+        return EXIT_USAGE if first.startswith("--") else 1
+    if not result.started:
+        print(f"the stack under {home} is already up; nothing started")
+    else:
+        print(f"healthy after {result.seconds:.1f}s")
+    _print_status(stack.status(home, services))
+    print("`seqlab run` now uses these servers; `seqlab down` stops them.")
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    home = settings.seqlab_home()
+    if not stack.down(home):
+        print(f"nothing to stop: no stack is running under {home}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    import json
+
+    states = stack.status(settings.seqlab_home())
+    if args.json:
+        print(json.dumps([state.__dict__ for state in states], indent=2))
+    else:
+        _print_status(states)
+    return 0
+
+
+def _print_status(states: list[stack.State]) -> None:
+    for state in states:
+        if state.pid is None:
+            health = "not started"
+        elif not state.running:
+            health = f"stopped (pid {state.pid} has exited)"
+        else:
+            health = f"{'healthy' if state.healthy else 'UNHEALTHY'} (pid {state.pid})"
+        print(f"  {state.name:8} {state.url or '-':28} {health}")
 
 
 def _ui_command() -> str:

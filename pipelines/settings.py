@@ -1,8 +1,9 @@
 """Where state lives, and which servers to talk to.
 
 The standard variables of each tool win (`MLFLOW_TRACKING_URI`, `RAY_ADDRESS`,
-`PREFECT_API_URL`); `SEQLAB_HOME` is the one variable of our own. This module imports nothing
-heavy, so the CLI can use it before deciding what to load.
+`PREFECT_API_URL`); `SEQLAB_HOME` is the one variable of our own. Next come the servers of a
+stack `seqlab up` started under the home and that still runs; last, the embedded default. This
+module imports nothing heavy, so the CLI can use it before deciding what to load.
 """
 
 from __future__ import annotations
@@ -18,9 +19,23 @@ def seqlab_home() -> Path:
     return Path(os.environ.get("SEQLAB_HOME", DEFAULT_HOME)).expanduser().resolve()
 
 
+def _stack_url(service: str) -> str | None:
+    """The URL (or, for Ray, the address) of a running stack service under the home."""
+    from pipelines import stack
+
+    record = stack.live_records(seqlab_home()).get(service)
+    if record is None:
+        return None
+    return record.address or record.url
+
+
 def tracking_uri() -> str:
-    """MLflow's tracking URI: `MLFLOW_TRACKING_URI`, else SQLite under SEQLAB_HOME."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{seqlab_home() / 'mlflow.db'}"
+    """MLflow's tracking URI: `MLFLOW_TRACKING_URI`, the stack's server, or SQLite in the home."""
+    return (
+        os.environ.get("MLFLOW_TRACKING_URI")
+        or _stack_url("mlflow")
+        or f"sqlite:///{seqlab_home() / 'mlflow.db'}"
+    )
 
 
 def artifact_root() -> str:
@@ -29,8 +44,16 @@ def artifact_root() -> str:
 
 
 def ray_address() -> str | None:
-    """`RAY_ADDRESS` when set; otherwise a local Ray is started for the run."""
-    return os.environ.get("RAY_ADDRESS") or None
+    """`RAY_ADDRESS`, or the stack's Ray head; None: a local Ray is started for the run."""
+    return os.environ.get("RAY_ADDRESS") or _stack_url("ray")
+
+
+def prefect_api_url() -> str | None:
+    """`PREFECT_API_URL`, or the stack's Prefect server; None: Prefect's ephemeral API."""
+    if os.environ.get("PREFECT_API_URL"):
+        return os.environ["PREFECT_API_URL"]
+    url = _stack_url("prefect")
+    return f"{url}/api" if url else None
 
 
 def configure_environment() -> None:
@@ -58,7 +81,14 @@ def configure_environment() -> None:
         "GIT_PYTHON_REFRESH": "quiet",
         # MLflow draws a progress bar for every artifact it downloads, the report's spec.json too.
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        # seqlab prints the one link that matters; MLflow would print one per run it ends.
+        "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
     }
+    if not os.environ.get("RAY_ADDRESS") and _stack_url("ray"):
+        defaults["RAY_AUTH_MODE"] = "token"  # the stack's Ray head requires its token
+    api = prefect_api_url()
+    if api:  # the flow run is recorded by the stack's Prefect server, not an ephemeral one
+        defaults["PREFECT_API_URL"] = api
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
     Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)

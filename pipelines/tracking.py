@@ -42,6 +42,23 @@ def ensure_experiment(mlflow: MlflowClient, name: str) -> str:
     return mlflow.create_experiment(name, artifact_location=location)
 
 
+def artifact_access_problem(mlflow: MlflowClient, name: str) -> str | None:
+    """Why the study's experiment cannot take artifacts from here, or None when it can.
+
+    An experiment created through `seqlab up`'s tracking server keeps its artifacts behind that
+    server (`mlflow-artifacts:/`), so a run without the server cannot store models there.
+    """
+    if settings.tracking_uri().startswith(("http://", "https://")):
+        return None
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is None or not experiment.artifact_location.startswith("mlflow-artifacts:"):
+        return None
+    return (
+        f"study {name!r}: its MLflow experiment keeps artifacts behind the tracking server "
+        f"({experiment.artifact_location}); start it with `seqlab up` or set MLFLOW_TRACKING_URI"
+    )
+
+
 def log_dataset(
     run_id: str,
     dataset: DatasetRef,

@@ -33,3 +33,57 @@ def seqlab(*args: str, env: dict[str, str] | None = None, timeout: float = 600):
         text=True,
         timeout=timeout,
     )
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (the kernel's pick, outside Ray's worker-port range)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def team_stack(tmp_path_factory: pytest.TempPathFactory):
+    """`seqlab up` on free ports in a private home, shared by the tests that need servers.
+
+    Yields the environment a client of that stack runs with. `seqlab down` stops it at the
+    end, by the PIDs `up` recorded; nothing else on the machine is touched.
+    """
+    home = tmp_path_factory.mktemp("stack") / "home"
+    ports = {
+        "--mlflow-port": free_port(),
+        "--prefect-port": free_port(),
+        "--ray-port": free_port(),
+        "--dashboard-port": free_port(),
+        "--ray-client-port": free_port(),
+    }
+    env = {"SEQLAB_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    clean = {k: v for k, v in os.environ.items() if k not in _SERVER_VARS}
+    args = [item for pair in ports.items() for item in (pair[0], str(pair[1]))]
+    started = subprocess.run(
+        [*SEQLAB, "up", "--num-cpus", "2", *args],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        yield {
+            "home": home,
+            "env": {**clean, **env},
+            "ports": ports,
+            "up": started,
+            "mlflow": f"http://127.0.0.1:{ports['--mlflow-port']}",
+            "prefect": f"http://127.0.0.1:{ports['--prefect-port']}",
+        }
+    finally:
+        subprocess.run(
+            [*SEQLAB, "down"], cwd=ROOT, env={**clean, **env}, capture_output=True, timeout=120
+        )
+
+
+_SERVER_VARS = ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "PREFECT_API_URL", "SEQLAB_HOME")
