@@ -22,6 +22,15 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument(
         "--dry-run", action="store_true", help="validate the spec and show the plan; start nothing"
     )
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec field, repeatable; dotted keys, YAML values: "
+        "search.trials_per_variant=5, seeds=2, fixed.max_epochs=3",
+    )
     check = commands.add_parser("validate", help="validate study specs without running them")
     check.add_argument("specs", nargs="+", help="paths to study specs (YAML)")
     rebuild = commands.add_parser(
@@ -98,11 +107,20 @@ def main(argv: list[str] | None = None) -> int:
         help="a comma-separated subset of mlflow,prefect,ray to start (default: all three)",
     )
     commands.add_parser("down", help="stop the services `seqlab up` started, by PID")
+    serving = commands.add_parser(
+        "serve",
+        help="serve the Prefect deployments run-study, prepare-data and report (Ctrl-C stops)",
+        description="Serve seqlab's flows as Prefect deployments, so that runs started from the "
+        "Prefect UI or `prefect deployment run` execute here, on the configured Ray cluster. "
+        "Needs a Prefect server: `seqlab up`, or PREFECT_API_URL.",
+    )
+    serving.add_argument("--limit", type=int, help="flow runs at most at once (default: no limit)")
     state = commands.add_parser("status", help="each stack service's URL and health")
     state.add_argument("--json", action="store_true", help="print a machine-readable list")
     args = parser.parse_args(argv)
     handlers = {
         "up": _up,
+        "serve": _serve,
         "down": _down,
         "status": _status,
         "run": _run,
@@ -115,12 +133,25 @@ def main(argv: list[str] | None = None) -> int:
     return handlers[args.command](args)
 
 
-def _load(path: str):
-    """The validated spec, or None after printing the one-line error."""
+def _load(path: str, overrides: list[str] | None = None):
+    """The validated spec, or None after printing the one-line error.
+
+    `overrides` are `--set KEY=VALUE` items; a mistake in one is named by the item.
+    """
     from pipelines.spec import SpecError, load_spec
 
+    values: dict[str, object] = {}
+    for item in overrides or []:
+        key, sep, text = item.partition("=")
+        try:
+            if not sep or not key.strip():
+                raise ValueError("expected KEY=VALUE, e.g. seeds=2")
+            values[key.strip()] = _yaml_value(text)
+        except ValueError as err:
+            print(f"seqlab: error: --set {item}: {err}", file=sys.stderr)
+            return None
     try:
-        return load_spec(path)
+        return load_spec(path, values)
     except SpecError as err:
         print(f"seqlab: error: {err}", file=sys.stderr)
         return None
@@ -136,7 +167,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    spec = _load(args.spec)
+    spec = _load(args.spec, args.overrides)
     if spec is None:
         return EXIT_USAGE  # before anything is started or written
     variants = ", ".join(spec.variants)
@@ -150,7 +181,7 @@ def _run(args: argparse.Namespace) -> int:
         print("dry run: the spec is valid; nothing was started")
         return 0
     settings.configure_environment()
-    _quiet_known_warnings()
+    settings.quiet_known_warnings()
     from pipelines import tracking
     from pipelines.flows import run_study  # the heavy imports: torch, ray, prefect, mlflow
 
@@ -460,16 +491,6 @@ def _interrupted(err: BaseException | None) -> bool:
     return False
 
 
-def _quiet_known_warnings() -> None:
-    """Silence third-party warnings a user can do nothing about; everything else still shows."""
-    import warnings
-
-    # torch.export, used by MLflow to check a model's input example, on cuDNN RNN weights.
-    warnings.filterwarnings("ignore", message=r"The tensor attributes .*_flat_weights")
-    # lightning's own use of a torch API that torch has deprecated.
-    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
-
-
 def _up(args: argparse.Namespace) -> int:
     for option in ("mlflow_port", "prefect_port", "ray_port", "dashboard_port", "ray_client_port"):
         port = getattr(args, option)
@@ -509,6 +530,32 @@ def _up(args: argparse.Namespace) -> int:
         print(f"healthy after {result.seconds:.1f}s")
     _print_status(stack.status(home, services))
     print("`seqlab run` now uses these servers; `seqlab down` stops them.")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    api = settings.prefect_api_url()
+    if api is None:
+        print(
+            "seqlab: error: serve: no Prefect server to serve to: start the stack with "
+            "`seqlab up`, or set PREFECT_API_URL",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if args.limit is not None and args.limit < 1:
+        print(f"seqlab: error: --limit: {args.limit} is not a positive number", file=sys.stderr)
+        return EXIT_USAGE
+    settings.configure_environment()
+    settings.quiet_known_warnings()
+    from pipelines import deployments
+
+    names = ", ".join(deployments.DEPLOYMENTS)
+    ui = api.removesuffix("/api")
+    print(f"serving {names} to {ui} (runs use {settings.tracking_uri()}); Ctrl-C stops", flush=True)
+    try:
+        deployments.serve(limit=args.limit)
+    except KeyboardInterrupt:
+        print("stopped serving")
     return 0
 
 

@@ -362,8 +362,9 @@ def ray_session() -> Iterator[None]:
         yield
         return
     address = settings.ray_address()
+    # "local", not None: None would join whatever Ray `ray start` last started on this machine.
     local = {} if address else {"num_cpus": os.cpu_count(), "include_dashboard": False}
-    ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR, **local)
+    ray.init(address=address or "local", log_to_driver=False, logging_level=logging.ERROR, **local)
     try:
         yield
     finally:
@@ -401,6 +402,9 @@ def run_study(spec: StudySpec, source: str = "") -> StudyResult:
                 "dataset.metric": dataset.metric,
                 "dataset.baseline": str(dataset.baseline),
                 "prefect.flow_run_id": str(flow_run.get_id() or ""),
+                # The run a user started (from the UI, a deployment), when this one is nested.
+                "prefect.root_flow_run_id": str(flow_run.root_flow_run_id or ""),
+                "prefect.flow_run_url": flow_run.ui_url or "",
             },
         )
         parent_id = parent.info.run_id

@@ -92,3 +92,13 @@ def configure_environment() -> None:
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
     Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+
+
+def quiet_known_warnings() -> None:
+    """Silence third-party warnings a user can do nothing about; everything else still shows."""
+    import warnings
+
+    # torch.export, used by MLflow to check a model's input example, on cuDNN RNN weights.
+    warnings.filterwarnings("ignore", message=r"The tensor attributes .*_flat_weights")
+    # lightning's own use of a torch API that torch has deprecated.
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")

@@ -252,8 +252,14 @@ class StudySpec(BaseModel):
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def load_spec(path: str | Path) -> StudySpec:
-    """Read and validate a spec file. Raises SpecError (one line, file and field) on any mistake."""
+def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> StudySpec:
+    """Read and validate a spec file. Raises SpecError (one line, file and field) on any mistake.
+
+    Args:
+        path: the spec (YAML).
+        overrides: dotted keys to set before validation, e.g. `{"search.trials_per_variant": 5,
+            "fixed.max_epochs": 3}`; what the Prefect form and `seqlab run --set` change.
+    """
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -270,7 +276,22 @@ def load_spec(path: str | Path) -> StudySpec:
         raise SpecError(source, "", f"YAML syntax error at {where}: {problem}") from None
     if not isinstance(raw, dict):
         raise SpecError(source, "", "a spec is a YAML mapping of keys to values")
+    for key, value in (overrides or {}).items():
+        _set_dotted(raw, key, value, source)
     return parse_spec(raw, source)
+
+
+def _set_dotted(raw: dict[str, Any], key: str, value: Any, source: str) -> None:
+    """Set `a.b.c` in nested mappings, creating the sections a spec left to their defaults."""
+    *sections, last = key.split(".")
+    node = raw
+    for i, section in enumerate(sections):
+        node = node.setdefault(section, {})
+        if not isinstance(node, dict):
+            raise SpecError(
+                source, ".".join(sections[: i + 1]), f"is not a section; cannot set {key}"
+            )
+    node[last] = value
 
 
 def parse_spec(raw: dict[str, Any], source: str = "<spec>") -> StudySpec:

@@ -15,7 +15,7 @@ import warnings
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
-from mlflow.entities import Metric, Param, RunStatus
+from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 from ray.tune.experiment import Trial
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from pipelines.store import DatasetRef
 
 METRIC_PREFIXES = ("train/", "val/", "test/")
+# Result keys that say where a trial runs (`trainable.placement`); tagged as `ray.node_id`, ...
+PLACEMENT_KEYS = ("ray/node_id", "ray/gpu_ids")
 PACKAGES = ("torch", "lightning", "ray", "mlflow", "prefect", "pydantic", "seqlab")
 
 
@@ -39,7 +41,17 @@ def ensure_experiment(mlflow: MlflowClient, name: str) -> str:
     if experiment is not None:
         return experiment.experiment_id
     location = None if settings.tracking_uri().startswith("http") else settings.artifact_root()
-    return mlflow.create_experiment(name, artifact_location=location)
+    # The MLflow UI opens an experiment of this kind on its training runs, not its GenAI pages.
+    tags = {"mlflow.experimentKind": "custom_model_development"}
+    return mlflow.create_experiment(name, artifact_location=location, tags=tags)
+
+
+def run_url(experiment_id: str, run_id: str) -> str | None:
+    """The run's page in the MLflow UI, when a tracking server serves it; None otherwise."""
+    uri = settings.tracking_uri().rstrip("/")
+    if not uri.startswith(("http://", "https://")):
+        return None
+    return f"{uri}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def artifact_access_problem(mlflow: MlflowClient, name: str) -> str | None:
@@ -132,7 +144,8 @@ class TrialRuns(Callback):
     """A Tune callback that mirrors each trial into an MLflow child run of the study's parent.
 
     Params are the trial's config; `train/` and `val/` metrics are logged per epoch with
-    `step` = epoch index, and `test/` metrics, reported once at the end, as they come.
+    `step` = epoch index, and `test/` metrics, reported once at the end, as they come. Where the
+    trial runs (its Ray node, its GPU ids) becomes tags when first reported, and again if it moves.
 
     Args:
         kind: `trial` for a search trial, `repeat` for a seeded repeat of a chosen config.
@@ -147,6 +160,7 @@ class TrialRuns(Callback):
         self.kind = kind
         self.run_ids: dict[str, str] = {}  # trial id -> MLflow run id
         self.open: set[str] = set()  # trial ids whose run has not been ended
+        self.placed: dict[str, dict[str, str]] = {}  # trial id -> placement tags on its run
 
     def on_trial_start(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
@@ -183,7 +197,7 @@ class TrialRuns(Callback):
             for key, value in result.items()
             if key.startswith(METRIC_PREFIXES) and math.isfinite(float(value))
         ]
-        self.mlflow.log_batch(run_id, metrics=values)
+        self.mlflow.log_batch(run_id, metrics=values, tags=self._placement_tags(trial, result))
 
     def on_trial_complete(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
@@ -203,6 +217,14 @@ class TrialRuns(Callback):
         for trial_id in list(self.open):
             self.mlflow.set_terminated(self.run_ids[trial_id], status)
             self.open.discard(trial_id)
+
+    def _placement_tags(self, trial: Trial, result: dict) -> list[RunTag]:
+        """Tags for where the trial runs, when that is news: once per run, unless it moved."""
+        where = {key.replace("/", "."): str(result[key]) for key in PLACEMENT_KEYS if key in result}
+        if not where or where == self.placed.get(trial.trial_id):
+            return []
+        self.placed[trial.trial_id] = where
+        return [RunTag(key, value) for key, value in where.items()]
 
     def _end(self, trial: Trial, status: int) -> None:
         if trial.trial_id in self.open:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import ray
 from ray import tune
 from ray.tune.integration.pytorch_lightning import TuneReportCheckpointCallback
 from torch import nn
@@ -23,6 +24,43 @@ from seqmodels.models import ModelConfig, build_model
 
 CHECKPOINT_FILE = "checkpoint"
 REPORTED = {"train/loss": "train/loss", "val/loss": "val/loss"}
+
+
+def placement() -> dict[str, str]:
+    """Where this trial runs, reported with every result so the driver can tag its MLflow run.
+
+    The Ray node's id, and the ids of the GPUs Ray granted the trial, comma-separated ("" when
+    it asked for none). `tracking.PLACEMENT_KEYS` names the same keys.
+    """
+    context = ray.get_runtime_context()
+    gpus = context.get_accelerator_ids().get("GPU", [])
+    return {"ray/node_id": context.get_node_id(), "ray/gpu_ids": ",".join(gpus)}
+
+
+class Report(TuneReportCheckpointCallback):
+    """Reports `REPORTED` (and a checkpoint) to Tune after each training epoch, and `where`.
+
+    By the end of the training epoch this epoch's validation has run too. `where` is what
+    `placement()` returned: strings, not metrics, so Tune's loggers skip them and `TrialRuns`
+    tags the trial's run with them.
+    """
+
+    def __init__(self, where: dict[str, str], *, save_checkpoints: bool = True) -> None:
+        super().__init__(
+            metrics=REPORTED,
+            filename=CHECKPOINT_FILE,
+            save_checkpoints=save_checkpoints,
+            on="train_epoch_end",
+        )
+        self.where = where
+
+    def _get_report_dict(
+        self, trainer: L.Trainer, pl_module: L.LightningModule
+    ) -> dict[str, Any] | None:
+        # Ray's hook that builds each report (None during Lightning's sanity check); a test in
+        # tests/test_cluster.py fails if Ray stops calling it.
+        report = super()._get_report_dict(trainer, pl_module)
+        return {**report, **self.where} if report else report
 
 
 def build_net(config: dict[str, Any], dataset: DatasetRef) -> nn.Module:
@@ -78,10 +116,7 @@ def train_trial(config: dict[str, Any], dataset: DatasetRef) -> None:
     L.seed_everything(config["seed"], workers=True, verbose=False)
     module = build_module(config, dataset)
     data = NpzDataModule(dataset.uri, batch_size=config["batch_size"], seed=config["seed"])
-    # Report after the training epoch: by then this epoch's validation has run too.
-    report = TuneReportCheckpointCallback(
-        metrics=REPORTED, filename=CHECKPOINT_FILE, on="train_epoch_end"
-    )
+    report = Report(placement())
     trainer = make_trainer(config, [report, ApplyConfig(config)])
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
@@ -115,9 +150,7 @@ def train_repeat(config: dict[str, Any], dataset: DatasetRef) -> None:
     L.seed_everything(config["seed"], workers=True, verbose=False)
     module = build_module(config, dataset)
     data = NpzDataModule(dataset.uri, batch_size=config["batch_size"], seed=config["seed"])
-    report = TuneReportCheckpointCallback(
-        metrics=REPORTED, save_checkpoints=False, on="train_epoch_end"
-    )
+    report = Report(placement(), save_checkpoints=False)
     keep = KeepBest("val/loss")
     trainer = make_trainer(config, [report, keep])
     trainer.fit(module, datamodule=data)
