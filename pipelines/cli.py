@@ -117,6 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     serving.add_argument("--limit", type=int, help="flow runs at most at once (default: no limit)")
     state = commands.add_parser("status", help="each stack service's URL and health")
     state.add_argument("--json", action="store_true", help="print a machine-readable list")
+    state.add_argument(
+        "--env",
+        action="store_true",
+        help="print `export` lines that point other tools (mlflow, prefect, ray) at the stack",
+    )
     args = parser.parse_args(argv)
     handlers = {
         "up": _up,
@@ -529,7 +534,8 @@ def _up(args: argparse.Namespace) -> int:
     else:
         print(f"healthy after {result.seconds:.1f}s")
     _print_status(stack.status(home, services))
-    print("`seqlab run` now uses these servers; `seqlab down` stops them.")
+    print("`seqlab run` and `seqlab serve` now use these servers; `seqlab down` stops them.")
+    print('Other tools (mlflow, prefect, ray) follow them after: eval "$(seqlab status --env)"')
     return 0
 
 
@@ -570,6 +576,10 @@ def _status(args: argparse.Namespace) -> int:
     import json
 
     states = stack.status(settings.seqlab_home())
+    if args.env:
+        for key, value in stack.client_environment(settings.seqlab_home()).items():
+            print(f"export {key}='{value}'")
+        return 0
     if args.json:
         print(json.dumps([state.__dict__ for state in states], indent=2))
     else:

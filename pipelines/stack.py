@@ -442,6 +442,20 @@ def down(home: Path, say: Callable[[str], None] = print) -> list[str]:
     return stopped
 
 
+def client_environment(home: Path) -> dict[str, str]:
+    """The standard variables that point a client at the running stack's servers."""
+    records = live_records(home)
+    env = {}
+    if "mlflow" in records:
+        env["MLFLOW_TRACKING_URI"] = records["mlflow"].url
+    if "prefect" in records:
+        env["PREFECT_API_URL"] = f"{records['prefect'].url}/api"
+    if "ray" in records:
+        env["RAY_ADDRESS"] = records["ray"].address
+        env["RAY_AUTH_MODE"] = "token"
+    return env
+
+
 @dataclass(frozen=True)
 class State:
     name: str

@@ -87,3 +87,46 @@ def team_stack(tmp_path_factory: pytest.TempPathFactory):
 
 
 _SERVER_VARS = ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "PREFECT_API_URL", "SEQLAB_HOME")
+
+
+@pytest.fixture(scope="session")
+def served(team_stack: dict):
+    """`seqlab serve` against the team stack, until the session ends (stopped by its PID)."""
+    import json
+    import signal
+    import time
+    import urllib.request
+
+    log = open(team_stack["home"] / "serve.log", "wb")  # noqa: SIM115 (closed below)
+    process = subprocess.Popen(
+        [*SEQLAB, "serve"],
+        cwd=ROOT,
+        env=team_stack["env"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    request = urllib.request.Request(
+        f"{team_stack['prefect']}/api/deployments/filter",
+        data=b"{}",
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    deployments: list[dict] = []
+    deadline = time.monotonic() + 180
+    while len(deployments) < 3 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(1)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            deployments = json.loads(response.read())
+    try:
+        assert len(deployments) == 3, (team_stack["home"] / "serve.log").read_text()[-3000:]
+        yield {**team_stack, "deployments": deployments, "serve": process}
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        log.close()
