@@ -406,17 +406,29 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def stop(record: Record, home: Path, timeout: float = STOP_TIMEOUT_S) -> bool:
-    """Stop the process group `record` started; True when something was running."""
-    was_alive = alive(record)
-    if was_alive:
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass  # it exited between our check and the signal
+
+
+def stop(
+    record: Record, home: Path, timeout: float = STOP_TIMEOUT_S, was_alive: bool | None = None
+) -> bool:
+    """Stop the process group `record` started; True when something was running.
+
+    `was_alive`: whether it ran before the caller signalled it (`down` signals all at once).
+    """
+    was_alive = alive(record) if was_alive is None else was_alive
+    if alive(record):
         # The leader first: `ray start --block` and the servers shut their children down.
-        os.kill(record.pid, signal.SIGTERM)
+        _signal(record.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while alive(record) and time.monotonic() < deadline:
             time.sleep(0.2)
         if alive(record):
-            os.kill(record.pid, signal.SIGKILL)
+            _signal(record.pid, signal.SIGKILL)
     # What is left of the group (the leader set it up with its own PID) gets a short grace.
     if was_alive and _group_alive(record.pid):
         deadline = time.monotonic() + 5.0
@@ -433,12 +445,20 @@ def stop(record: Record, home: Path, timeout: float = STOP_TIMEOUT_S) -> bool:
 
 
 def down(home: Path, say: Callable[[str], None] = print) -> list[str]:
-    """Stop every service `up` recorded under `home`; the names of those that were running."""
+    """Stop every service `up` recorded under `home`; the names of those that were running.
+
+    All are asked to stop at once (each may take seconds to drain), then each is waited for.
+    """
+    records = list(read_records(home).values())
+    running = {record.name for record in records if alive(record)}
+    for record in records:
+        if record.name in running:
+            _signal(record.pid, signal.SIGTERM)
     stopped = []
-    for name, record in reversed(list(read_records(home).items())):
-        if stop(record, home):
-            say(f"stopped {name} (pid {record.pid})")
-            stopped.append(name)
+    for record in reversed(records):
+        if stop(record, home, was_alive=record.name in running):
+            say(f"stopped {record.name} (pid {record.pid})")
+            stopped.append(record.name)
     return stopped
 
 
