@@ -408,12 +408,13 @@ def run_study(spec: StudySpec, source: str = "") -> StudyResult:
             },
         )
         parent_id = parent.info.run_id
-        client.log_dict(parent_id, spec.model_dump(mode="json"), "spec.json")
-        tracking.log_dataset(parent_id, dataset, mlflow=client)
     logger.info("MLflow parent run %s in experiment %r", parent_id, spec.name)
 
     outcomes: list[VariantOutcome] = []
-    try:
+    try:  # from here on, any way out ends the parent run: none is left RUNNING
+        with timings.phase("mlflow"):
+            client.log_dict(parent_id, spec.model_dump(mode="json"), "spec.json")
+            tracking.log_dataset(parent_id, dataset, mlflow=client)
         with ExitStack() as stack:
             with timings.phase("ray_start"):
                 stack.enter_context(ray_session())
