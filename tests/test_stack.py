@@ -7,9 +7,11 @@ and check what each server recorded.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -346,3 +348,35 @@ def test_no_credential_reaches_mlflow_or_the_logs(stacked_study: dict) -> None:
         assert SECRET not in log.read_text(errors="replace"), log
     run = stacked_study["run"]
     assert SECRET not in run.stdout + run.stderr
+
+
+@pytest.mark.slow
+def test_prefect_auth_protects_the_api(home: Path) -> None:
+    port = free_port()
+    secret = "seqlab:auth-test-4d2e"
+    env = {"PREFECT_API_AUTH_STRING": secret}
+    started = seqlab(
+        "up", "--only", "prefect", "--prefect-port", str(port), "--prefect-auth", env=env
+    )
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        url = f"http://127.0.0.1:{port}/api/flows/filter"
+
+        def post(headers: dict[str, str]) -> int:
+            request = urllib.request.Request(url, data=b"{}", headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    return response.status
+            except urllib.error.HTTPError as err:
+                return err.code
+
+        json_only = {"Content-Type": "application/json"}
+        assert post(json_only) == 401
+        token = base64.b64encode(secret.encode()).decode()
+        assert post({**json_only, "Authorization": f"Basic {token}"}) == 200
+        # The secret went to the server through its environment, never its command line.
+        record = stack.read_records(home)["prefect"]
+        assert secret not in " ".join(record.command)
+        assert secret not in Path(record.log).read_text()
+    finally:
+        assert seqlab("down").returncode == 0
