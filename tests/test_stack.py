@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 import urllib.error
 import urllib.request
@@ -248,7 +249,9 @@ def stacked_study(team_stack: dict) -> dict:
         timeout=900,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return {**team_stack, "run": result}
+    # Other tests may run studies on the same stack: this one's parent run is the one it printed.
+    parent = re.search(r"MLflow parent run ([0-9a-f]+) in experiment", result.stdout).group(1)
+    return {**team_stack, "run": result, "parent_run_id": parent}
 
 
 @pytest.mark.slow
@@ -260,13 +263,14 @@ def test_run_logs_to_the_mlflow_server_not_to_sqlite(stacked_study: dict) -> Non
     experiment = client.get_experiment_by_name("smoke")
     assert experiment is not None
     assert experiment.artifact_location.startswith("mlflow-artifacts:")  # served by the server
-    runs = client.search_runs([experiment.experiment_id])
-    children = [r for r in runs if r.data.tags.get("kind") in ("trial", "repeat")]
-    assert len(children) == 2 * 2 + 2 * 2  # 2 trials and 2 repeats per variant
+    parent_id = stacked_study["parent_run_id"]
+    children = client.search_runs(
+        [experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'"
+    )
+    assert sorted(r.data.tags["kind"] for r in children) == ["repeat"] * 4 + ["trial"] * 4
     assert all("val/loss" in r.data.metrics for r in children)
     # The run's artifacts went through the server into the stack's artifact store.
-    parent = next(r for r in runs if r.data.tags.get("kind") == "study")
-    names = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    names = {a.path for a in client.list_artifacts(parent_id)}
     assert "comparison.md" in names
     stored = list((stacked_study["home"] / "mlartifacts").rglob("comparison.md"))
     assert stored
@@ -285,23 +289,20 @@ def _prefect(base: str, path: str, body: dict) -> list[dict]:
 
 @pytest.mark.slow
 def test_run_is_recorded_by_the_prefect_server(stacked_study: dict) -> None:
-    flows = _prefect(
-        stacked_study["prefect"], "flows/filter", {"flows": {"name": {"any_": ["run_study"]}}}
-    )
-    assert len(flows) == 1
-    runs = _prefect(
-        stacked_study["prefect"],
-        "flow_runs/filter",
-        {"flows": {"id": {"any_": [flows[0]["id"]]}}},
-    )
-    assert [r["state_type"] for r in runs] == ["COMPLETED"]
-    # The MLflow parent run names the Prefect flow run.
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=stacked_study["mlflow"])
-    experiment = client.get_experiment_by_name("smoke")
-    parent = client.search_runs([experiment.experiment_id], "tags.kind = 'study'")[0]
-    assert parent.data.tags["prefect.flow_run_id"] == runs[0]["id"]
+    parent = client.get_run(stacked_study["parent_run_id"])
+    flow_run_id = parent.data.tags["prefect.flow_run_id"]  # the MLflow run names its flow run
+    (flow_run,) = _prefect(
+        stacked_study["prefect"], "flow_runs/filter", {"flow_runs": {"id": {"any_": [flow_run_id]}}}
+    )
+    assert flow_run["state_type"] == "COMPLETED"
+    (flow,) = _prefect(
+        stacked_study["prefect"], "flows/filter", {"flows": {"id": {"any_": [flow_run["flow_id"]]}}}
+    )
+    assert flow["name"] == "run_study"
+    assert parent.data.tags["prefect.flow_run_url"].startswith(stacked_study["prefect"])
 
 
 def _dashboard(stacked: dict, path: str) -> list[dict]:
