@@ -41,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     rebuild.add_argument(
         "--out", help="folder for report.md and plots/ (default: $SEQLAB_HOME/reports/STUDY)"
     )
+    again = commands.add_parser(
+        "rerun",
+        help="retrain one trial from its MLflow run and compare its losses with the original's",
+    )
+    again.add_argument("run_id", help="a trial's or repeat's MLflow run id (a child run)")
     listing = commands.add_parser(
         "tasks", help="list the tasks: family, metrics, baseline and options"
     )
@@ -131,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         "run": _run,
         "validate": _validate,
         "report": _report,
+        "rerun": _rerun,
         "tasks": _tasks,
         "models": _models,
         "data": _data,
@@ -249,6 +255,30 @@ def _report(args: argparse.Namespace) -> int:
     print(built.markdown)
     print(f"written to {out / 'report.md'} and {out / 'plots'}/")
     return 0
+
+
+def _rerun(args: argparse.Namespace) -> int:
+    settings.configure_environment()
+    settings.quiet_known_warnings()
+    from pipelines import tracking
+    from pipelines.rerun import COMPARED, RerunError, rerun
+
+    try:
+        result = rerun(tracking.client(), args.run_id)
+    except RerunError as err:
+        print(f"seqlab: error: run_id: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"run {result.run_id}: variant {result.config['variant']}, seed {result.config['seed']}")
+    print("| epoch | " + " | ".join(f"{k} recorded | {k} again" for k in COMPARED) + " |")
+    print("|---" * (1 + 2 * len(COMPARED)) + "|")
+    for epoch in range(len(result.original["val/loss"])):
+        cells = [
+            f"{result.original[k][epoch]:.6g} | {result.again[k][epoch]:.6g}" for k in COMPARED
+        ]
+        print(f"| {epoch} | " + " | ".join(cells) + " |")
+    verdict = "match" if result.matches() else "DIFFER"
+    print(f"metrics {verdict}: largest difference {result.max_abs_diff():.3g}")
+    return 0 if result.matches() else 1
 
 
 def _models(args: argparse.Namespace) -> int:

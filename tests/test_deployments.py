@@ -8,7 +8,9 @@ serve the deployments to the team stack's Prefect server and run them with
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -127,39 +129,34 @@ def test_serve_registers_the_three_deployments(served: dict) -> None:
     assert names == {"run-study", "prepare-data", "report"}
 
 
-@pytest.mark.slow
-def test_prepare_data_runs_from_prefect_deployment_run(served: dict) -> None:
+def _prepare(served: dict, options: dict) -> tuple[subprocess.CompletedProcess, dict]:
+    """`prefect deployment run` of prepare-data, watched to its end, and its flow run."""
     result = _prefect(
         served,
         "deployment",
         "run",
         "seqlab-prepare-data/prepare-data",
-        "--param",
-        "task=adding",
-        "--params",
-        json.dumps({"options": {"length": 12, "n_train": 64, "n_val": 16, "n_test": 16}}),
-        "--watch",
+        *("--param", "task=adding", "--params", json.dumps({"options": options}), "--watch"),
     )
+    flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", result.stdout).group(1)
+    with urllib.request.urlopen(f"{served['prefect']}/api/flow_runs/{flow_run_id}") as response:
+        return result, json.loads(response.read())
+
+
+@pytest.mark.slow
+def test_prepare_data_runs_from_prefect_deployment_run(served: dict) -> None:
+    result, flow_run = _prepare(served, {"length": 12, "n_train": 64, "n_val": 16, "n_test": 16})
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "Completed" in result.stdout
+    assert flow_run["state_type"] == "COMPLETED"
     cards = list((served["home"] / "data").rglob("card.json"))
     assert any(json.loads(c.read_text())["options"]["length"] == 12 for c in cards), cards
 
 
 @pytest.mark.slow
 def test_a_bad_parameter_fails_the_run_with_the_field_named(served: dict) -> None:
-    result = _prefect(
-        served,
-        "deployment",
-        "run",
-        "seqlab-prepare-data/prepare-data",
-        "--param",
-        "task=adding",
-        "--params",
-        json.dumps({"options": {"length": -3}}),
-        "--watch",
-    )
-    assert "Failed" in result.stdout, result.stdout[-2000:]
+    result, flow_run = _prepare(served, {"length": -3})
+    assert flow_run["state_type"] == "FAILED", result.stdout[-2000:]
+    assert "task.options.length" in flow_run["state"]["message"], flow_run["state"]
     assert not any(
         json.loads(c.read_text())["options"].get("length") == -3
         for c in (served["home"] / "data").rglob("card.json")

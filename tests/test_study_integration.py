@@ -317,3 +317,28 @@ def test_dry_run_starts_nothing(home: Path) -> None:
     assert result.returncode == 0
     assert "nothing was started" in result.stdout
     assert not home.exists()
+
+
+@pytest.mark.parametrize("kind", ["trial", "repeat"])
+def test_rerun_reproduces_a_recorded_run(study: dict, kind: str) -> None:
+    _, _, children = _runs(study)
+    run = next(r for r in children if r.data.tags["kind"] == kind)
+    result = seqlab("rerun", run.info.run_id, env=study["env"], timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "metrics match: largest difference 0" in result.stdout
+    epochs = len(study["client"].get_metric_history(run.info.run_id, "val/loss"))
+    rows = [
+        line for line in result.stdout.splitlines() if line.startswith("| ") and "|---" not in line
+    ]
+    assert len(rows) == 1 + epochs  # the header and one row per recorded epoch
+
+
+def test_rerun_of_a_parent_or_unknown_run_is_a_one_line_error(study: dict) -> None:
+    _, parents, _ = _runs(study)
+    for run_id, says in (
+        (parents[0].info.run_id, "not a trial or a repeat"),
+        ("0123abc", "not found"),
+    ):
+        result = seqlab("rerun", run_id, env=study["env"], timeout=300)
+        assert result.returncode == 2
+        assert result.stderr.count("\n") == 1 and says in result.stderr, result.stderr

@@ -1,0 +1,122 @@
+"""Retrain one recorded trial from its MLflow run, and compare its metrics with the original's.
+
+The run's params are the trial's whole config, and the parent run's `spec.json` names the task,
+so the dataset is prepared again (a store hit when it is still there) and checked against the
+recorded digest. Training runs in this process, without Ray, with as many threads as the trial
+had CPUs: on a CPU the per-epoch losses then match the original's.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from pipelines import settings, store
+from pipelines.spec import parse_task
+from pipelines.trainable import build_module, make_trainer
+from seqmodels.data import NpzDataModule
+
+COMPARED = ("train/loss", "val/loss")
+
+
+class RerunError(Exception):
+    """A run that cannot be rerun; the message is one line for the user."""
+
+
+@dataclass
+class Rerun:
+    run_id: str
+    config: dict[str, Any]
+    original: dict[str, list[float]]  # metric -> per-epoch values of the recorded run
+    again: dict[str, list[float]]  # the same, retrained here
+
+    def max_abs_diff(self) -> float:
+        return max(
+            abs(a - b)
+            for key in COMPARED
+            for a, b in zip(self.original[key], self.again[key], strict=True)
+        )
+
+    def matches(self, rtol: float = 1e-5, atol: float = 1e-7) -> bool:
+        return all(
+            abs(a - b) <= atol + rtol * abs(a)
+            for key in COMPARED
+            for a, b in zip(self.original[key], self.again[key], strict=True)
+        )
+
+
+class _Record(L.Callback):
+    """Collects the epoch-end metrics a trial reports to Tune (see `trainable.Report`)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, list[float]] = {key: [] for key in COMPARED}
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        for key in COMPARED:
+            self.values[key].append(float(trainer.callback_metrics[key]))
+
+
+def _value(text: str) -> Any:
+    """A param back to its Python value: params were logged as `str(value)`."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text  # a plain string, e.g. a cell's name
+
+
+def load(client: MlflowClient, run_id: str) -> tuple[dict[str, Any], dict[str, Any], dict]:
+    """The trial's config, its study's spec and its recorded per-epoch metrics."""
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as err:
+        raise RerunError(f"{run_id}: {err.message.splitlines()[0]}") from None
+    kind = run.data.tags.get("kind")
+    if kind not in ("trial", "repeat"):
+        raise RerunError(f"{run_id}: not a trial or a repeat (kind {kind!r}); pick a child run")
+    parent_id = run.data.tags["mlflow.parentRunId"]
+    # The validated spec as the study logged it, defaults filled in: read, not re-validated.
+    spec = json.loads(Path(client.download_artifacts(parent_id, "spec.json")).read_text())
+    if kind == "trial" and spec["search"]["scheduler"]["name"] == "pbt":
+        raise RerunError(
+            f"{run_id}: a population-based-training trial changed its config while it trained; "
+            "only a fixed config can be retrained"
+        )
+    config = {key: _value(text) for key, text in run.data.params.items()}
+    history = {
+        key: [m.value for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]
+        for key in COMPARED
+    }
+    if not history["val/loss"]:
+        raise RerunError(f"{run_id}: the run recorded no epoch to compare with")
+    return config, spec, {"history": history, "parent": client.get_run(parent_id)}
+
+
+def rerun(client: MlflowClient, run_id: str) -> Rerun:
+    """Retrain the trial of `run_id` for as many epochs as it recorded, and collect its metrics."""
+    config, spec, recorded = load(client, run_id)
+    history = recorded["history"]
+    task = parse_task(spec["task"], "spec.json")
+    dataset = store.prepare(task.name, task.options.__dict__, task.seed, settings.seqlab_home())
+    digest = recorded["parent"].data.tags.get("dataset.digest")
+    if digest and dataset.digest != digest:
+        raise RerunError(
+            f"{run_id}: the task now generates dataset {dataset.digest}, not the recorded {digest}"
+        )
+    # A trial stopped early by its scheduler trained fewer epochs than `max_epochs`.
+    config = {**config, "max_epochs": len(history["val/loss"])}
+    # Ray gives a trial's worker as many threads as it reserved CPUs; CPU float sums depend on it.
+    torch.set_num_threads(max(1, int(spec["resources"]["cpu"])))
+    L.seed_everything(config["seed"], workers=True, verbose=False)
+    module = build_module(config, dataset)
+    data = NpzDataModule(dataset.uri, batch_size=config["batch_size"], seed=config["seed"])
+    record = _Record()
+    make_trainer(config, [record]).fit(module, datamodule=data)
+    return Rerun(run_id, config, history, record.values)
