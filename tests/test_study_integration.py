@@ -335,10 +335,12 @@ def test_rerun_reproduces_a_recorded_run(study: dict, kind: str) -> None:
 
 def test_rerun_of_a_parent_or_unknown_run_is_a_one_line_error(study: dict) -> None:
     _, parents, _ = _runs(study)
+    # Without the fixture's PYTHONWARNINGS=default, which shows libraries' deprecation warnings.
+    env = {k: v for k, v in study["env"].items() if k != "PYTHONWARNINGS"}
     for run_id, says in (
         (parents[0].info.run_id, "not a trial or a repeat"),
         ("0123abc", "not found"),
     ):
-        result = seqlab("rerun", run_id, env=study["env"], timeout=300)
+        result = seqlab("rerun", run_id, env=env, timeout=300)
         assert result.returncode == 2
         assert result.stderr.count("\n") == 1 and says in result.stderr, result.stderr
