@@ -237,18 +237,13 @@ def _report(args: argparse.Namespace) -> int:
 
     from pipelines import report, tracking
 
-    client = tracking.client()
-    run_id = args.run or report.latest_parent(client, args.study)
-    if run_id is None:
-        print(
-            f"seqlab: error: study: no finished run of {args.study!r} in {settings.tracking_uri()}",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
     try:
-        built = report.build(report.collect(client, run_id))
+        run_id, built = report.rebuild(tracking.client(), args.study, args.run)
+    except LookupError as err:
+        print(f"seqlab: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
     except MlflowException as err:
-        print(f"seqlab: error: --run: {run_id}: {err.message.splitlines()[0]}", file=sys.stderr)
+        print(f"seqlab: error: --run: {args.run}: {err.message.splitlines()[0]}", file=sys.stderr)
         return EXIT_USAGE
     out = Path(args.out) if args.out else settings.seqlab_home() / "reports" / args.study
     report.write(built, out)

@@ -122,11 +122,7 @@ def report(
         study: the study's name (its MLflow experiment).
         run_id: a parent run id; empty takes the study's newest finished run.
     """
-    client = tracking.client()
-    parent = run_id or reports.latest_parent(client, study)
-    if parent is None:
-        raise ValueError(f"study: no finished run of {study!r} in {settings.tracking_uri()}")
-    built = reports.build(reports.collect(client, parent))
+    parent, built = reports.rebuild(tracking.client(), study, run_id)
     out = settings.seqlab_home() / "reports" / study
     reports.write(built, out)
     create_markdown_artifact(

@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from mlflow.tracking import MlflowClient
 
-from pipelines import stats
+from pipelines import settings, stats
 
 # Metrics where larger is better; every other metric is minimised.
 MAXIMISED = frozenset({"accuracy", "exact_match", "token_accuracy"})
@@ -89,6 +89,18 @@ def latest_parent(client: MlflowClient, study: str) -> str | None:
         max_results=1,
     )
     return runs[0].info.run_id if runs else None
+
+
+def rebuild(client: MlflowClient, study: str, run_id: str | None = None) -> tuple[str, Report]:
+    """The report of a study's parent run (default: its newest finished one), from MLflow alone.
+
+    Returns the parent run id and the report. Raises LookupError when the study has no finished
+    run, and MlflowException when `run_id` names no run.
+    """
+    parent = run_id or latest_parent(client, study)
+    if parent is None:
+        raise LookupError(f"study: no finished run of {study!r} in {settings.tracking_uri()}")
+    return parent, build(collect(client, parent))
 
 
 def collect(client: MlflowClient, parent_run_id: str) -> StudyRecord:

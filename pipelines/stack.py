@@ -210,9 +210,10 @@ def _process_started(pid: int) -> str | None:
     return fields[19]  # field 22 of stat(5), counted after the command name
 
 
-def _pid_exists(pid: int) -> bool:
+def _pid_exists(pid: int, kill: Callable[[int, int], None] = os.kill) -> bool:
+    """Whether a process (or, with `kill=os.killpg`, a process group) of that id exists."""
     try:
-        os.kill(pid, 0)
+        kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
@@ -396,16 +397,6 @@ def up(
     )
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _signal(pid: int, signum: int) -> None:
     try:
         os.kill(pid, signum)
@@ -430,13 +421,13 @@ def stop(
         if alive(record):
             _signal(record.pid, signal.SIGKILL)
     # What is left of the group (the leader set it up with its own PID) gets a short grace.
-    if was_alive and _group_alive(record.pid):
+    if was_alive and _pid_exists(record.pid, os.killpg):
         deadline = time.monotonic() + 5.0
         try:
             os.killpg(record.pid, signal.SIGTERM)
-            while _group_alive(record.pid) and time.monotonic() < deadline:
+            while _pid_exists(record.pid, os.killpg) and time.monotonic() < deadline:
                 time.sleep(0.2)
-            if _group_alive(record.pid):
+            if _pid_exists(record.pid, os.killpg):
                 os.killpg(record.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass

@@ -10,7 +10,6 @@ import math
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import ROOT, seqlab
+from tests.conftest import ROOT, free_port, seqlab
 
 pytestmark = pytest.mark.slow
 
@@ -273,17 +272,11 @@ def test_prefect_recorded_the_flow_and_caches_the_data(study: dict) -> None:
     assert "smoke-report" in found["artifacts"]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_printed_mlflow_ui_command_serves_the_study(study: dict) -> None:
     line = next(line.strip() for line in study["result"].stdout.splitlines() if "mlflow ui" in line)
     command = shlex.split(line.split("#")[0])
     assert command[:2] == ["mlflow", "ui"]
-    port = _free_port()
+    port = free_port()
     command[command.index("--port") + 1] = str(port)
     mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
     server = subprocess.Popen(
