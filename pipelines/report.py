@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from pipelines import settings, stats
 
 # Metrics where larger is better; every other metric is minimised.
 MAXIMISED = frozenset({"accuracy", "exact_match", "token_accuracy"})
+# ||dL/dh(t)|| at lag k, what `RecurrenceDiagnostics` logs when a spec sets `diagnostics: true`
+GRAD_LAG = re.compile(r"diag/grad_h_lag_(\d+)")
 
 
 def metric_mode(metric: str) -> stats.Mode:
@@ -171,6 +174,14 @@ def build(record: StudyRecord) -> Report:
     table = _comparison_table(record, summaries, mode)
     pairwise = _pairwise_table(comparisons)
     verdict = _verdict(best, summaries, mode, metric)
+    figures = {
+        "learning_curves.png": _learning_curves(record),
+        "final_metric.png": _final_metric(record, scores),
+        "search_best_so_far.png": _best_so_far(record),
+    }
+    by_lag = _gradient_by_lag(record)
+    if by_lag:  # the study ran with `diagnostics: true`
+        figures["gradient_norm_by_lag.png"] = _gradient_norm_by_lag(by_lag)
     sections = [
         f"# {record.study}",
         "",
@@ -186,14 +197,9 @@ def build(record: StudyRecord) -> Report:
         _reproduce(record),
         "## Figures",
         "",
-        "`plots/learning_curves.png`, `plots/final_metric.png`, `plots/search_best_so_far.png`",
+        ", ".join(f"`plots/{name}`" for name in figures),
         "",
     ]
-    figures = {
-        "learning_curves.png": _learning_curves(record),
-        "final_metric.png": _final_metric(record, scores),
-        "search_best_so_far.png": _best_so_far(record),
-    }
     summary = "\n".join([f"## {record.study}: {verdict}", "", table, pairwise])
     return Report("\n".join(sections), summary, figures, best)
 
@@ -375,6 +381,48 @@ def _best_so_far(record: StudyRecord) -> Figure:
         if best:
             ax.step(range(1, len(best) + 1), np.minimum.accumulate(best), where="post", label=v)
     ax.set(xlabel="trials started", ylabel="best val/loss so far", title="Search progress")
+    ax.set_yscale("log")
+    ax.legend()
+    figure.tight_layout()
+    return figure
+
+
+def _gradient_by_lag(record: StudyRecord) -> dict[str, dict[int, float]]:
+    """Per variant, ||dL/dh(t)|| against the time lag k = tau - t at the last epoch (10.7).
+
+    The median over the variant's repeats, or over its trials when no repeat logged the
+    diagnostics; a run's value is its last epoch's (MLflow's latest). Empty when no run has them.
+    """
+    curves = {}
+    for v in record.variants:
+        runs = [r for r in record.of("repeat", v) if _lags(r)]
+        runs = runs or [r for r in record.of("trial", v) if _lags(r)]
+        lags = sorted({lag for r in runs for lag in _lags(r)})
+        curves[v] = {lag: _median_at(runs, f"diag/grad_h_lag_{lag}") for lag in lags}
+    return {v: curve for v, curve in curves.items() if curve}
+
+
+def _median_at(runs: list[RunRecord], key: str) -> float:
+    return float(np.median([r.metrics[key] for r in runs if key in r.metrics]))
+
+
+def _lags(run: RunRecord) -> list[int]:
+    """The lags at which a run logged the gradient norm."""
+    return [int(m.group(1)) for key in run.metrics if (m := GRAD_LAG.fullmatch(key))]
+
+
+def _gradient_norm_by_lag(curves: dict[str, dict[int, float]]) -> Figure:
+    """Gradient norm against time lag: vanishing gradients (10.7) fall as the lag grows."""
+    figure = Figure(figsize=(6, 4))
+    ax = figure.add_subplot()
+    for v, curve in curves.items():
+        lags = sorted(curve)
+        ax.plot(lags, [curve[k] for k in lags], marker="o", label=v)
+    ax.set(
+        xlabel="time lag k = tau - t",
+        ylabel="||dL/dh(t)|| (median, last epoch)",
+        title="Gradient norm against time lag",
+    )
     ax.set_yscale("log")
     ax.legend()
     figure.tight_layout()

@@ -29,6 +29,12 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 from seqmodels.errors import ConfigError
 from seqmodels.models import ModelConfig
 from seqmodels.tasks import TASKS
+from seqmodels.training import (
+    INFO_FLOW_ARCHITECTURES,
+    INFO_FLOW_FIXED_CELLS,
+    TBPTT_ARCHITECTURES,
+    TBPTT_FAMILIES,
+)
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 _STRICT_DATACLASS = ConfigDict(extra="forbid")  # frozen comes from the dataclass itself
@@ -51,7 +57,12 @@ ModelSpec = _validated(ModelConfig)
 
 
 class TrainConfig(BaseModel):
-    """Training hyperparameters a trial may fix or search."""
+    """Training hyperparameters a trial may fix or search, and the chapter's training switches.
+
+    `grad_clip_algorithm`, `tbptt` and `info_flow` are Deep Learning 10.11.1, 10.2.2 and
+    10.11.2; `diagnostics` logs 10.7's symptoms. Which variants and tasks `tbptt` and
+    `info_flow` fit is checked against the study (`check_training_switches`).
+    """
 
     model_config = _STRICT
 
@@ -59,7 +70,24 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(0.0, ge=0)
     batch_size: int = Field(64, ge=1)
     max_epochs: int = Field(10, ge=1)
-    grad_clip: float | None = Field(1.0, gt=0, description="clip the gradient norm to this")
+    grad_clip: float | None = Field(
+        1.0, gt=0, description="clip the gradient to this (its norm, or each element); null: off"
+    )
+    grad_clip_algorithm: Literal["norm", "value"] = Field(
+        "norm", description="clip the whole gradient's norm, or each element (10.11.1)"
+    )
+    tbptt: int | None = Field(
+        None,
+        ge=1,
+        description="truncated BPTT: back-propagate at most this many steps (10.2.2); "
+        "null: full BPTT",
+    )
+    info_flow: float = Field(
+        0.0, ge=0, description="weight of Pascanu's information-flow regularizer (10.11.2)"
+    )
+    diagnostics: bool = Field(
+        False, description="log dL/dh(t) against time lag and the recurrent matrix's spectrum"
+    )
     seed: int = Field(0, ge=0, description="seed of initialisation and shuffling")
 
 
@@ -71,6 +99,7 @@ PERTURBABLE = frozenset({"lr", "weight_decay", "grad_clip", "batch_size"})
 SCIENTIFIC = frozenset(  # what a variant is; never searched
     {"architecture", "cell", "cell_options", "arch_options", "bidirectional"}
 )
+SWITCHES = frozenset({"diagnostics"})  # what a study turns on or off; never searched
 
 
 @cache
@@ -145,12 +174,33 @@ class SchedulerSpec(BaseModel):
     perturbation_interval: int = Field(2, ge=1, description="pbt: epochs between exploits")
 
 
+OPTION_SECTIONS = ("cell_options", "arch_options")  # a variant's own options a search may add
+
+
+def grid_points(space: dict[str, Distribution]) -> int:
+    """How many configurations a grid search enumerates: the product of the `choice` lengths."""
+    points = 1
+    for dist in space.values():
+        points *= len(dist.args)
+    return points
+
+
 class SearchSpec(BaseModel):
-    """The nuisance hyperparameters and the budget, the same for every variant."""
+    """The nuisance hyperparameters and the budget, the same for every variant.
+
+    `space` is searched for every variant. `per_variant` adds dimensions for one variant only,
+    such as a leaky unit's alpha, which the other variants do not have: keys are training or
+    model hyperparameters, or a variant's own options written `cell_options.<option>` or
+    `arch_options.<option>`. Every variant still gets `trials_per_variant` trials.
+    """
 
     model_config = _STRICT
 
     space: dict[str, Distribution] = Field(default_factory=dict)
+    per_variant: dict[str, dict[str, Distribution]] = Field(
+        default_factory=dict,
+        description="search additions for one variant: {leaky: {cell_options.alpha: {...}}}",
+    )
     trials_per_variant: int = Field(3, ge=1)
     scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
     algorithm: Literal["random", "grid", "optuna"] = Field(
@@ -172,6 +222,26 @@ class SearchSpec(BaseModel):
                 raise ConfigError(key, f"unknown hyperparameter; choose from: {searchable}")
         return space
 
+    @field_validator("per_variant")
+    @classmethod
+    def _known_addition_keys(
+        cls, per_variant: dict[str, dict[str, Distribution]]
+    ) -> dict[str, dict[str, Distribution]]:
+        for variant, space in per_variant.items():
+            for key in space:
+                section, _, option = key.partition(".")
+                if section in OPTION_SECTIONS and option:
+                    continue  # checked against the variant's cell or architecture by StudySpec
+                try:
+                    cls._known_keys({key: space[key]})
+                except ConfigError as err:
+                    raise ConfigError(f"{variant}.{err.field}", str(err)) from None
+        return per_variant
+
+    def variant_space(self, variant: str) -> dict[str, Distribution]:
+        """Every dimension searched for `variant`: the shared space and its own additions."""
+        return {**self.space, **self.per_variant.get(variant, {})}
+
     @model_validator(mode="after")
     def _pbt_has_something_to_perturb(self) -> SearchSpec:
         if self.scheduler.name == "pbt" and not set(self.space) & PERTURBABLE:
@@ -186,11 +256,23 @@ class SearchSpec(BaseModel):
     def _grid_is_the_budget(self) -> SearchSpec:
         if self.algorithm != "grid":
             return self
-        points = 1
-        for key, dist in self.space.items():
-            if dist.kind != "choice":
-                raise ConfigError(f"space.{key}", "grid search enumerates `choice` values only")
-            points *= len(dist.args)
+        spaces = {"space": self.space} | {
+            f"per_variant.{variant}": space for variant, space in self.per_variant.items()
+        }
+        for where, space in spaces.items():
+            for key, dist in space.items():
+                if dist.kind != "choice":
+                    raise ConfigError(
+                        f"{where}.{key}", "grid search enumerates `choice` values only"
+                    )
+        for variant, space in self.per_variant.items():
+            if grid_points(space) != 1:
+                raise ConfigError(
+                    f"per_variant.{variant}",
+                    "a grid's budget is the same for every variant: additions to one variant "
+                    "may hold one value each, or use the random or optuna algorithm",
+                )
+        points = grid_points(self.space)
         if points != self.trials_per_variant:
             raise ConfigError(
                 "trials_per_variant",
@@ -238,6 +320,27 @@ class StudySpec(BaseModel):
                 raise ConfigError(f"search.space.{key}", "also in fixed; fix it or search it")
         return self
 
+    @model_validator(mode="after")
+    def _additions_fit_their_variant(self) -> StudySpec:
+        for variant, space in self.search.per_variant.items():
+            where = f"search.per_variant.{variant}"
+            if variant not in self.variants:
+                raise ConfigError(
+                    where, f"no such variant; choose from: {', '.join(self.variants)}"
+                )
+            for key, dist in space.items():
+                if key in self.search.space or key in self.fixed.model_fields_set:
+                    raise ConfigError(f"{where}.{key}", "also in search.space or fixed")
+                section, _, option = key.partition(".")
+                if section in OPTION_SECTIONS:
+                    _check_option_values(self.variants[variant], section, option, dist)
+        return self
+
+    @model_validator(mode="after")
+    def _training_switches_fit(self) -> StudySpec:
+        check_training_switches(self)
+        return self
+
     def trial_base(self, variant: str) -> dict[str, Any]:
         """The config every trial of `variant` starts from, before the search fills in its space."""
         return {
@@ -250,6 +353,112 @@ class StudySpec(BaseModel):
         """A content hash of the validated spec (defaults filled in)."""
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _check_option_values(
+    variant: ModelConfig, section: str, option: str, dist: Distribution
+) -> None:
+    """Every value `dist` can draw must be a valid `option` of the variant's cell or architecture.
+
+    Raises ConfigError naming the key; the variant itself must leave the option to the search.
+    """
+    key = f"{section}.{option}"
+    given = getattr(variant, section)
+    if option in given:
+        raise ConfigError(key, f"set to {given[option]!r} by the variant; fix it or search it")
+    ends = dist.args if dist.kind == "choice" else list(dist.args)
+    for value in ends:
+        try:
+            ModelConfig(**{**dataclasses.asdict(variant), section: {**given, option: value}})
+        except ConfigError as err:
+            raise ConfigError(key, f"{value!r}: {err}") from None
+
+
+def check_training_switches(spec: StudySpec) -> None:
+    """Reject `tbptt`, `info_flow` and the other switches where the study cannot honour them.
+
+    Whether fixed or searched (for every variant, or for one in `per_variant`), every value a
+    trial of a variant may get is checked against that variant and the task's family. Raises
+    ConfigError naming `fixed.<key>`, `search.space.<key>` or `search.per_variant.<v>.<key>`.
+    """
+    family = TASKS.get(spec.task.name).family
+    for name, variant in spec.variants.items():
+        searched = {key: (f"search.space.{key}", d) for key, d in spec.search.space.items()}
+        own = spec.search.per_variant.get(name, {})
+        searched |= {key: (f"search.per_variant.{name}.{key}", d) for key, d in own.items()}
+        switches = sorted(SWITCHES & searched.keys())
+        if switches:
+            field = searched[switches[0]][0]
+            raise ConfigError(field, "a switch, not a hyperparameter: set it in fixed")
+        values = {key: [getattr(spec.fixed, key)] for key in ("tbptt", "info_flow")}
+        fields = {key: f"fixed.{key}" for key in values}
+        for key in ("tbptt", "info_flow", "grad_clip_algorithm"):
+            if key in searched:
+                fields[key], dist = searched[key]
+                values[key] = _searched_values(key, dist, fields[key])
+        if any(v is not None for v in values["tbptt"]):
+            _check_tbptt(name, variant, spec.task.name, family, fields["tbptt"])
+        if any(v != 0 for v in values["info_flow"]):
+            _check_info_flow(name, variant, fields["info_flow"])
+
+
+def _searched_values(key: str, dist: Distribution, field: str) -> list[Any]:
+    """The values (or the ends of the range) a search may draw for `key`, checked for type."""
+    if key == "grad_clip_algorithm":
+        if dist.kind != "choice" or not set(dist.args) <= {"norm", "value"}:
+            raise ConfigError(field, "search it with choice among: norm, value")
+        return list(dist.args)
+    if key == "tbptt":
+        if dist.kind not in ("randint", "choice"):
+            raise ConfigError(field, "a number of steps: search it with randint or choice")
+        values = list(dist.args)
+        for value in values:
+            if value is not None and (type(value) is not int or value < 1):
+                raise ConfigError(field, f"{value!r}: give an integer >= 1, or null (full BPTT)")
+        return values
+    values = list(dist.args)  # info_flow: a weight >= 0
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ConfigError(field, f"{value!r}: give a weight >= 0")
+    return values
+
+
+def _check_tbptt(name: str, variant: ModelConfig, task: str, family: str, field: str) -> None:
+    """Truncated BPTT needs a target at every step and the per-step `recurrent` architecture."""
+    if family not in TBPTT_FAMILIES:
+        raise ConfigError(
+            field,
+            f"task {task!r} ({family}) has no target at every step to truncate; "
+            f"truncated BPTT fits the families: {', '.join(TBPTT_FAMILIES)}",
+        )
+    if variant.architecture not in TBPTT_ARCHITECTURES:
+        raise ConfigError(
+            field,
+            f"variant {name!r} is {variant.architecture!r}; truncated BPTT carries the state "
+            f"of the per-step architecture across chunks: {', '.join(TBPTT_ARCHITECTURES)}",
+        )
+    if variant.bidirectional:
+        raise ConfigError(
+            field, f"variant {name!r} is bidirectional: its backward pass reads the future"
+        )
+
+
+def _check_info_flow(name: str, variant: ModelConfig, field: str) -> None:
+    """Omega reads h(1..tau) step by step: a unidirectional recurrence that reads the input."""
+    if variant.architecture not in INFO_FLOW_ARCHITECTURES:
+        raise ConfigError(
+            field,
+            f"variant {name!r} is {variant.architecture!r}; the information-flow regularizer "
+            f"fits: {', '.join(INFO_FLOW_ARCHITECTURES)}",
+        )
+    if variant.bidirectional:
+        raise ConfigError(
+            field, f"variant {name!r} is bidirectional: Omega needs one direction in time"
+        )
+    if variant.cell in INFO_FLOW_FIXED_CELLS:
+        raise ConfigError(
+            field, f"variant {name!r} is {variant.cell!r}: its recurrent weights are not trained"
+        )
 
 
 def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> StudySpec:

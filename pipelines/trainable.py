@@ -11,19 +11,29 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import ray
 from ray import tune
 from ray.tune.integration.pytorch_lightning import TuneReportCheckpointCallback
 from torch import nn
 
-from pipelines.spec import MODEL_KEYS
+from pipelines.spec import MODEL_KEYS, TRAIN_KEYS, TrainConfig
 from pipelines.store import DatasetRef
 from seqmodels.data import NpzDataModule
+from seqmodels.diagnostics import RecurrenceDiagnostics
+from seqmodels.errors import ConfigError
 from seqmodels.lit import FAMILIES
 from seqmodels.models import ModelConfig, build_model
 
 CHECKPOINT_FILE = "checkpoint"
 REPORTED = {"train/loss": "train/loss", "val/loss": "val/loss"}
+# Reported too whenever the epoch has them: the diagnostics (`diag/grad_h_lag_<k>`,
+# `diag/spectral_radius`, ...) and the information-flow penalty (`train/info_flow`).
+REPORTED_IF_LOGGED = ("diag/", "train/info_flow")
+# With `diagnostics: true`: measure on every 10th training batch, at lags 0, 1, 2, 4, ... 1024
+# (those shorter than the sequence), and report each epoch's mean.
+DIAGNOSTICS_EVERY = 10
+DIAGNOSTIC_LAGS = (0, *(2**i for i in range(11)))
 
 
 def placement() -> dict[str, str]:
@@ -38,7 +48,8 @@ def placement() -> dict[str, str]:
 
 
 class Report(TuneReportCheckpointCallback):
-    """Reports `REPORTED` (and a checkpoint) to Tune after each training epoch, and `where`.
+    """Reports `REPORTED` (and a checkpoint) to Tune after each training epoch, the metrics
+    named by `REPORTED_IF_LOGGED` that the epoch logged, and `where`.
 
     By the end of the training epoch this epoch's validation has run too. `where` is what
     `placement()` returned: strings, not metrics, so Tune's loggers skip them and `TrialRuns`
@@ -60,7 +71,23 @@ class Report(TuneReportCheckpointCallback):
         # Ray's hook that builds each report (None during Lightning's sanity check); a test in
         # tests/test_cluster.py fails if Ray stops calling it.
         report = super()._get_report_dict(trainer, pl_module)
-        return {**report, **self.where} if report else report
+        if not report:
+            return report
+        logged = {
+            key: float(value)
+            for key, value in trainer.callback_metrics.items()
+            if key.startswith(REPORTED_IF_LOGGED)
+        }
+        return {**report, **logged, **self.where}
+
+
+def training(config: dict[str, Any]) -> TrainConfig:
+    """The training hyperparameters of a trial config, typed.
+
+    Not validated again (the spec was): a run recorded before a key existed gets its default,
+    which is what that run trained with, so `seqlab rerun` still reproduces it.
+    """
+    return TrainConfig.model_construct(**{k: v for k, v in config.items() if k in TRAIN_KEYS})
 
 
 def build_net(config: dict[str, Any], dataset: DatasetRef) -> nn.Module:
@@ -70,19 +97,55 @@ def build_net(config: dict[str, Any], dataset: DatasetRef) -> nn.Module:
 
 
 def build_module(config: dict[str, Any], dataset: DatasetRef) -> L.LightningModule:
-    """The LightningModule of the dataset's family, around the network the config names."""
+    """The LightningModule of the dataset's family, around the network the config names, with
+    the config's training switches (truncated BPTT, the information-flow regularizer).
+
+    Raises:
+        ConfigError: a switch the network or the dataset cannot honour, naming it.
+    """
+    train = training(config)
+    if train.tbptt is not None and dataset.family == "regression" and not per_step(dataset):
+        raise ConfigError(
+            "tbptt", f"task {dataset.task!r} has one target per sequence, none to truncate"
+        )
     net = build_net(config, dataset)
-    return FAMILIES[dataset.family](net, lr=config["lr"], weight_decay=config["weight_decay"])
+    return FAMILIES[dataset.family](
+        net,
+        lr=train.lr,
+        weight_decay=train.weight_decay,
+        tbptt=train.tbptt,
+        info_flow=train.info_flow,
+        grad_clip=train.grad_clip,
+        grad_clip_algorithm=train.grad_clip_algorithm,
+    )
+
+
+def per_step(dataset: DatasetRef) -> bool:
+    """Whether the dataset's regression targets are (N, T, O), one per input step."""
+    with np.load(Path(dataset.uri) / "train.npz") as train:
+        x, y = train["x"], train["y"]
+    return y.ndim == 3 and y.shape[1] == x.shape[1]
 
 
 def make_trainer(config: dict[str, Any], callbacks: list[L.Callback] | None = None) -> L.Trainer:
-    """A quiet Lightning Trainer: Tune reports and checkpoints, so no logger or progress bar."""
+    """A quiet Lightning Trainer: Tune reports and checkpoints, so no logger or progress bar.
+
+    It clips gradients as the config says (10.11.1), except under truncated BPTT, where the
+    module optimizes by hand and clips itself; with `diagnostics` it adds the
+    `RecurrenceDiagnostics` callback, measured every `DIAGNOSTICS_EVERY` batches.
+    """
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    train = training(config)
+    callbacks = list(callbacks or [])
+    if train.diagnostics:
+        # before the callers' callbacks, so a report at the epoch's end reads its values
+        diagnostics = RecurrenceDiagnostics(DIAGNOSTICS_EVERY, DIAGNOSTIC_LAGS, on_epoch=True)
+        callbacks.insert(0, diagnostics)
     return L.Trainer(
-        max_epochs=config["max_epochs"],
-        gradient_clip_val=config["grad_clip"],
-        gradient_clip_algorithm="norm",
-        callbacks=callbacks or [],
+        max_epochs=train.max_epochs,
+        gradient_clip_val=train.grad_clip if train.tbptt is None else None,
+        gradient_clip_algorithm=train.grad_clip_algorithm,
+        callbacks=callbacks,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -112,7 +175,8 @@ class ApplyConfig(L.Callback):
 
 
 def train_trial(config: dict[str, Any], dataset: DatasetRef) -> None:
-    """Train one trial, reporting `train/loss` and `val/loss` and a checkpoint every epoch."""
+    """Train one trial, reporting `train/loss` and `val/loss` (and the diagnostics, when the
+    config switches them on) and a checkpoint every epoch."""
     L.seed_everything(config["seed"], workers=True, verbose=False)
     module = build_module(config, dataset)
     data = NpzDataModule(dataset.uri, batch_size=config["batch_size"], seed=config["seed"])

@@ -15,6 +15,7 @@ from torch import nn
 from seqmodels.batch import Batch
 from seqmodels.models.cells import GRU, LSTM, EchoState, Elman, Leaky, SkipThroughTime, StepCell
 from seqmodels.models.recurrences import Recurrence, TorchRecurrence, Unrolled
+from seqmodels.training import recording_states, steppable
 
 
 def recurrent_matrix(recurrence: nn.Module) -> torch.Tensor | None:
@@ -63,15 +64,33 @@ class RecurrenceDiagnostics(L.Callback):
       k in `lags` (0 is the last step), and `diag/grad_h_ratio`: the farthest lag's norm over
       lag 0's, below 1 when gradients vanish and above when they explode.
 
-    The gradient is taken on the current training batch with `torch.autograd.grad` on the
-    recurrence's output, so the parameters' `.grad` and the optimizer are left alone. It uses
-    the module's `model_step(batch)`, whose first return value must be the loss.
+    dL/dh(t) is the whole gradient of back-propagation through time (eqs 10.20-10.21), what
+    o(t) sends back plus what flows back from h(t+1): the recurrence is run step by step
+    (`seqmodels.training.recording_states`) on the current training batch, and the gradient
+    taken with `torch.autograd.grad`, so the parameters' `.grad`, the optimizer and the random
+    number generator are left alone. It uses the module's `model_step(batch)`, whose first
+    return value must be the loss. A bidirectional recurrence cannot run step by step: it
+    logs the matrix's values only.
+
+    Args:
+        every_n_steps: measure on the training batches whose index is a multiple of this.
+        lags: the time lags k to log.
+        on_epoch: False logs each measurement at its step; True logs, at the end of each
+            epoch, the mean of the epoch's measurements (what a per-epoch report reads).
     """
 
-    def __init__(self, every_n_steps: int = 50, lags: tuple[int, ...] = (0, 1, 2, 4, 8, 16)):
+    def __init__(
+        self,
+        every_n_steps: int = 50,
+        lags: tuple[int, ...] = (0, 1, 2, 4, 8, 16),
+        on_epoch: bool = False,
+    ) -> None:
         super().__init__()
+        if every_n_steps < 1:
+            raise ValueError("every_n_steps must be >= 1")
         self.every_n_steps = every_n_steps
         self.lags = lags
+        self.on_epoch = on_epoch
 
     def on_train_batch_end(
         self,
@@ -86,15 +105,19 @@ class RecurrenceDiagnostics(L.Callback):
         recurrence = find_recurrence(pl_module)
         if recurrence is None:
             return
-        for key, value in self.matrix_metrics(recurrence).items():
-            pl_module.log(key, value, on_step=True, on_epoch=False)
-        for key, value in self.gradient_metrics(pl_module, recurrence, batch).items():
-            pl_module.log(key, value, on_step=True, on_epoch=False)
+        metrics = self.matrix_metrics(recurrence)
+        if steppable(recurrence):
+            metrics |= self.gradient_metrics(pl_module, recurrence, batch)
+        for key, value in metrics.items():
+            # batch_size=1: each measurement weighs the same in the epoch's mean
+            pl_module.log(
+                key, value, on_step=not self.on_epoch, on_epoch=self.on_epoch, batch_size=1
+            )
 
     @staticmethod
     @torch.no_grad()
     def matrix_metrics(recurrence: Recurrence) -> dict[str, float]:
-        W = recurrence_matrix_or_raise(recurrence).detach().float()
+        W = recurrence_matrix_or_raise(recurrence).detach().float().cpu()  # (H, H), small
         return {
             "diag/spectral_radius": float(torch.linalg.eigvals(W).abs().max()),
             "diag/max_singular_value": float(torch.linalg.matrix_norm(W, ord=2)),
@@ -103,24 +126,20 @@ class RecurrenceDiagnostics(L.Callback):
     def gradient_metrics(
         self, pl_module: L.LightningModule, recurrence: Recurrence, batch: Batch
     ) -> dict[str, float]:
-        captured: list[torch.Tensor] = []
-
-        def keep(h: torch.Tensor) -> None:
-            if not captured:  # the first call reads the whole sequence; a decoder may call again
-                captured.append(h)
-
-        recurrence.taps.append(keep)
-        try:
-            with torch.enable_grad():
+        device = pl_module.device
+        devices = [device.index or 0] if device.type == "cuda" else []
+        # the extra forward pass may draw random numbers (scheduled sampling): training must
+        # not see them, or switching diagnostics on would change what it learns
+        with torch.random.fork_rng(devices=devices), torch.enable_grad():
+            with recording_states(recurrence) as calls:
                 loss = pl_module.model_step(batch)[0]
-                if not captured or not captured[0].requires_grad:
-                    return {}
-                (grad,) = torch.autograd.grad(loss, captured[0], allow_unused=True)
-        finally:
-            recurrence.taps.remove(keep)
-        if grad is None:
-            return {}
-        norms = grad.norm(dim=-1).mean(0)  # (T,): ||dL/dh(t)||, averaged over the batch
+            hs = calls[0] if calls else []  # the first call reads the whole sequence
+            if not hs or not hs[0].requires_grad:  # e.g. a fixed reservoir on float inputs
+                return {}
+            grads = torch.autograd.grad(loss, hs, allow_unused=True)
+        norms = torch.stack(
+            [g.norm(dim=-1).mean() if g is not None else loss.new_zeros(()) for g in grads]
+        )  # (T,): ||dL/dh(t)||, averaged over the batch
         T = norms.shape[0]
         metrics = {f"diag/grad_h_lag_{k}": float(norms[T - 1 - k]) for k in self.lags if k < T}
         far = max(k for k in self.lags if k < T)

@@ -17,12 +17,19 @@ Variable-length batches: a network whose `forward` takes an `x_len` argument rec
 `batch["x_len"]`, so it can read each sequence's own end (`seqmodels.models` architectures do);
 any other network gets `x` alone, and sees the padding. Likewise a network that takes `x_parent`
 receives the batch's trees, where the batch has them (SequenceClassification).
+
+Training switches (`_Module`): truncated BPTT (10.2.2, `tbptt`; manual optimization) for the
+families with a target at every step, the information-flow regularizer Omega (10.11.2,
+`info_flow`) and, under truncated BPTT, gradient clipping by norm or by value (10.11.1).
 """
 
 from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import ClassVar, Literal
 
 import lightning as L
 import numpy as np
@@ -31,11 +38,21 @@ from torch import nn
 from torch.nn import functional as F
 
 from seqmodels.batch import EOS, PAD, Batch, mask
+from seqmodels.diagnostics import find_recurrence
+from seqmodels.errors import ConfigError
 from seqmodels.generate import generate
 from seqmodels.models.seq2seq import DecoderOutput
-from seqmodels.models.sequence import OutputRecurrent
+from seqmodels.models.sequence import OutputRecurrent, Recurrent
 from seqmodels.tasks.common import sequence_metrics
 from seqmodels.tasks.g2p import error_rates
+from seqmodels.training import (
+    information_flow_penalty,
+    recording_states,
+    steppable,
+    truncated_bptt,
+)
+
+ChunkLoss = Callable[[torch.Tensor, slice], torch.Tensor]  # (outputs of a chunk, its steps) -> loss
 
 
 def takes_argument(net: nn.Module, name: str) -> bool:
@@ -54,29 +71,165 @@ def _call(net: nn.Module, x: torch.Tensor, **given: torch.Tensor | None) -> torc
 
 
 class _Module(L.LightningModule):
-    """What every family shares: the network, Adam with weight decay."""
+    """What every family shares: the network, Adam with weight decay, and the training switches
+    of Deep Learning 10.2.2 and 10.11.
 
-    def __init__(self, net: nn.Module, lr: float = 1e-3, weight_decay: float = 0.0) -> None:
+    Each family supplies `training_loss(batch) -> (loss, weight)`, the loss of one training
+    batch and how much it weighs in the epoch's mean (sequences, or tokens), and, where it has a
+    target at every step (`per_step`), `chunk_loss(batch)` for truncated BPTT.
+
+    Args:
+        net: the network.
+        lr: Adam's learning rate.
+        weight_decay: Adam's weight decay.
+        tbptt: truncated BPTT's length k (10.2.2), None for full BPTT. It needs a `Recurrent`
+            network (unidirectional) and a family with per-step targets, and switches the module
+            to manual optimization: each batch is cut into chunks of k steps that carry the
+            detached state forward and accumulate their gradients, then one optimizer step.
+        info_flow: the weight of Pascanu's regularizer Omega (10.11.2) in the training loss,
+            0 for none. It needs a unidirectional first recurrence; logged as `train/info_flow`.
+        grad_clip: under `tbptt` only, clip the gradient to this (10.11.1), None for no
+            clipping: Lightning's Trainer clips under automatic optimization only, so there its
+            `gradient_clip_val` does it and these two are unused.
+        grad_clip_algorithm: "norm" (the whole gradient's norm) or "value" (each element).
+    Raises:
+        ConfigError: a switch the network or the family cannot honour, naming the switch.
+    """
+
+    per_step: ClassVar[bool] = False  # a target at every step, so truncated BPTT can apply
+
+    def __init__(
+        self,
+        net: nn.Module,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        tbptt: int | None = None,
+        info_flow: float = 0.0,
+        grad_clip: float | None = None,
+        grad_clip_algorithm: Literal["norm", "value"] = "norm",
+    ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net"])
         self.net = net
+        self._check_switches()
+        self.automatic_optimization = tbptt is None
+        self._reset()
+
+    def _check_switches(self) -> None:
+        hp = self.hparams
+        name = type(self).__name__
+        if hp.tbptt is not None:
+            if hp.tbptt < 1:
+                raise ConfigError("tbptt", "must be >= 1")
+            if not self.per_step:
+                raise ConfigError("tbptt", f"{name} has no target at every step to truncate")
+            if not isinstance(self.net, Recurrent) or self.net.recurrence.bidirectional:
+                raise ConfigError(
+                    "tbptt", "needs the unidirectional per-step 'recurrent' architecture"
+                )
+        if hp.info_flow < 0:
+            raise ConfigError("info_flow", "must be >= 0")
+        if hp.info_flow:
+            recurrence = find_recurrence(self.net)
+            if recurrence is None or not steppable(recurrence):
+                raise ConfigError(
+                    "info_flow", "needs a unidirectional recurrence that reads the input"
+                )
+            if not any(p.requires_grad for p in recurrence.parameters()):
+                raise ConfigError("info_flow", "the recurrence has no trained weights to act on")
+
+    def _reset(self) -> None:
+        """Clear what a family accumulates over an epoch (nothing by default)."""
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         hp = self.hparams
         return torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
 
+    def training_loss(self, batch: Batch) -> tuple[torch.Tensor, int]:
+        """(the task loss of one training batch, its weight in the epoch's mean)."""
+        raise NotImplementedError  # pragma: no cover - abstract
 
-class SequenceRegression(L.LightningModule):
+    def chunk_loss(self, batch: Batch) -> tuple[ChunkLoss, int]:
+        """For truncated BPTT: the loss of a chunk's outputs, normalised so that the chunks'
+        losses add up to `training_loss`, and the batch's weight in the epoch's mean."""
+        raise NotImplementedError  # pragma: no cover - `_check_switches` stops it first
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
+        if self.hparams.tbptt is not None:
+            self._truncated_step(batch)
+            return None  # manual optimization: the step is done
+        with self._recording() as calls:
+            loss, weight = self.training_loss(batch)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=weight)
+        if not self.hparams.info_flow:
+            return loss
+        omega = information_flow_penalty(calls[0], loss)
+        self.log("train/info_flow", omega, on_step=False, on_epoch=True, batch_size=weight)
+        return loss + self.hparams.info_flow * omega
+
+    def _recording(self) -> AbstractContextManager[list[list[torch.Tensor]]]:
+        """The states h(1..T) of each call of the first recurrence, when Omega needs them."""
+        recurrence = find_recurrence(self.net)  # found each time: an attribute would register it
+        if not self.hparams.info_flow or recurrence is None:
+            return nullcontext([])
+        return recording_states(recurrence)
+
+    def _truncated_step(self, batch: Batch) -> None:
+        """One optimizer step of truncated BPTT under manual optimization (Lightning 2's way)."""
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        loss, omega, weight = self.truncated_backward(batch, self.manual_backward)
+        hp = self.hparams
+        if hp.grad_clip is not None:
+            self.clip_gradients(
+                optimizer,
+                gradient_clip_val=hp.grad_clip,
+                gradient_clip_algorithm=hp.grad_clip_algorithm,
+            )
+        optimizer.step()
+        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=weight)
+        if hp.info_flow:
+            self.log("train/info_flow", omega, on_step=False, on_epoch=True, batch_size=weight)
+
+    def truncated_backward(
+        self, batch: Batch, backward: Callable[[torch.Tensor], None]
+    ) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Truncated BPTT's gradients of one batch (10.2.2), accumulated in `.grad`.
+
+        The chunks of `tbptt` steps run `Recurrent.run` from the previous chunk's detached
+        state (`seqmodels.training.truncated_bptt`), so the forward pass and the loss are those
+        of the whole sequence; only the gradient stops at the chunk boundaries.
+
+        Returns:
+            (task loss, Omega summed over the chunks, the batch's weight), detached.
+        """
+        loss_fn, weight = self.chunk_loss(batch)
+        task, omegas = [], []
+        with self._recording() as calls:
+
+            def penalized(out: torch.Tensor, window: slice) -> torch.Tensor:
+                loss = loss_fn(out, window)
+                task.append(loss.detach())
+                if not self.hparams.info_flow:
+                    return loss
+                omega = information_flow_penalty(calls[-1], loss)  # this chunk's states
+                omegas.append(omega.detach())
+                return loss + self.hparams.info_flow * omega
+
+            truncated_bptt(self.net.run, batch["x"], penalized, self.hparams.tbptt, backward)
+        zero = batch["x"].new_zeros((), dtype=torch.float32)
+        return torch.stack(task).sum(), sum(omegas, zero), weight
+
+
+class SequenceRegression(_Module):
     """Trains any network that maps (B, T, F) to (B, O) under mean squared error.
 
     Logs `train/loss`, `val/loss` (both MSE) and `test/mse`, `test/mae`. Batches follow
-    `seqmodels.batch`: `x` (B, T, F), `x_len` (passed on to a net that takes it) and `y` (B, O).
+    `seqmodels.batch`: `x` (B, T, F), `x_len` (passed on to a net that takes it) and `y` (B, O),
+    or (B, T, O) for a network with an output at every step, which truncated BPTT can train.
     """
 
-    def __init__(self, net: nn.Module, lr: float = 1e-3, weight_decay: float = 0.0) -> None:
-        super().__init__()
-        self.save_hyperparameters(ignore=["net"])
-        self.net = net
+    per_step = True  # where the targets are (B, T, O); `chunk_loss` checks
 
     def forward(self, x: torch.Tensor, x_len: torch.Tensor | None = None) -> torch.Tensor:
         return _call(self.net, x, x_len=x_len)
@@ -95,10 +248,20 @@ class SequenceRegression(L.LightningModule):
             total = max(1, self.trainer.estimated_stepping_batches)
             self.net.progress = self.global_step / total
 
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        loss, _, _ = self.model_step(batch)
-        self.log("train/loss", loss, on_step=False, on_epoch=True)
-        return loss
+    def training_loss(self, batch: Batch) -> tuple[torch.Tensor, int]:
+        return self.model_step(batch)[0], batch["x"].shape[0]
+
+    def chunk_loss(self, batch: Batch) -> tuple[ChunkLoss, int]:
+        x, y = batch["x"], batch["y"]  # (B, T, F), (B, T, O)
+        if y.dim() != 3 or y.shape[1] != x.shape[1]:
+            raise ConfigError(
+                "tbptt", f"needs a target at every step; the targets are {tuple(y.shape)}"
+            )
+
+        def loss(pred: torch.Tensor, window: slice) -> torch.Tensor:
+            return F.mse_loss(pred, y[:, window], reduction="sum") / y.numel()
+
+        return loss, x.shape[0]
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         loss, _, _ = self.model_step(batch)
@@ -108,10 +271,6 @@ class SequenceRegression(L.LightningModule):
         loss, pred, y = self.model_step(batch)
         self.log("test/mse", loss, on_step=False, on_epoch=True)
         self.log("test/mae", (pred - y).abs().mean(), on_step=False, on_epoch=True)
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        hp = self.hparams
-        return torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
 
 
 class SequenceClassification(_Module):
@@ -136,10 +295,8 @@ class SequenceClassification(_Module):
         loss = F.cross_entropy(logits, batch["y"])
         return loss, (logits.argmax(-1) == batch["y"]).float().mean()
 
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        loss, _ = self.model_step(batch)
-        self.log("train/loss", loss, on_step=False, on_epoch=True)
-        return loss
+    def training_loss(self, batch: Batch) -> tuple[torch.Tensor, int]:
+        return self.model_step(batch)[0], batch["x"].shape[0]
 
     def _evaluate(self, batch: Batch, split: str) -> None:
         loss, acc = self.model_step(batch)
@@ -169,8 +326,7 @@ class Seq2Seq(_Module):
     Batches: `x` (B, S), `x_len`, `y` (B, U) ending in EOS, `y_len`.
     """
 
-    def __init__(self, net: nn.Module, lr: float = 1e-3, weight_decay: float = 0.0) -> None:
-        super().__init__(net, lr, weight_decay)
+    def _reset(self) -> None:
         self._decoded: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
     def forward(self, batch: Batch) -> DecoderOutput:
@@ -196,10 +352,8 @@ class Seq2Seq(_Module):
         seq_acc = correct.all(dim=1).float().mean()
         return loss, token_acc, seq_acc, int(valid.sum())
 
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        loss, _, _, _ = self.model_step(batch)
-        self.log("train/loss", loss, on_step=False, on_epoch=True)
-        return loss
+    def training_loss(self, batch: Batch) -> tuple[torch.Tensor, int]:
+        return self.model_step(batch)[0], batch["y"].shape[0]
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         loss, token_acc, seq_acc, tokens = self.model_step(batch)
@@ -210,7 +364,7 @@ class Seq2Seq(_Module):
         self.log("val/exact_match", seq_acc, on_step=False, on_epoch=True, batch_size=B)
 
     def on_test_epoch_start(self) -> None:
-        self._decoded = []
+        self._reset()
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         out = generate(self.net, batch["x"], batch["x_len"], max_length=batch["y"].shape[1] + 5)
@@ -259,10 +413,7 @@ class LanguageModel(_Module):
     mean nats) and `/accuracy` (argmax right).
     """
 
-    def __init__(self, net: nn.Module, lr: float = 1e-3, weight_decay: float = 0.0) -> None:
-        super().__init__(net, lr, weight_decay)
-        # Summed over the epoch: perplexity is exp of the mean nats, which a mean of batches is not.
-        self._nats, self._right, self._tokens = 0.0, 0, 0
+    per_step = True
 
     def forward(self, x: torch.Tensor, x_len: torch.Tensor | None = None) -> torch.Tensor:
         return _call(self.net, x, x_len=x_len)
@@ -277,12 +428,23 @@ class LanguageModel(_Module):
         right = int(((logits.argmax(-1) == y) & valid).sum())
         return (nats * valid).sum() / max(tokens, 1), right, tokens
 
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+    def training_loss(self, batch: Batch) -> tuple[torch.Tensor, int]:
         loss, _, tokens = self.model_step(batch)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=tokens)
-        return loss
+        return loss, tokens
 
-    def _start(self) -> None:
+    def chunk_loss(self, batch: Batch) -> tuple[ChunkLoss, int]:
+        y = batch["y"]  # (B, T)
+        valid = mask(batch["y_len"], y.shape[1]) & (y != PAD)  # (B, T)
+        tokens = int(valid.sum())
+
+        def loss(logits: torch.Tensor, window: slice) -> torch.Tensor:  # logits (B, k, V)
+            nats = F.cross_entropy(logits.transpose(1, 2), y[:, window], reduction="none")
+            return (nats * valid[:, window]).sum() / max(tokens, 1)  # (B, k) summed
+
+        return loss, tokens
+
+    def _reset(self) -> None:
+        # Summed over the epoch: perplexity is exp of the mean nats, which a mean of batches is not.
         self._nats, self._right, self._tokens = 0.0, 0, 0
 
     def _accumulate(self, batch: Batch, split: str) -> None:
@@ -301,7 +463,7 @@ class LanguageModel(_Module):
         self.log(f"{split}/accuracy", self._right / max(self._tokens, 1))
 
     def on_validation_epoch_start(self) -> None:
-        self._start()
+        self._reset()
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._accumulate(batch, "val")
@@ -310,7 +472,7 @@ class LanguageModel(_Module):
         self._finish("val")
 
     def on_test_epoch_start(self) -> None:
-        self._start()
+        self._reset()
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         self._accumulate(batch, "test")

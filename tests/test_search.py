@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import math
 import os
 from pathlib import Path
@@ -103,7 +104,12 @@ def test_pbt_needs_a_training_hyperparameter_to_perturb() -> None:
 @pytest.mark.parametrize(
     "search",
     [
-        {"algorithm": "optuna", "scheduler": {"name": "hyperband"}},
+        {
+            "algorithm": "optuna",
+            "scheduler": {"name": "hyperband"},
+            # TPE samples the nested cell option too; only this variant has it
+            "per_variant": {"rnn": {"cell_options.alpha": {"uniform": [0.1, 0.9]}}},
+        },
         {"scheduler": {"name": "pbt", "perturbation_interval": 1}},
     ],
     ids=["optuna-hyperband", "pbt"],
@@ -113,7 +119,18 @@ def test_real_search_on_local_ray(flows, tmp_path: Path, search: dict[str, Any])
 
     from pipelines import settings, store, tracking
 
-    spec = _spec(**search, space={"lr": {"loguniform": [1e-3, 1e-1]}}, trials_per_variant=3)
+    variants = {"rnn": {"cell": "leaky" if "per_variant" in search else "tanh", "hidden_size": 4}}
+    spec = parse_spec(
+        {
+            **BASE,
+            "variants": variants,
+            "search": {
+                **search,
+                "space": {"lr": {"loguniform": [1e-3, 1e-1]}},
+                "trials_per_variant": 3,
+            },
+        }
+    )
     dataset = store.prepare("adding", spec.task.options.__dict__, 0, settings.seqlab_home())
     client: MlflowClient = tracking.client()
     experiment_id = tracking.ensure_experiment(client, f"search-{tmp_path.name}")
@@ -128,3 +145,64 @@ def test_real_search_on_local_ray(flows, tmp_path: Path, search: dict[str, Any])
     )
     assert len(children) == 3
     assert all(c.info.status == "FINISHED" for c in children)
+    if "per_variant" in search:
+        alphas = {ast.literal_eval(c.data.params["cell_options"])["alpha"] for c in children}
+        assert len(alphas) == 3 and all(0.1 <= a <= 0.9 for a in alphas)
+
+
+LEAKY = {
+    **BASE,
+    "variants": {"rnn": {"cell": "tanh"}, "leaky": {"cell": "leaky", "hidden_size": 4}},
+}
+
+
+def _leaky(**search: Any) -> StudySpec:
+    return parse_spec({**LEAKY, "search": search})
+
+
+def test_a_variant_searches_its_own_options_next_to_the_shared_space(flows) -> None:
+    from ray.tune.search.sample import Float
+
+    spec = _leaky(
+        space={"lr": {"loguniform": [1e-3, 1e-1]}},
+        per_variant={"leaky": {"cell_options.alpha": {"uniform": [0.1, 0.9]}}},
+    )
+    leaky = flows.trial_space(spec, "leaky")
+    assert isinstance(leaky["lr"], Float) and isinstance(leaky["cell_options"]["alpha"], Float)
+    rnn = flows.trial_space(spec, "rnn")
+    assert isinstance(rnn["lr"], Float) and rnn["cell_options"] == {}
+    assert spec.search.variant_space("rnn").keys() == {"lr"}
+
+
+@pytest.mark.parametrize(
+    ("per_variant", "field", "fragment"),
+    [
+        ({"gru": {"lr": {"uniform": [0.1, 0.2]}}}, "search.per_variant.gru", "choose from: rnn"),
+        ({"rnn": {"cell_options.alpha": {"uniform": [0.1, 0.9]}}}, "cell_options.alpha", "tanh"),
+        ({"leaky": {"cell_options.alpha": {"uniform": [0.5, 1.5]}}}, "alpha", "[0, 1)"),
+        ({"leaky": {"cell_options.time_scales": {"uniform": [1, 3]}}}, "time_scales", "integer"),
+        ({"leaky": {"cell": {"choice": ["lstm"]}}}, "per_variant.leaky.cell", "scientific"),
+        ({"leaky": {"lr": {"uniform": [0.1, 0.2]}}}, "search.per_variant.leaky.lr", "also in"),
+    ],
+    ids=["unknown-variant", "not-its-option", "out-of-range", "wrong-type", "scientific", "twice"],
+)
+def test_bad_per_variant_additions_name_the_field(per_variant, field: str, fragment: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        _leaky(space={"lr": {"loguniform": [1e-3, 1e-1]}}, per_variant=per_variant)
+    assert field in caught.value.field and fragment in caught.value.message, str(caught.value)
+
+
+def test_an_option_the_variant_fixes_cannot_be_searched() -> None:
+    raw = {**LEAKY, "variants": {"leaky": {"cell": "leaky", "cell_options": {"alpha": 0.3}}}}
+    search = {"per_variant": {"leaky": {"cell_options.alpha": {"uniform": [0.1, 0.9]}}}}
+    with pytest.raises(SpecError, match="set to 0.3 by the variant"):
+        parse_spec({**raw, "search": search})
+
+
+def test_a_grid_keeps_the_budget_equal_across_variants() -> None:
+    space = {"lr": {"choice": [0.01, 0.1]}}
+    one = {"leaky": {"cell_options.alpha": {"choice": [0.5]}}}
+    assert _leaky(algorithm="grid", space=space, per_variant=one, trials_per_variant=2)
+    two = {"leaky": {"cell_options.alpha": {"choice": [0.5, 0.9]}}}
+    with pytest.raises(SpecError, match="same for every variant"):
+        _leaky(algorithm="grid", space=space, per_variant=two, trials_per_variant=2)

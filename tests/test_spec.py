@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,12 @@ def test_a_spec_is_immutable() -> None:
     with pytest.raises(Exception):  # noqa: B017 - pydantic raises its own ValidationError
         spec.name = "other"  # type: ignore[misc]
     assert isinstance(spec, StudySpec)
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.name for p in SPECS])
+def test_a_recorded_spec_validates_again_to_the_same_digest(path: Path) -> None:
+    from pipelines.resume import recorded_spec
+
+    spec = load_spec(path)
+    recorded = json.loads(json.dumps(spec.model_dump(mode="json")))  # what spec.json holds
+    assert recorded_spec(recorded, "spec.json").digest() == spec.digest()
