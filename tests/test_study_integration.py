@@ -337,3 +337,83 @@ def test_rerun_of_a_parent_or_unknown_run_is_a_one_line_error(study: dict) -> No
         result = seqlab("rerun", run_id, env=env, timeout=300)
         assert result.returncode == 2
         assert result.stderr.count("\n") == 1 and says in result.stderr, result.stderr
+
+
+def test_registered_model_serves_over_http(study: dict, tmp_path: Path) -> None:
+    """`mlflow models serve` on the champion answers as the pyfunc loaded in-process does."""
+    import mlflow.pyfunc
+    import numpy as np
+
+    uri, tracking = f"models:/{STUDY}-lstm@champion", f"sqlite:///{study['home'] / 'mlflow.db'}"
+    (data_dir,) = (study["home"] / "data").glob("adding-*")
+    with np.load(data_dir / "test.npz") as test:
+        x, y = test["x"], test["y"]
+    port, bin_dir = free_port(), Path(sys.executable).parent
+    # The scoring server runs `uvicorn` from PATH: the virtualenv's own.
+    path = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [str(bin_dir / "mlflow"), "models", "serve", "-m", uri, "--env-manager", "local"]
+            + ["-h", "127.0.0.1", "-p", str(port)],
+            cwd=ROOT,
+            env={**study["env"], "MLFLOW_TRACKING_URI": tracking, "PATH": path},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        base, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/ping", timeout=5) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, "the model server did not answer /ping in 120 s"
+            time.sleep(0.5)
+        request = urllib.request.Request(
+            f"{base}/invocations",
+            data=json.dumps({"inputs": x.tolist()}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            served = np.asarray(json.load(answer)["predictions"], dtype=np.float32)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # the server and its workers, by our own PID
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+    assert served.shape == y.shape
+    previous = os.environ.get("MLFLOW_TRACKING_URI")  # MLflow sets the variable too
+    mlflow.set_tracking_uri(tracking)
+    try:
+        expected = mlflow.pyfunc.load_model(uri).predict(x)
+    finally:
+        mlflow.set_tracking_uri(previous)
+    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_sample_predicts_with_the_registered_regressor(study: dict) -> None:
+    uri = f"models:/{STUDY}-lstm@champion"
+    result = seqlab("sample", uri, env=study["env"], timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2  # the model's input example: the first two test sequences
+    assert all(len(json.loads(line)) == 1 for line in lines)  # one sum per sequence
+    import mlflow
+
+    from pipelines import serving
+
+    previous = os.environ.get("MLFLOW_TRACKING_URI")  # MLflow sets the variable too
+    mlflow.set_tracking_uri(f"sqlite:///{study['home'] / 'mlflow.db'}")
+    try:
+        with pytest.raises(serving.SampleError, match="is a regression model: it draws no"):
+            serving.sample(uri, None, {"stop": "eos"})
+    finally:
+        mlflow.set_tracking_uri(previous)
