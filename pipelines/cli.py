@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from pipelines import settings, stack
+
+if TYPE_CHECKING:
+    from pipelines.spec import StudySpec
 
 EXIT_USAGE = 2  # a user's mistake: bad spec, bad data, bad arguments
 
@@ -46,6 +55,19 @@ def main(argv: list[str] | None = None) -> int:
         help="retrain one trial from its MLflow run and compare its losses with the original's",
     )
     again.add_argument("run_id", help="a trial's or repeat's MLflow run id (a child run)")
+    carry_on = commands.add_parser(
+        "resume",
+        help="continue an interrupted study: no finished trial runs again, no run is duplicated",
+    )
+    carry_on.add_argument("study", help="the study's name (its MLflow experiment)")
+    carry_on.add_argument(
+        "--run", help="the parent run to resume (default: the study's newest unfinished one)"
+    )
+    carry_on.add_argument(
+        "--force",
+        action="store_true",
+        help="resume a run still marked RUNNING whose driver ran on another host",
+    )
     listing = commands.add_parser(
         "tasks", help="list the tasks: family, metrics, baseline and options"
     )
@@ -54,6 +76,26 @@ def main(argv: list[str] | None = None) -> int:
         "models", help="list the cells and architectures a variant can name, with book references"
     )
     zoo.add_argument("--json", action="store_true", help="print a machine-readable list")
+    draw = commands.add_parser(
+        "sample",
+        help="generate from a registered model (a classifier or regressor predicts instead)",
+    )
+    draw.add_argument("model_uri", help="e.g. models:/smoke-lstm@champion or runs:/RUN_ID/model")
+    draw.add_argument(
+        "--stop", help="how a sequence ends: eos, bernoulli or length (default: the model's own)"
+    )
+    draw.add_argument("--temperature", type=float, help="0: greedy (default: the model's)")
+    draw.add_argument("--top-k", type=int, help="draw from the k likeliest tokens (0: all)")
+    draw.add_argument("--max-length", type=int, help="longest sequence drawn, in tokens")
+    draw.add_argument("--seed", type=int, help="seed of the draws (default: 0)")
+    draw.add_argument(
+        "--input",
+        dest="inputs",
+        action="append",
+        metavar="TEXT",
+        help="a source or prompt, repeatable; for a classifier or regressor one JSON array of "
+        "x, or {x, x_parent} (default: the model's input example, from its test split)",
+    )
     data = commands.add_parser("data", help="prepare datasets in the store")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
     prepare = data_commands.add_parser(
@@ -137,8 +179,10 @@ def main(argv: list[str] | None = None) -> int:
         "validate": _validate,
         "report": _report,
         "rerun": _rerun,
+        "resume": _resume,
         "tasks": _tasks,
         "models": _models,
+        "sample": _sample,
         "data": _data,
     }
     return handlers[args.command](args)
@@ -193,21 +237,35 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     settings.configure_environment()
     settings.quiet_known_warnings()
+    import pipelines.flows  # noqa: F401  (timed here: the heavy imports, torch, ray, ...)
     from pipelines import tracking
-    from pipelines.flows import run_study  # the heavy imports: torch, ray, prefect, mlflow
 
     imported = time.perf_counter()
     problem = tracking.artifact_access_problem(tracking.client(), spec.name)
     if problem:
         print(f"seqlab: error: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    return _study(spec, args.spec, None, started, imported)
+
+
+def _study(
+    spec: StudySpec, source: str, resume_run_id: str | None, started: float, imported: float
+) -> int:
+    """Run (or resume) the study's flow and print its table, timings and where to browse it."""
+    from pipelines.flows import run_study
+
     called_at = time.time()
+    message = (
+        f"seqlab: interrupted: study {spec.name!r}; its runs end KILLED. "
+        f"Continue it with: seqlab resume {spec.name}"
+    )
     try:
-        result = run_study(spec, source=args.spec)
+        with _bounded_interrupt(message, embedded=not settings.prefect_api_url()):
+            result = run_study(spec, source=source, resume_run_id=resume_run_id)
     except BaseException as err:
         if not _interrupted(err):
             raise
-        print(f"seqlab: interrupted: study {spec.name!r}; its runs end KILLED", file=sys.stderr)
+        print(message, file=sys.stderr)
         return 130
     total = time.perf_counter() - started
     print()
@@ -227,6 +285,59 @@ def _run(args: argparse.Namespace) -> int:
     print(f"MLflow parent run {result.parent_run_id} in experiment {spec.name!r}. To browse it:")
     print(f"  {_ui_command()}")
     return 0
+
+
+INTERRUPT_GRACE_S = 30.0  # after Ctrl-C, how long the study may take to wind down
+
+
+@contextmanager
+def _bounded_interrupt(message: str, embedded: bool) -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt as usual; with `embedded`, the process also exits 130
+    within `INTERRUPT_GRACE_S`, printing `message`, and at once on a second Ctrl-C.
+
+    Ctrl-C reaches the whole foreground process group, so it stops Prefect's ephemeral API
+    server too. Prefect would then retry, for minutes, to report the crashed flow run to it.
+    The study's own clean-up (its MLflow runs ended KILLED, Ray stopped) takes seconds.
+    """
+    if not embedded:
+        yield
+        return
+
+    def leave() -> None:
+        print(message, file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(130)
+
+    def later() -> None:
+        time.sleep(INTERRUPT_GRACE_S)
+        leave()
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGINT, lambda *_: leave())
+        threading.Thread(target=later, daemon=True).start()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    settings.configure_environment()
+    settings.quiet_known_warnings()
+    from pipelines import resume, tracking
+
+    try:
+        parent, spec = resume.find(tracking.client(), args.study, args.run, force=args.force)
+    except resume.ResumeError as err:
+        print(f"seqlab: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"study {spec.name}: resuming parent run {parent.info.run_id}", flush=True)
+    source = parent.data.tags.get("spec.source", "")
+    return _study(spec, source, parent.info.run_id, started, time.perf_counter())
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -274,6 +385,32 @@ def _rerun(args: argparse.Namespace) -> int:
     verdict = "match" if result.matches() else "DIFFER"
     print(f"metrics {verdict}: largest difference {result.max_abs_diff():.3g}")
     return 0 if result.matches() else 1
+
+
+def _sample(args: argparse.Namespace) -> int:
+    settings.configure_environment()
+    settings.quiet_known_warnings()
+    import mlflow
+
+    from pipelines import serving
+
+    mlflow.set_tracking_uri(settings.tracking_uri())
+    given = {
+        "stop": args.stop,
+        "temperature": args.temperature,
+        "top_k": args.top_k,
+        "max_length": args.max_length,
+        "seed": args.seed,
+    }
+    options = {key: value for key, value in given.items() if value is not None}
+    try:
+        lines = serving.sample(args.model_uri, args.inputs, options)
+    except serving.SampleError as err:
+        print(f"seqlab: error: {err.source}: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    for line in lines:
+        print(line)
+    return 0
 
 
 def _models(args: argparse.Namespace) -> int:

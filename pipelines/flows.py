@@ -17,11 +17,9 @@ from typing import Any
 
 import mlflow
 import mlflow.pytorch
-import numpy as np
 import ray
-import torch
 from mlflow.entities import Metric
-from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.context import TaskRunContext
@@ -37,11 +35,10 @@ from ray.tune.schedulers import (
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-import seqmodels
-from pipelines import report, settings, store, tracking
+from pipelines import report, serving, settings, store, tracking
 from pipelines.progress import Progress
 from pipelines.report import Report
-from pipelines.spec import PERTURBABLE, Distribution, StudySpec
+from pipelines.spec import OPTION_SECTIONS, PERTURBABLE, Distribution, StudySpec
 from pipelines.store import DatasetRef
 from pipelines.trainable import evaluate, train_repeat, train_trial
 
@@ -119,11 +116,32 @@ def prepare_data(task_name: str, options: dict[str, Any], seed: int, root: str) 
     return store.prepare(task_name, options, seed, Path(root))
 
 
-def search_space(spec: StudySpec) -> dict[str, Any]:
-    """The spec's nuisance space as Ray Tune sampling objects (grid: every combination)."""
+def search_space(spec: StudySpec, variant: str | None = None) -> dict[str, Any]:
+    """The nuisance space as Ray Tune sampling objects (grid: every combination).
+
+    Without `variant`, the space all variants share; with it, the variant's own additions too.
+    """
+    space = spec.search.variant_space(variant) if variant else spec.search.space
     if spec.search.algorithm == "grid":
-        return {key: tune.grid_search(dist.args) for key, dist in spec.search.space.items()}
-    return {key: _sampler(dist) for key, dist in spec.search.space.items()}
+        return {key: tune.grid_search(dist.args) for key, dist in space.items()}
+    return {key: _sampler(dist) for key, dist in space.items()}
+
+
+def trial_space(spec: StudySpec, variant: str) -> dict[str, Any]:
+    """What Tune samples a trial of `variant` from: its fixed config and its search space.
+
+    A searched option of the variant's cell or architecture (`cell_options.alpha`) is nested
+    into that options mapping, next to the options the variant fixes; Tune samples nested
+    dimensions in place.
+    """
+    config = spec.trial_base(variant)
+    for key, sampler in search_space(spec, variant).items():
+        section, _, option = key.partition(".")
+        if section in OPTION_SECTIONS and option:
+            config[section] = {**config[section], option: sampler}
+        else:
+            config[key] = sampler
+    return config
 
 
 def search_algorithm(spec: StudySpec) -> Searcher | None:
@@ -184,6 +202,14 @@ def _trainable(function: Callable[..., None], spec: StudySpec, dataset: DatasetR
     )
 
 
+class StudyInterrupted(KeyboardInterrupt):
+    """Ctrl-C reached Ray Tune first: it stopped the trials and saved its state, then returned.
+
+    The study must stop there too, not go on with a part of its trials; `seqlab resume`
+    continues it from Tune's saved state.
+    """
+
+
 def _run_config(label: str, callbacks: list[tune.Callback], **extra: Any) -> tune.RunConfig:
     """Results under the store, our own callbacks for output, one retry from a checkpoint."""
     return tune.RunConfig(
@@ -196,12 +222,43 @@ def _run_config(label: str, callbacks: list[tune.Callback], **extra: Any) -> tun
     )
 
 
-def _fit(tuner: tune.Tuner, runs: tracking.TrialRuns) -> tune.ResultGrid:
-    """Run the Tuner; whatever stops it, no MLflow run of its trials stays RUNNING."""
+def _tuner(
+    parent_run_id: str,
+    phase: str,
+    trainable: Any,
+    run_config: tune.RunConfig,
+    new: Callable[[], tune.Tuner],
+) -> tune.Tuner:
+    """The phase's Tuner: restored from Tune's saved state when the study ran it before.
+
+    The parent run's `seqlab.tune.<phase>` tag records where each Tuner keeps its state. A
+    resumed study finds it there: `Tuner.restore` then reruns no finished trial, and continues
+    every unfinished one from its last checkpoint. A fresh study records it before fitting.
+    """
+    client, tag = tracking.client(), f"seqlab.tune.{phase}"
+    path = client.get_run(parent_run_id).data.tags.get(tag)
+    if path and tune.Tuner.can_restore(path):
+        return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True)
+    client.set_tag(parent_run_id, tag, str(Path(str(run_config.storage_path)) / run_config.name))
+    return new()
+
+
+def _fit(tuner: tune.Tuner, parent_run_id: str, kind: str, variant: str | None) -> Any:
+    """Run the Tuner; whatever stops it, no MLflow run of its trials stays RUNNING.
+
+    Raises StudyInterrupted when Tune returned with trials unfinished (Ctrl-C). Otherwise,
+    runs of trials that Tune's restored state no longer knew (started after its last save,
+    before the driver died) are deleted: their trials ran again under new ids.
+    """
+    client = tracking.client()
     try:
-        return tuner.fit()
+        results = tuner.fit()
     finally:
-        runs.close_open("KILLED")
+        tracking.end_running(client, parent_run_id, "KILLED")
+    if results.num_terminated + results.num_errors < len(results):
+        raise StudyInterrupted(f"{len(results) - results.num_terminated} trials unfinished")
+    tracking.delete_lost(client, parent_run_id, kind, variant)
+    return results
 
 
 def keep_checkpoints(spec: StudySpec) -> int:
@@ -217,41 +274,52 @@ def tune_variant(
     """Search the nuisance space for one variant with its equal share of the budget."""
     trials = spec.search.trials_per_variant
     runs = tracking.TrialRuns(tracking.client(), experiment_id, parent_run_id, "trial")
-    tuner = tune.Tuner(
-        _trainable(train_trial, spec, dataset),
-        param_space={**spec.trial_base(variant), **search_space(spec)},
-        tune_config=tune.TuneConfig(
-            metric=METRIC,
-            mode=MODE,
-            # a grid enumerates its trials itself; the spec checked they match the budget
-            num_samples=1 if spec.search.algorithm == "grid" else trials,
-            scheduler=scheduler(spec),
-            search_alg=search_algorithm(spec),
-            max_concurrent_trials=spec.search.max_concurrent,
-        ),
-        run_config=_run_config(
-            f"{spec.name}-{variant}",
-            [runs, Progress(variant, trials, METRIC, spec.fixed.max_epochs)],
-            checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=keep_checkpoints(spec),
-                checkpoint_score_attribute=METRIC,
-                checkpoint_score_order=MODE,
-            ),
+    trainable = _trainable(train_trial, spec, dataset)
+    run_config = _run_config(
+        f"{spec.name}-{variant}",
+        [runs, Progress(variant, trials, METRIC, spec.fixed.max_epochs)],
+        checkpoint_config=tune.CheckpointConfig(
+            num_to_keep=keep_checkpoints(spec),
+            checkpoint_score_attribute=METRIC,
+            checkpoint_score_order=MODE,
         ),
     )
-    results = _fit(tuner, runs)
+    tune_config = tune.TuneConfig(
+        metric=METRIC,
+        mode=MODE,
+        # a grid enumerates its trials itself; the spec checked they match the budget
+        num_samples=1 if spec.search.algorithm == "grid" else trials,
+        scheduler=scheduler(spec),
+        search_alg=search_algorithm(spec),
+        max_concurrent_trials=spec.search.max_concurrent,
+    )
+    space = trial_space(spec, variant)
+    tuner = _tuner(
+        parent_run_id,
+        variant,
+        trainable,
+        run_config,
+        lambda: tune.Tuner(
+            trainable, param_space=space, tune_config=tune_config, run_config=run_config
+        ),
+    )
+    results = _fit(tuner, parent_run_id, "trial", variant)
     failed = sum(r.error is not None for r in results)
     if failed == len(results):
         raise RuntimeError(f"every trial of variant {variant!r} failed: {results[0].error}")
     best = results.get_best_result(metric=METRIC, mode=MODE, scope="all")
     checkpoint, metrics = min(best.best_checkpoints, key=lambda cm: cm[1][METRIC])
     ok = [r for r in results if r.error is None]
+    run_ids = {
+        run.data.tags["trial_id"]: run.info.run_id
+        for run in tracking.child_runs(tracking.client(), parent_run_id, "trial", variant)
+    }
     return VariantOutcome(
         variant=variant,
         config=best.config,
         best_val=float(metrics[METRIC]),
         checkpoint_dir=checkpoint.path,
-        run_id=runs.run_ids[best.metrics["trial_id"]],
+        run_id=run_ids[best.metrics["trial_id"]],
         trials=len(results),
         stopped_early=sum(r.metrics["training_iteration"] < spec.fixed.max_epochs for r in ok),
         failed=failed,
@@ -287,16 +355,22 @@ def repeat_best(
     }
     total = len(best) * len(seeds)
     runs = tracking.TrialRuns(tracking.client(), experiment_id, parent_run_id, "repeat")
-    tuner = tune.Tuner(
-        _trainable(train_repeat, spec, dataset),
-        param_space=param_space,
-        tune_config=tune.TuneConfig(max_concurrent_trials=spec.search.max_concurrent),
-        run_config=_run_config(
-            f"{spec.name}-repeats",
-            [runs, Progress("repeats", total, METRIC, spec.fixed.max_epochs + 1)],
+    trainable = _trainable(train_repeat, spec, dataset)
+    run_config = _run_config(
+        f"{spec.name}-repeats",
+        [runs, Progress("repeats", total, METRIC, spec.fixed.max_epochs + 1)],
+    )
+    tune_config = tune.TuneConfig(max_concurrent_trials=spec.search.max_concurrent)
+    tuner = _tuner(
+        parent_run_id,
+        "repeats",
+        trainable,
+        run_config,
+        lambda: tune.Tuner(
+            trainable, param_space=param_space, tune_config=tune_config, run_config=run_config
         ),
     )
-    results = _fit(tuner, runs)
+    results = _fit(tuner, parent_run_id, "repeat", None)
     ok = [r for r in results if r.error is None]
     return Repeats(
         runs=len(results),
@@ -314,30 +388,21 @@ def _follow(best: dict[str, dict[str, Any]], key: str) -> Any:
 def evaluate_and_register(
     spec: StudySpec, outcome: VariantOutcome, dataset: DatasetRef
 ) -> dict[str, float]:
-    """Test the variant's best trial on the held-out split; log and register its network."""
+    """Test the variant's best trial on the held-out split; log and register its network.
+
+    The trial's run is reopened to take the model and ended again as it was: its status and
+    end time still say when the trial finished, not when its model was registered.
+    """
     metrics, module = evaluate(outcome.config, dataset, outcome.checkpoint_dir)
-    net = module.net.eval()
-    example, signature = None, None
-    # A seq2seq network decodes step by step from (x, x_len): it has no one-tensor signature.
-    if dataset.family != "seq2seq":
-        with np.load(Path(dataset.uri) / "test.npz") as test:
-            example = test["x"][:2]  # (2, T, F) features or (2, T) token ids
-        with torch.no_grad():
-            prediction = net(torch.from_numpy(example)).numpy()
-        signature = infer_signature(example, prediction)
     name = f"{spec.name}-{outcome.variant}"
+    client = tracking.client()
+    ended = client.get_run(outcome.run_id).info
     with mlflow.start_run(run_id=outcome.run_id):
         mlflow.log_metrics(metrics)
-        info = mlflow.pytorch.log_model(
-            net,
-            name="model",
-            signature=signature,
-            input_example=example,
-            registered_model_name=name,
-            code_paths=[str(Path(seqmodels.__file__).parent)],
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"],
-        )
-    tracking.client().set_registered_model_alias(name, "champion", info.registered_model_version)
+        # A pyfunc model per task family, which `mlflow models serve` and `seqlab sample` load.
+        info = serving.log_champion(module.net, outcome.config, dataset, registered_model_name=name)
+    client.set_terminated(outcome.run_id, ended.status, end_time=ended.end_time)
+    client.set_registered_model_alias(name, "champion", info.registered_model_version)
     return metrics
 
 
@@ -371,9 +436,64 @@ def ray_session() -> Iterator[None]:
         ray.shutdown()
 
 
+def _open_parent(
+    client: MlflowClient, spec: StudySpec, source: str, experiment_id: str, dataset: DatasetRef
+) -> str:
+    """Create the study's parent run, tagged with what reproduces it and who runs it."""
+    parent = client.create_run(
+        experiment_id,
+        run_name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+        tags={
+            **tracking.provenance_tags(),
+            **tracking.driver_tags(),
+            "kind": "study",
+            "spec.hash": spec.digest(),
+            "spec.source": source,
+            "dataset.digest": dataset.digest,
+            "dataset.metric": dataset.metric,
+            "dataset.baseline": str(dataset.baseline),
+            "prefect.flow_run_id": str(flow_run.get_id() or ""),
+            # The run a user started (from the UI, a deployment), when this one is nested.
+            "prefect.root_flow_run_id": str(flow_run.root_flow_run_id or ""),
+            "prefect.flow_run_url": flow_run.ui_url or "",
+        },
+    )
+    parent_id = parent.info.run_id
+    try:
+        client.log_dict(parent_id, spec.model_dump(mode="json"), "spec.json")
+        tracking.log_dataset(parent_id, dataset, mlflow=client)
+    except BaseException:
+        client.set_terminated(parent_id, "FAILED")
+        raise
+    return parent_id
+
+
+def _reopen_parent(
+    client: MlflowClient, spec: StudySpec, parent_id: str, dataset: DatasetRef
+) -> None:
+    """Mark an interrupted study's parent run RUNNING again, under this driver."""
+    tags = client.get_run(parent_id).data.tags
+    if tags.get("spec.hash") != spec.digest() or tags.get("dataset.digest") != dataset.digest:
+        raise ValueError(
+            f"run {parent_id}: its spec or dataset digest differs from the one resumed; "
+            "the code that generates the data may have changed"
+        )
+    client.update_run(parent_id, status="RUNNING")
+    for key, value in {
+        **tracking.driver_tags(),
+        "prefect.resumed_by_flow_run_id": str(flow_run.get_id() or ""),
+    }.items():
+        client.set_tag(parent_id, key, value)
+
+
 @flow(name="run_study", log_prints=False)
-def run_study(spec: StudySpec, source: str = "") -> StudyResult:
-    """Run a comparison study: prepare data, tune every variant, test and register, report."""
+def run_study(spec: StudySpec, source: str = "", resume_run_id: str | None = None) -> StudyResult:
+    """Run a comparison study: prepare data, tune every variant, test and register, report.
+
+    With `resume_run_id` (an interrupted study's parent run) it continues that study: each
+    phase's Tuner is restored from the state Tune saved, so no finished trial runs again and
+    every trial keeps its MLflow run; champions already registered are not registered again.
+    """
     began_at = time.time()
     timings = Timings()
     logger = get_run_logger()
@@ -390,31 +510,16 @@ def run_study(spec: StudySpec, source: str = "") -> StudyResult:
         mlflow.set_tracking_uri(settings.tracking_uri())
         client = tracking.client()
         experiment_id = tracking.ensure_experiment(client, spec.name)
-        parent = client.create_run(
-            experiment_id,
-            run_name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}",
-            tags={
-                **tracking.provenance_tags(),
-                "kind": "study",
-                "spec.hash": spec.digest(),
-                "spec.source": source,
-                "dataset.digest": dataset.digest,
-                "dataset.metric": dataset.metric,
-                "dataset.baseline": str(dataset.baseline),
-                "prefect.flow_run_id": str(flow_run.get_id() or ""),
-                # The run a user started (from the UI, a deployment), when this one is nested.
-                "prefect.root_flow_run_id": str(flow_run.root_flow_run_id or ""),
-                "prefect.flow_run_url": flow_run.ui_url or "",
-            },
-        )
-        parent_id = parent.info.run_id
-    logger.info("MLflow parent run %s in experiment %r", parent_id, spec.name)
+        if resume_run_id:
+            parent_id = resume_run_id
+            _reopen_parent(client, spec, parent_id, dataset)
+        else:
+            parent_id = _open_parent(client, spec, source, experiment_id, dataset)
+    verb = "resumes" if resume_run_id else "is"
+    logger.info("MLflow parent run %s %s in experiment %r", parent_id, verb, spec.name)
 
     outcomes: list[VariantOutcome] = []
     try:  # from here on, any way out ends the parent run: none is left RUNNING
-        with timings.phase("mlflow"):
-            client.log_dict(parent_id, spec.model_dump(mode="json"), "spec.json")
-            tracking.log_dataset(parent_id, dataset, mlflow=client)
         with ExitStack() as stack:
             with timings.phase("ray_start"):
                 stack.enter_context(ray_session())
@@ -425,7 +530,8 @@ def run_study(spec: StudySpec, source: str = "") -> StudyResult:
                 repeats = repeat_best(spec, outcomes, dataset, experiment_id, parent_id)
         with timings.phase("register"):
             for outcome in outcomes:
-                evaluate_and_register(spec, outcome, dataset)
+                if not client.search_model_versions(f"run_id = '{outcome.run_id}'"):
+                    evaluate_and_register(spec, outcome, dataset)  # not yet, if resumed
         with timings.phase("report"):
             built = publish_report(spec, parent_id)
     except BaseException as stopped:

@@ -8,6 +8,7 @@ module imports nothing heavy, so the CLI can use it before deciding what to load
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -75,6 +76,15 @@ def configure_environment() -> None:
         # Tune warns when checkpoints come faster than every 5 s, which small trials always do.
         "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
         "RAY_DEDUP_LOGS": "0",
+        # Tune saves the experiment's state (what `seqlab resume` restores) at most this often;
+        # its default, at least 10 s, would lose more finished trials when a driver dies.
+        "TUNE_GLOBAL_CHECKPOINT_S": "2",
+        # Ctrl-C reaches the whole foreground process group, Prefect's ephemeral API server
+        # included, which stops at once. Tune's own handler would swallow the first Ctrl-C and
+        # let the study go on without its API server; a KeyboardInterrupt ends it instead, and
+        # `seqlab resume` continues from Tune's last saved state. (SIGUSR1 still asks Tune to
+        # stop gracefully: the study then stops too, see `flows.StudyInterrupted`.)
+        "TUNE_DISABLE_SIGINT_HANDLER": "1",
         # Ray's dashboard and usage stats are not needed for an embedded run.
         "RAY_USAGE_STATS_ENABLED": "0",
         # MLflow would otherwise warn about every Git-less environment and pip inference.
@@ -102,3 +112,6 @@ def quiet_known_warnings() -> None:
     warnings.filterwarnings("ignore", message=r"The tensor attributes .*_flat_weights")
     # lightning's own use of a torch API that torch has deprecated.
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    # MLflow announces, at INFO, each table it creates in a new SQLite store.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)

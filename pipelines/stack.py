@@ -196,7 +196,7 @@ def plan(config: StackConfig, home: Path) -> list[Service]:
 # --- records -------------------------------------------------------------------------------------
 
 
-def _process_started(pid: int) -> str | None:
+def process_started(pid: int) -> str | None:
     """The kernel's start time of `pid`, or None when no such process runs."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -223,7 +223,7 @@ def _pid_exists(pid: int, kill: Callable[[int, int], None] = os.kill) -> bool:
 
 def alive(record: Record) -> bool:
     """Whether the process `record` names still runs (and is the same process, not a reuse)."""
-    started = _process_started(record.pid)
+    started = process_started(record.pid)
     return started is not None and (started == record.started or not record.started)
 
 
@@ -327,7 +327,7 @@ def _start(service: Service, home: Path) -> Record:
     record = Record(
         name=service.name,
         pid=process.pid,
-        started=_process_started(process.pid) or "",
+        started=process_started(process.pid) or "",
         url=service.url,
         health_url=service.health_url,
         healthy_body=service.healthy_body,

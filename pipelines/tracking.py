@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
+import socket
 import subprocess
 import time
 import warnings
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param, Run, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 from ray.tune.experiment import Trial
@@ -25,7 +27,7 @@ from pipelines import settings
 if TYPE_CHECKING:
     from pipelines.store import DatasetRef
 
-METRIC_PREFIXES = ("train/", "val/", "test/")
+METRIC_PREFIXES = ("train/", "val/", "test/", "diag/")
 # Result keys that say where a trial runs (`trainable.placement`); tagged as `ray.node_id`, ...
 PLACEMENT_KEYS = ("ray/node_id", "ray/gpu_ids")
 PACKAGES = ("torch", "lightning", "ray", "mlflow", "prefect", "pydantic", "seqlab")
@@ -132,6 +134,29 @@ def provenance_tags() -> dict[str, str]:
     return tags
 
 
+def driver_tags() -> dict[str, str]:
+    """Which process drives the study: `seqlab resume` refuses a study whose driver still runs."""
+    from pipelines.stack import process_started  # the stack module imports nothing heavy
+
+    pid = os.getpid()
+    return {
+        "seqlab.driver.host": socket.gethostname(),
+        "seqlab.driver.pid": str(pid),
+        "seqlab.driver.started": process_started(pid) or "",
+    }
+
+
+def driver_alive(tags: dict[str, str]) -> bool | None:
+    """Whether the driver a parent run's tags name still runs: None when it ran on another host."""
+    from pipelines.stack import process_started
+
+    if tags.get("seqlab.driver.host") != socket.gethostname():
+        return None
+    pid = int(tags.get("seqlab.driver.pid") or 0)
+    started = process_started(pid) if pid > 0 else None
+    return started is not None and started == tags.get("seqlab.driver.started")
+
+
 def _git(*args: str) -> str:
     try:
         out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5)
@@ -147,6 +172,10 @@ class TrialRuns(Callback):
     `step` = epoch index, and `test/` metrics, reported once at the end, as they come. Where the
     trial runs (its Ray node, its GPU ids) becomes tags when first reported, and again if it moves.
 
+    Its state (trial id -> run id) is saved by Tune with the experiment's state, and restored
+    with it by `Tuner.restore`, so a resumed study logs to the runs it began: a trial that starts
+    again reopens its run and skips the epochs the run already holds.
+
     Args:
         kind: `trial` for a search trial, `repeat` for a seeded repeat of a chosen config.
     """
@@ -161,12 +190,27 @@ class TrialRuns(Callback):
         self.run_ids: dict[str, str] = {}  # trial id -> MLflow run id
         self.open: set[str] = set()  # trial ids whose run has not been ended
         self.placed: dict[str, dict[str, str]] = {}  # trial id -> placement tags on its run
+        self.logged: dict[str, int] = {}  # trial id -> last epoch its run holds, when resumed
+        self.restored = False
+
+    def get_state(self) -> dict[str, Any]:
+        return {"run_ids": dict(self.run_ids), "placed": dict(self.placed)}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.run_ids = dict(state["run_ids"])
+        self.placed = dict(state["placed"])
+        self.restored = True
 
     def on_trial_start(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
-        if trial.trial_id in self.run_ids:
-            return  # a restarted trial keeps its run
+        run_id = self.run_ids.get(trial.trial_id)
+        if run_id is None and self.restored:
+            # Started after Tune last saved its state, before the driver stopped.
+            run_id = self._recorded_run(trial.trial_id)
+        if run_id is not None:
+            self._reopen(trial.trial_id, run_id)
+            return
         variant, seed = trial.config["variant"], trial.config["seed"]
         run = self.mlflow.create_run(
             self.experiment_id,
@@ -188,9 +232,9 @@ class TrialRuns(Callback):
         self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any
     ) -> None:
         run_id = self.run_ids.get(trial.trial_id)
-        if run_id is None:
-            return
         step = int(result["training_iteration"]) - 1  # the epoch just finished
+        if run_id is None or step <= self.logged.get(trial.trial_id, -1):
+            return  # an epoch a resumed trial repeats: its run has it already
         now = int(time.time() * 1000)
         values = [
             Metric(key, float(value), now, step)
@@ -218,6 +262,32 @@ class TrialRuns(Callback):
             self.mlflow.set_terminated(self.run_ids[trial_id], status)
             self.open.discard(trial_id)
 
+    def _recorded_run(self, trial_id: str) -> str | None:
+        runs = self.mlflow.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{self.parent_run_id}' "
+            f"and tags.kind = '{self.kind}' and tags.trial_id = '{trial_id}'",
+            max_results=1,
+        )
+        return runs[0].info.run_id if runs else None
+
+    def _reopen(self, trial_id: str, run_id: str) -> None:
+        """A trial that starts again goes on in its own run.
+
+        Within one Tuner (a retry, a PBT exploit) the run is open and simply continues. In a
+        resumed study the trial continues from the checkpoint in Tune's saved state, which may
+        be older than the epochs its run got before the driver stopped: those are not logged
+        twice.
+        """
+        self.run_ids[trial_id] = run_id
+        if trial_id in self.open:
+            return
+        if self.mlflow.get_run(run_id).info.status != "RUNNING":
+            self.mlflow.update_run(run_id, status="RUNNING")
+        self.open.add(trial_id)
+        history = self.mlflow.get_metric_history(run_id, "train/loss")
+        self.logged[trial_id] = max((m.step for m in history), default=-1)
+
     def _placement_tags(self, trial: Trial, result: dict) -> list[RunTag]:
         """Tags for where the trial runs, when that is news: once per run, unless it moved."""
         where = {key.replace("/", "."): str(result[key]) for key in PLACEMENT_KEYS if key in result}
@@ -230,3 +300,49 @@ class TrialRuns(Callback):
         if trial.trial_id in self.open:
             self.mlflow.set_terminated(self.run_ids[trial.trial_id], RunStatus.to_string(status))
             self.open.discard(trial.trial_id)
+
+
+def child_runs(
+    mlflow: MlflowClient,
+    parent_run_id: str,
+    kind: str | None = None,
+    variant: str | None = None,
+    status: str | None = None,
+) -> list[Run]:
+    """The study's child runs, of one kind, variant and status if given; deleted ones excluded."""
+    experiment_id = mlflow.get_run(parent_run_id).info.experiment_id
+    clauses = [f"tags.mlflow.parentRunId = '{parent_run_id}'"]
+    clauses += [f"tags.kind = '{kind}'"] if kind else []
+    clauses += [f"tags.variant = '{variant}'"] if variant else []
+    clauses += [f"attributes.status = '{status}'"] if status else []
+    return mlflow.search_runs(
+        [experiment_id], filter_string=" and ".join(clauses), max_results=50_000
+    )
+
+
+def end_running(mlflow: MlflowClient, parent_run_id: str, status: str) -> int:
+    """End every child run of the study still RUNNING; returns how many there were.
+
+    After a Tuner returns or raises, no trial of it runs, whatever the Tuner's callbacks saw.
+    """
+    running = child_runs(mlflow, parent_run_id, status="RUNNING")
+    for run in running:
+        mlflow.set_terminated(run.info.run_id, status)
+    return len(running)
+
+
+def delete_lost(
+    mlflow: MlflowClient, parent_run_id: str, kind: str, variant: str | None = None
+) -> int:
+    """Delete the runs of trials that a resumed Tuner lost; returns how many.
+
+    When a Tuner has finished, each trial it knows ended its run FINISHED or FAILED. A run
+    still KILLED belongs to a trial that started after Tune last saved its state and before the
+    driver died: Tune ran that trial again under a new id, in a new run. The old run is deleted
+    (MLflow keeps deleted runs until garbage collection) so the study counts each trial once.
+    """
+    lost = child_runs(mlflow, parent_run_id, kind, variant, status="KILLED")
+    for run in lost:
+        mlflow.set_tag(run.info.run_id, "seqlab.lost", "its trial ran again after a resume")
+        mlflow.delete_run(run.info.run_id)
+    return len(lost)

@@ -245,5 +245,5 @@ def test_mlflow_server_keeps_runs_in_postgres_and_artifacts_under_home(
         down = seqlab("down", timeout=120)
     assert down.returncode == 0, down.stdout + down.stderr
     assert f"stopped mlflow (pid {pid})" in down.stdout
-    assert stack._process_started(pid) is None
+    assert stack.process_started(pid) is None
     assert stack.read_records(home) == {}

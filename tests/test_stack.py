@@ -73,7 +73,7 @@ def _record(home: Path, name: str, pid: int, started: str | None = None) -> stac
     record = stack.Record(
         name=name,
         pid=pid,
-        started=stack._process_started(pid) if started is None else started,
+        started=stack.process_started(pid) if started is None else started,
         url="http://127.0.0.1:1",
         health_url="http://127.0.0.1:1/health",
         healthy_body="OK",
@@ -182,7 +182,7 @@ def test_a_service_failing_its_health_check_is_stopped_and_its_log_shown(home: P
     assert "Last lines of" in first
     assert stack.read_records(home) == {}  # its record is gone
     started = int(result.stdout.split("(pid ")[1].split(")")[0])
-    assert stack._process_started(started) is None  # and so is its process
+    assert stack.process_started(started) is None  # and so is its process
 
 
 @pytest.mark.slow

@@ -1,0 +1,102 @@
+"""`seqlab resume STUDY`: find an interrupted study's parent run and the spec it ran.
+
+The flow itself resumes (`flows.run_study(..., resume_run_id=...)`): each phase's Tuner is
+restored from the state Ray Tune saved, whose path the parent run records.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from pipelines import settings, tracking
+from pipelines.spec import SpecError, StudySpec, parse_spec
+
+
+class ResumeError(Exception):
+    """Why a study cannot be resumed: printed as one line."""
+
+
+def find(
+    client: MlflowClient, study: str, run_id: str | None = None, *, force: bool = False
+) -> tuple[Run, StudySpec]:
+    """The parent run to resume (default: the study's newest unfinished one) and its spec.
+
+    Refuses a finished run, a child run, and a run whose driver still runs on this machine
+    (or, without `force`, ran on another machine: it may still run there).
+    """
+    parent = _parent(client, study, run_id)
+    info, tags = parent.info, parent.data.tags
+    if tags.get("kind") != "study":
+        raise ResumeError(f"--run: {info.run_id} is not a study's parent run")
+    if info.status == "FINISHED":
+        raise ResumeError(f"study {study!r}: run {info.run_id} has finished; nothing to resume")
+    if info.status == "RUNNING":
+        alive = tracking.driver_alive(tags)
+        pid = tags.get("seqlab.driver.pid", "?")
+        if alive:
+            raise ResumeError(
+                f"study {study!r}: run {info.run_id} is still running (driver PID {pid}); "
+                "stop it with Ctrl-C first"
+            )
+        if alive is None and not force:
+            host = tags.get("seqlab.driver.host", "?")
+            raise ResumeError(
+                f"study {study!r}: run {info.run_id} is marked RUNNING by a driver on {host}; "
+                "make sure it has stopped, then pass --force"
+            )
+    return parent, _spec(client, info.run_id)
+
+
+def _parent(client: MlflowClient, study: str, run_id: str | None) -> Run:
+    experiment = client.get_experiment_by_name(study)
+    if experiment is None:
+        raise ResumeError(f"study: no study {study!r} in {settings.tracking_uri()}")
+    if run_id:
+        try:
+            run = client.get_run(run_id)
+        except MlflowException:
+            raise ResumeError(f"--run: no run {run_id!r} in {settings.tracking_uri()}") from None
+        if run.info.experiment_id != experiment.experiment_id:
+            raise ResumeError(f"--run: run {run_id} is not a run of study {study!r}")
+        return run
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        filter_string="tags.kind = 'study' and attributes.status != 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        raise ResumeError(f"study {study!r}: no interrupted run to resume; all have finished")
+    return runs[0]
+
+
+def _spec(client: MlflowClient, run_id: str) -> StudySpec:
+    """The validated spec the run recorded (its `spec.json` artifact)."""
+    try:
+        raw = json.loads(Path(client.download_artifacts(run_id, "spec.json")).read_text())
+    except (MlflowException, OSError, ValueError) as err:
+        raise ResumeError(f"run {run_id}: cannot read its spec.json: {err}") from None
+    return recorded_spec(raw, f"run {run_id} spec.json")
+
+
+def recorded_spec(raw: dict, source: str) -> StudySpec:
+    """The StudySpec a study recorded in its spec.json, validated again.
+
+    spec.json holds the validated spec with every default filled in, `fixed` included. A
+    searched key cannot have been fixed by the user (validation forbids both), so its value in
+    `fixed` is a filled-in default: it is dropped, or validation would see the key twice.
+    """
+    search = raw.get("search", {})
+    searched = set(search.get("space", {}))
+    for additions in search.get("per_variant", {}).values():
+        searched |= set(additions)
+    raw = {**raw, "fixed": {k: v for k, v in raw.get("fixed", {}).items() if k not in searched}}
+    try:
+        return parse_spec(raw, source)
+    except SpecError as err:
+        raise ResumeError(str(err)) from None

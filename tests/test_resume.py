@@ -1,0 +1,199 @@
+"""`seqlab resume`: a study stopped by Ctrl-C, then by a killed driver, finishes as if it had not.
+
+One study is interrupted twice, as users interrupt them:
+1. Ctrl-C (SIGINT to the whole foreground process group) once some trials have finished;
+2. SIGKILL of the resumed driver and everything it started, once more trials have finished.
+A second `seqlab resume` then completes it. Afterwards every trial and repeat has exactly one
+MLflow run, each epoch is logged once, and the trials that finished before an interruption were
+not run again.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import ROOT, SEQLAB, seqlab
+
+pytestmark = pytest.mark.slow
+
+STUDY, VARIANTS, TRIALS, EPOCHS, SEEDS = "resumable", ("rnn", "lstm"), 2, 2, 2
+SPEC = {
+    "name": STUDY,
+    "task": {"name": "adding", "options": {"length": 10, "n_train": 256, "n_val": 64}},
+    "variants": {
+        "rnn": {"cell": "tanh", "hidden_size": 8},
+        "lstm": {"cell": "lstm", "hidden_size": 8},
+    },
+    "search": {
+        "space": {"lr": {"loguniform": [0.001, 0.01]}},
+        "trials_per_variant": TRIALS,
+        "scheduler": {"name": "fifo"},
+    },
+    "fixed": {"batch_size": 64, "max_epochs": EPOCHS},
+    "seeds": SEEDS,
+}
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live process below `pid`, from procfs parent links."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        ppid = int(text[text.rindex(")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+class Driver:
+    """A `seqlab` CLI process in its own session, as a terminal's foreground job would be."""
+
+    def __init__(self, env: dict[str, str], *args: str) -> None:
+        self.process = subprocess.Popen(
+            [*SEQLAB, *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+            # A job started in the background inherits SIGINT ignored; a terminal's has it.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        self.printed: str | None = None
+
+    def wait_for(self, done: Callable[[], bool], timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            assert self.process.poll() is None, self.output()[-4000:]
+            assert time.monotonic() < deadline, "the study made no progress in time"
+            time.sleep(0.5)
+
+    def interrupt(self) -> int:
+        """Ctrl-C: SIGINT to the process group, then wait for the driver to wind down."""
+        os.killpg(self.process.pid, signal.SIGINT)
+        return self.process.wait(timeout=90)  # seqlab exits within 30 s of a Ctrl-C
+
+    def kill(self) -> None:
+        """SIGKILL the driver, its process group, and every process it started (Ray's)."""
+        below = _descendants(self.process.pid)
+        os.killpg(self.process.pid, signal.SIGKILL)
+        for pid in below:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.process.wait(timeout=30)
+
+    def finish(self, timeout: float = 600) -> int:
+        return self.process.wait(timeout=timeout)
+
+    def output(self) -> str:
+        """Everything the driver printed, once it has exited."""
+        if self.process.poll() is None:
+            return "(still running)"
+        if self.printed is None:
+            self.printed = self.process.stdout.read()
+        return self.printed
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.kill()
+        self.process.stdout.close()
+
+
+def _children(client: MlflowClient, **tags: str) -> list:
+    experiment = client.get_experiment_by_name(STUDY)
+    if experiment is None:
+        return []
+    clauses = ["tags.mlflow.parentRunId != ''"] + [f"tags.{k} = '{v}'" for k, v in tags.items()]
+    return client.search_runs([experiment.experiment_id], " and ".join(clauses), max_results=1000)
+
+
+def _finished(client: MlflowClient, kind: str) -> list:
+    return [r for r in _children(client, kind=kind) if r.info.status == "FINISHED"]
+
+
+def test_a_study_resumes_after_ctrl_c_and_after_its_driver_is_killed(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    spec = tmp_path / "resumable.yaml"
+    spec.write_text(yaml.safe_dump(SPEC))
+    drop = ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "PREFECT_API_URL")
+    env = {k: v for k, v in os.environ.items() if k not in drop} | {"SEQLAB_HOME": str(home)}
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    drivers: list[Driver] = []
+    try:
+        # 1. Ctrl-C once the first trials have finished.
+        first = Driver(env, "run", str(spec))
+        drivers.append(first)
+        first.wait_for(lambda: len(_finished(client, "trial")) >= 1)
+        assert first.interrupt() == 130, first.output()[-4000:]
+        assert "seqlab resume resumable" in first.output()
+        (parent,) = [
+            r
+            for r in client.search_runs([client.get_experiment_by_name(STUDY).experiment_id])
+            if r.data.tags.get("kind") == "study"
+        ]
+        parent_id = parent.info.run_id
+        assert parent.info.status == "KILLED"
+        assert not [r for r in _children(client) if r.info.status == "RUNNING"]
+        before = {r.info.run_id: r.info.end_time for r in _finished(client, "trial")}
+        assert len(before) >= 1
+
+        # 2. Resume, then kill the driver outright once more trials have finished.
+        second = Driver(env, "resume", STUDY)
+        drivers.append(second)
+        second.wait_for(lambda: len(_finished(client, "trial")) >= len(before) + 1)
+        second.kill()
+        assert client.get_run(parent_id).info.status == "RUNNING"  # nobody could end it
+
+        # 3. Resume again: it completes.
+        third = Driver(env, "resume", STUDY)
+        drivers.append(third)
+        assert third.finish() == 0, third.output()[-4000:]
+        assert f"resuming parent run {parent_id}" in third.output()
+    finally:
+        for driver in drivers:
+            driver.stop()
+
+    assert client.get_run(parent_id).info.status == "FINISHED"
+    assert not [r for r in _children(client) if r.info.status != "FINISHED"]
+    for variant in VARIANTS:
+        trials = _children(client, kind="trial", variant=variant)
+        assert len(trials) == TRIALS, f"{variant}: one run per trial"
+        assert len({r.data.tags["trial_id"] for r in trials}) == TRIALS
+        repeats = _children(client, kind="repeat", variant=variant)
+        assert sorted(int(r.data.tags["seed"]) for r in repeats) == [1, 2]
+        versions = client.search_model_versions(f"name = '{STUDY}-{variant}'")
+        assert len(versions) == 1, "each champion is registered once"
+    for run in _children(client):
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/loss")]
+        assert sorted(steps) == list(range(EPOCHS)), f"run {run.info.run_id}: each epoch once"
+    after = {r.info.run_id: r.info.end_time for r in _finished(client, "trial")}
+    assert all(after[run_id] == end for run_id, end in before.items()), "not run again"
+    parent = client.get_run(parent_id)
+    assert "seqlab.tune.repeats" in parent.data.tags
+    assert parent.data.tags["prefect.resumed_by_flow_run_id"]
+
+
+def test_resume_refusals_are_one_line_errors(home: Path) -> None:
+    result = seqlab("resume", "no-such-study")
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("seqlab: error: study: no study 'no-such-study' in ")
