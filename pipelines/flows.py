@@ -237,7 +237,9 @@ def _tuner(
     """
     client, tag = tracking.client(), f"seqlab.tune.{phase}"
     path = client.get_run(parent_run_id).data.tags.get(tag)
-    if path and tune.Tuner.can_restore(path):
+    # A Tuner stopped before it first saved the experiment's state has nothing to restore
+    # (Tune would restore its tuner.pkl with no trials): the phase starts again.
+    if path and tune.Tuner.can_restore(path) and any(Path(path).glob("experiment_state-*")):
         return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True)
     client.set_tag(parent_run_id, tag, str(Path(str(run_config.storage_path)) / run_config.name))
     return new()

@@ -379,10 +379,15 @@ def check_training_switches(spec: StudySpec) -> None:
 
     Whether fixed or searched (for every variant, or for one in `per_variant`), every value a
     trial of a variant may get is checked against that variant and the task's family. Raises
-    ConfigError naming `fixed.<key>`, `search.space.<key>` or `search.per_variant.<v>.<key>`.
+    ConfigError naming `fixed.<key>`, `search.space.<key>` or `search.per_variant.<v>.<key>`;
+    first, on a task with a target at every step, `variants.<v>.architecture` (or
+    `.arch_options.output`) for a variant without an output at every step.
     """
-    family = TASKS.get(spec.task.name).family
+    task = TASKS.get(spec.task.name)
+    family = task.family
     for name, variant in spec.variants.items():
+        if task.per_step:
+            _check_emits_per_step(name, variant, task.name)
         searched = {key: (f"search.space.{key}", d) for key, d in spec.search.space.items()}
         own = spec.search.per_variant.get(name, {})
         searched |= {key: (f"search.per_variant.{name}.{key}", d) for key, d in own.items()}
@@ -423,6 +428,27 @@ def _searched_values(key: str, dist: Distribution, field: str) -> list[Any]:
     return values
 
 
+# The architectures with an output at every input step, (B, T, O), which a task with a target
+# at every step (`Task.per_step`) needs; `deep` only with `arch_options.output: every_step`.
+PER_STEP_ARCHITECTURES = ("autoencoder", "bidirectional", "deep", "output_recurrent", "recurrent")
+
+
+def _check_emits_per_step(name: str, variant: ModelConfig, task: str) -> None:
+    """A task with a target at every step needs a variant with an output at every step."""
+    if variant.architecture not in PER_STEP_ARCHITECTURES:
+        raise ConfigError(
+            f"variants.{name}.architecture",
+            f"{variant.architecture!r} has no output at every step, and task {task!r} has a "
+            f"target at every step; choose from: {', '.join(PER_STEP_ARCHITECTURES)}",
+        )
+    if variant.architecture == "deep" and variant.arch().output == "final":
+        raise ConfigError(
+            f"variants.{name}.arch_options.output",
+            f"'final' emits one output per sequence, and task {task!r} has a target at every "
+            "step; use every_step",
+        )
+
+
 def _check_tbptt(name: str, variant: ModelConfig, task: str, family: str, field: str) -> None:
     """Truncated BPTT needs a target at every step and the per-step `recurrent` architecture."""
     if family not in TBPTT_FAMILIES:
@@ -440,6 +466,13 @@ def _check_tbptt(name: str, variant: ModelConfig, task: str, family: str, field:
     if variant.bidirectional:
         raise ConfigError(
             field, f"variant {name!r} is bidirectional: its backward pass reads the future"
+        )
+    if not TASKS.get(task).per_step:  # e.g. `adding`: regression, but one target per sequence
+        per_step = [other for other in TASKS.names() if TASKS.get(other).per_step]
+        raise ConfigError(
+            field,
+            f"task {task!r} ({family}) has one target per sequence, no target at every step to "
+            f"truncate; truncated BPTT fits the tasks with one: {', '.join(per_step)}",
         )
 
 

@@ -190,7 +190,7 @@ class TrialRuns(Callback):
         self.run_ids: dict[str, str] = {}  # trial id -> MLflow run id
         self.open: set[str] = set()  # trial ids whose run has not been ended
         self.placed: dict[str, dict[str, str]] = {}  # trial id -> placement tags on its run
-        self.logged: dict[str, int] = {}  # trial id -> last epoch its run holds, when resumed
+        self.logged: dict[str, int] = {}  # trial id -> last epoch its run holds
         self.restored = False
 
     def get_state(self) -> dict[str, Any]:
@@ -234,7 +234,8 @@ class TrialRuns(Callback):
         run_id = self.run_ids.get(trial.trial_id)
         step = int(result["training_iteration"]) - 1  # the epoch just finished
         if run_id is None or step <= self.logged.get(trial.trial_id, -1):
-            return  # an epoch a resumed trial repeats: its run has it already
+            return  # an epoch a restored trial repeats: its run has it already
+        self.logged[trial.trial_id] = step
         now = int(time.time() * 1000)
         values = [
             Metric(key, float(value), now, step)
@@ -274,10 +275,10 @@ class TrialRuns(Callback):
     def _reopen(self, trial_id: str, run_id: str) -> None:
         """A trial that starts again goes on in its own run.
 
-        Within one Tuner (a retry, a PBT exploit) the run is open and simply continues. In a
-        resumed study the trial continues from the checkpoint in Tune's saved state, which may
-        be older than the epochs its run got before the driver stopped: those are not logged
-        twice.
+        A trial restored from a checkpoint (a retry after a crash, a resumed study) repeats the
+        epochs after that checkpoint that its run already holds: they are not logged twice.
+        Within one Tuner the run is open and `logged` knows its last epoch; in a resumed study
+        its history in MLflow says.
         """
         self.run_ids[trial_id] = run_id
         if trial_id in self.open:

@@ -104,6 +104,8 @@ def build_module(config: dict[str, Any], dataset: DatasetRef) -> L.LightningModu
         ConfigError: a switch the network or the dataset cannot honour, naming it.
     """
     train = training(config)
+    # The spec refuses this first (`Task.per_step`); a safety net for the configs that skip the
+    # spec: a recorded run that `seqlab rerun` trains again, a direct call.
     if train.tbptt is not None and dataset.family == "regression" and not per_step(dataset):
         raise ConfigError(
             "tbptt", f"task {dataset.task!r} has one target per sequence, none to truncate"

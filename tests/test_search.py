@@ -5,10 +5,12 @@ from __future__ import annotations
 import ast
 import math
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from ray import tune
 
 from pipelines.spec import SpecError, StudySpec, parse_spec
 
@@ -206,3 +208,47 @@ def test_a_grid_keeps_the_budget_equal_across_variants() -> None:
     two = {"leaky": {"cell_options.alpha": {"choice": [0.5, 0.9]}}}
     with pytest.raises(SpecError, match="same for every variant"):
         _leaky(algorithm="grid", space=space, per_variant=two, trials_per_variant=2)
+
+
+class KillOnce(tune.Callback):
+    """SIGKILLs a trial's worker process after the trial's `epoch`-th result, once: a crash such
+    as a lost node or the out-of-memory killer would cause."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.killed: list[int] = []
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if not self.killed and result["training_iteration"] == self.epoch:
+            self.killed.append(result["pid"])
+            os.kill(result["pid"], signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_a_crashed_trial_is_retried_from_its_last_checkpoint(flows, tmp_path: Path) -> None:
+    from pipelines import settings, store, tracking
+    from pipelines.trainable import train_trial
+
+    spec = _spec(space={"lr": {"choice": [0.01]}}, trials_per_variant=1)
+    dataset = store.prepare("adding", spec.task.options.__dict__, 0, settings.seqlab_home())
+    client = tracking.client()
+    experiment_id = tracking.ensure_experiment(client, f"retry-{tmp_path.name}")
+    parent = client.create_run(experiment_id, tags={"kind": "study"}).info.run_id
+    killer = KillOnce(epoch=2)
+    runs = tracking.TrialRuns(client, experiment_id, parent, "trial")
+    tuner = tune.Tuner(
+        flows._trainable(train_trial, spec, dataset),
+        param_space=flows.trial_space(spec, "rnn"),
+        tune_config=tune.TuneConfig(metric=flows.METRIC, mode=flows.MODE, num_samples=1),
+        run_config=flows._run_config("retry", [runs, killer]),
+    )
+    with flows.ray_session():
+        (result,) = flows._fit(tuner, parent, "trial", "rnn")
+    assert killer.killed, "the worker was killed once"
+    assert result.error is None and result.metrics["training_iteration"] == 4
+    # restored from a checkpoint (Tune's newest when the worker died), not trained from scratch
+    assert result.metrics["iterations_since_restore"] < 4
+    (run,) = tracking.child_runs(client, parent, "trial")
+    assert run.info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/loss")]
+    assert sorted(steps) == [0, 1, 2, 3], "each epoch logged once, across the retry"
