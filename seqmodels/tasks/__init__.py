@@ -20,6 +20,7 @@ from seqmodels.tasks.dates import DatesOptions, DatesTask
 from seqmodels.tasks.digits import SeqDigitsOptions, SeqDigitsTask
 from seqmodels.tasks.g2p import G2POptions, G2PTask
 from seqmodels.tasks.listops import ListOpsOptions, ListOpsTask
+from seqmodels.tasks.reconstruct import ReconstructOptions, ReconstructTask
 from seqmodels.tasks.sunspots import SunspotsOptions, SunspotsTask
 from seqmodels.tasks.user_data import (
     PairsJSONLOptions,
@@ -49,6 +50,8 @@ __all__ = [
     "ListOpsTask",
     "PairsJSONLOptions",
     "PairsJSONLTask",
+    "ReconstructOptions",
+    "ReconstructTask",
     "ReverseTask",
     "SeqDigitsOptions",
     "SeqDigitsTask",

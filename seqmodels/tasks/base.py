@@ -15,7 +15,8 @@ from seqmodels.registry import Registry
 Split = dict[str, np.ndarray]
 
 # Which LightningModule trains a task:
-#   regression      x (N, T, F) float32 -> y (N, O) float32, one output per sequence (fig 10.5);
+#   regression      x (N, T, F) float32 -> y (N, O) float32, one output per sequence (fig 10.5),
+#                   or y (N, T, O), one per step, for a `per_step` task (`reconstruct`);
 #   classification  x float32 or token ids -> y (N,) int64 class ids;
 #   seq2seq         x (N, S) token ids -> y (N, U) token ids ending in EOS, lengths x_len/y_len
 #                   (encoder-decoder, section 10.4);
@@ -38,6 +39,10 @@ class Task:
         metrics: every test metric the family reports for this task, the headline first.
         baseline: the published score of a trivial predictor on `metric`.
         baseline_note: what that baseline is, and where it was published.
+        per_step: whether y has a target at every input step, aligned with x (`lm` tasks,
+            `reconstruct`): then the network must emit at every step, and truncated BPTT
+            (10.2.2) has something to truncate. False: one target per sequence, or a target
+            sequence of its own length (seq2seq).
 
     Token tasks (`vocabulary` is not None) use the ids of `seqmodels.batch`: PAD, BOS, EOS, then
     `vocabulary[i]` has id FIRST_SYMBOL + i. Their `input_size` is the number of ids.
@@ -52,6 +57,7 @@ class Task:
     metric: ClassVar[str]
     metrics: ClassVar[tuple[str, ...]] = ()
     baseline_note: ClassVar[str]
+    per_step: ClassVar[bool] = False
 
     @classmethod
     def from_options(cls, options: dict[str, object]) -> Task:

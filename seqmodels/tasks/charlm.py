@@ -87,6 +87,7 @@ class CharLMTask(TokenTask):
     """Next-character prediction over a text; subclasses say where the text comes from."""
 
     family: ClassVar[Literal["lm"]] = "lm"
+    per_step: ClassVar[bool] = True  # the next character at every step
     metric: ClassVar[str] = "bits_per_char"
     metrics: ClassVar[tuple[str, ...]] = LM_METRICS
 

@@ -51,6 +51,7 @@ class CopyTask(Task):
     options_type: ClassVar[type] = CopyOptions
     version: ClassVar[int] = 1
     family: ClassVar[Literal["lm"]] = "lm"
+    per_step: ClassVar[bool] = True  # a target at every input step
     metric: ClassVar[str] = "cross_entropy"
     metrics: ClassVar[tuple[str, ...]] = ("cross_entropy", "accuracy")
     baseline_note: ClassVar[str] = (
