@@ -405,6 +405,9 @@ def check_training_switches(spec: StudySpec) -> None:
             _check_tbptt(name, variant, spec.task.name, family, fields["tbptt"])
         if any(v != 0 for v in values["info_flow"]):
             _check_info_flow(name, variant, fields["info_flow"])
+        # after the switches: their messages say more than the architecture's would
+        if not task.per_step and family in ONE_TARGET_FAMILIES:
+            _check_emits_one_output(name, variant, task.name)
 
 
 def _searched_values(key: str, dist: Distribution, field: str) -> list[Any]:
@@ -446,6 +449,30 @@ def _check_emits_per_step(name: str, variant: ModelConfig, task: str) -> None:
             f"variants.{name}.arch_options.output",
             f"'final' emits one output per sequence, and task {task!r} has a target at every "
             "step; use every_step",
+        )
+
+
+# Families whose tasks, unless `per_step`, have one target per sequence.
+ONE_TARGET_FAMILIES = ("regression", "classification")
+
+
+def _check_emits_one_output(name: str, variant: ModelConfig, task: str) -> None:
+    """A task with one target per sequence needs a variant with one output per sequence."""
+    per_step = variant.architecture in PER_STEP_ARCHITECTURES
+    if variant.architecture == "deep":
+        per_step = variant.arch().output == "every_step"
+        if per_step:
+            raise ConfigError(
+                f"variants.{name}.arch_options.output",
+                f"'every_step' emits an output at every step, and task {task!r} has one target "
+                "per sequence; use final",
+            )
+    if per_step:
+        raise ConfigError(
+            f"variants.{name}.architecture",
+            f"{variant.architecture!r} emits an output at every step, and task {task!r} has one "
+            "target per sequence; choose seq2one, recursive, or deep with arch_options.output: "
+            "final (bidirectional: true makes a seq2one read both ways)",
         )
 
 

@@ -309,7 +309,8 @@ def test_the_example_compares_autoencoders_through_a_bottleneck() -> None:
 def test_build_module_still_refuses_tbptt_on_one_target_per_sequence(tmp_path: Path) -> None:
     """The build-time safety net, for configs that skip the spec (a rerun of a recorded run)."""
     adding = prepare("adding", {"length": 6, "n_train": 8, "n_val": 4, "n_test": 4}, 0, tmp_path)
-    spec = parse_spec(_spec("adding", {"length": 6}, {"architecture": "recurrent"}))
+    spec = parse_spec(_spec("adding", {"length": 6}, {}))
+    recorded = {**spec.trial_base("a"), "architecture": "recurrent", "tbptt": 4}
     with pytest.raises(ConfigError, match="one target per sequence") as caught:
-        build_module({**spec.trial_base("a"), "tbptt": 4}, adding)
+        build_module(recorded, adding)
     assert caught.value.field == "tbptt"

@@ -73,7 +73,12 @@ GOOD = {
     "clip searched": _searching(
         _spec("adding", ADDING, {"a": {}}), grad_clip_algorithm={"choice": ["norm", "value"]}
     ),
-    "info_flow": _spec("adding", ADDING, {"a": {}, "b": {"architecture": "deep"}}, info_flow=0.5),
+    "info_flow": _spec(
+        "adding",
+        ADDING,
+        {"a": {}, "b": {"architecture": "deep", "arch_options": {"output": "final"}}},
+        info_flow=0.5,
+    ),
     "info_flow searched": _searching(
         _spec("copy", COPY, {"a": LM}), info_flow={"loguniform": [0.01, 1.0]}
     ),
@@ -110,13 +115,18 @@ BAD = {
         "greater than or equal to 1",
     ),
     "tbptt on seq2one": (_spec("adding", ADDING, {"a": {}}, tbptt=4), "fixed.tbptt", "seq2one"),
+    "per-step architecture on one target": (
+        _spec("adding", ADDING, {"a": {"architecture": "recurrent"}}),
+        "variants.a.architecture",
+        "one target per sequence",
+    ),
     "tbptt on seq2seq": (
         _spec("reverse", SEQ2SEQ, {"a": {"architecture": "attention"}}, tbptt=4),
         "fixed.tbptt",
         "no target at every step",
     ),
     "tbptt on classification": (
-        _spec("seq_digits", {}, {"a": {"architecture": "recurrent"}}, tbptt=4),
+        _spec("seq_digits", {}, {"a": {}}, tbptt=4),
         "fixed.tbptt",
         "classification",
     ),
@@ -303,9 +313,10 @@ def test_modules_refuse_switches_they_cannot_honour() -> None:
 
 def test_build_module_refuses_tbptt_on_per_sequence_targets(datasets: dict) -> None:
     # The spec refuses it; a recorded config (`seqlab rerun`) is not validated again.
-    config = parse_spec(_spec("adding", ADDING, {"a": {"architecture": "recurrent"}}))
+    config = parse_spec(_spec("adding", ADDING, {"a": {}})).trial_base("a")
+    recorded = {**config, "architecture": "recurrent", "tbptt": 4}
     with pytest.raises(ConfigError, match="one target per sequence") as caught:
-        trainable.build_module({**config.trial_base("a"), "tbptt": 4}, datasets["adding"])
+        trainable.build_module(recorded, datasets["adding"])
     assert caught.value.field == "tbptt"
 
 
