@@ -17,7 +17,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -30,6 +29,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
+
+from common import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 SEQLAB = [sys.executable, "-m", "pipelines.cli"]
@@ -122,22 +123,6 @@ def seqlab(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
         env.pop(var, None)
     return subprocess.run(
         [*SEQLAB, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
-
-
-def machine() -> str:
-    """The CPU, core count and OS, for the report's heading."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{os.cpu_count()}-core {platform.machine()} ({model}), {platform.system()} "
-        f"{platform.release()}, Python {platform.python_version()}"
     )
 
 

@@ -1,0 +1,46 @@
+"""What every benchmark's report needs: the machine it ran on, the versions, an atomic write.
+
+The benchmarks run as scripts (`python benchmarks/NAME.py`), so their own folder is on the path
+and they import this module as `common`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+
+def machine() -> str:
+    """The CPU, core count and OS, for the report's heading."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{os.cpu_count()}-core {platform.machine()} ({model}), {platform.system()} "
+        f"{platform.release()}, Python {platform.python_version()}"
+    )
+
+
+def versions(names: tuple[str, ...] = ("torch", "lightning", "ray", "mlflow")) -> str:
+    """The installed versions of the packages a figure depends on."""
+    return ", ".join(f"{name} {metadata.version(name)}" for name in names)
+
+
+def write_atomically(path: Path, report: dict[str, Any]) -> None:
+    """Write JSON to a temporary sibling, then rename: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        staging.write_text(json.dumps(report, indent=1) + "\n")
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
