@@ -6,7 +6,8 @@ One model, one dataset, one process tree, four arms, timed per epoch and reporte
   (`NpzDataModule`, same seed): Adam, the trial's gradient clipping by norm, the epoch's mean
   training loss, then a validation pass, with torch's defaults. The baseline.
 - bare+deterministic: the same loop under `torch.use_deterministic_algorithms(True)`, which the
-  trial's Trainer (`deterministic=True`) switches on for the whole process.
+  trial's Trainer (`deterministic=True`) switches on for the whole process, without the NaN
+  fill of new tensors, which `make_trainer` turns off.
 - lightning: the trial's own Trainer (`trainable.make_trainer`) and LightningModule
   (`trainable.build_module`) in this process, without Tune or MLflow.
 - seqlab: the real stack, as a study runs a trial: `flows.tune_variant` (its function, without
@@ -118,8 +119,10 @@ def bare_arm(config: dict[str, Any], dataset: DatasetRef, deterministic: bool) -
     from seqmodels.data import NpzDataModule
 
     began = time.perf_counter()
-    # Set either way: the Lightning arm's Trainer (deterministic=True) sets it process-wide.
+    # Set either way: the Lightning arm's Trainer (deterministic=True) sets it process-wide,
+    # and `make_trainer` turns the NaN fill of new tensors off, as it is here.
     torch.use_deterministic_algorithms(deterministic)
+    torch.utils.deterministic.fill_uninitialized_memory = False
     torch.manual_seed(config["seed"])  # what L.seed_everything does for the weights
     net = build_net(config, dataset)
     optimizer = torch.optim.Adam(
