@@ -43,10 +43,6 @@ from pipelines.store import DatasetRef
 from pipelines.trainable import evaluate, train_repeat, train_trial
 
 METRIC, MODE = "val/loss", "min"
-# A new trial runs in the worker process of a finished one instead of starting its own, which
-# imports torch and Lightning: 8 one-epoch trials took 18 s instead of 45 s on 2 cores
-# (benchmarks/scale.py). Each trial seeds everything it uses itself.
-REUSE_ACTORS = True
 
 # `mlflow.pytorch` calls logging.basicConfig() on import. That root handler would print every
 # Prefect record a second time, in the bare "INFO:prefect:..." format; Prefect has its own.
@@ -298,7 +294,6 @@ def tune_variant(
         scheduler=scheduler(spec),
         search_alg=search_algorithm(spec),
         max_concurrent_trials=spec.search.max_concurrent,
-        reuse_actors=REUSE_ACTORS,
     )
     space = trial_space(spec, variant)
     tuner = _tuner(
@@ -367,9 +362,7 @@ def repeat_best(
         f"{spec.name}-repeats",
         [runs, Progress("repeats", total, METRIC, spec.fixed.max_epochs + 1)],
     )
-    tune_config = tune.TuneConfig(
-        max_concurrent_trials=spec.search.max_concurrent, reuse_actors=REUSE_ACTORS
-    )
+    tune_config = tune.TuneConfig(max_concurrent_trials=spec.search.max_concurrent)
     tuner = _tuner(
         parent_run_id,
         "repeats",
