@@ -99,7 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     data = commands.add_parser("data", help="prepare datasets in the store")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
     prepare = data_commands.add_parser(
-        "prepare", help="prepare a task's dataset in the store (cached by content)"
+        "prepare",
+        help="prepare a task's dataset in the store (cached by content)",
+        description="Prepare a task's dataset in the data store: $SEQLAB_STORE (a directory or "
+        "an fsspec URL such as s3://bucket/seqlab) or else $SEQLAB_HOME.",
     )
     prepare.add_argument("task", help="a task name, e.g. adding (`seqlab tasks` lists them)")
     prepare.add_argument(
@@ -229,7 +232,12 @@ def _run(args: argparse.Namespace) -> int:
     trials = spec.search.trials_per_variant
     print(
         f"study {spec.name}: task {spec.task.name}, variants {variants}, "
-        f"{trials} trials each, store {settings.seqlab_home()}",
+        f"{trials} trials each, home {settings.seqlab_home()}"
+        + (
+            f", data {settings.data_store()}"
+            if settings.data_store() != str(settings.seqlab_home())
+            else ""
+        ),
         flush=True,
     )
     if args.dry_run:
@@ -539,9 +547,7 @@ def _data_prepare(args: argparse.Namespace) -> int:
 
     with _DropConsoleRecords(ConfigError):
         try:
-            ref = prepare_data_flow(
-                section.name, options, section.seed, str(settings.seqlab_home())
-            )
+            ref = prepare_data_flow(section.name, options, section.seed, settings.data_store())
         except ConfigError as err:  # found only while generating, e.g. too few rows to split
             return _data_error(err, options, inputs, args.task)
     _print_dataset(ref, cached, args.json)
@@ -567,7 +573,7 @@ def _check_data(task_name: str, options: dict, seed: int) -> bool:
     from pipelines import store
 
     digest = store.dataset_digest(task_name, options, seed)  # reads a user's file to hash it
-    cached = (settings.seqlab_home() / "data" / f"{task_name}-{digest}" / "card.json").exists()
+    cached = store.is_prepared(store.dataset_uri(settings.data_store(), task_name, digest))
     if not cached:
         # Sizes and vocabulary parse the data (CSV cells, JSONL records) and are cached on the
         # task where they are costly; the generator may still refuse what only it can check.
@@ -627,10 +633,10 @@ class _DropConsoleRecords:
 
 def _print_dataset(ref, cached: bool, as_json: bool) -> None:
     import json
-    from pathlib import Path
 
-    card = Path(ref.uri, "card.json")
-    note = json.loads(card.read_text())["baseline"]["note"] if card.exists() else ""
+    from pipelines import store
+
+    note = store.read_card(ref.uri)["baseline"]["note"] if store.is_prepared(ref.uri) else ""
     if as_json:
         print(json.dumps({**ref.model_dump(), "baseline_note": note, "cached": cached}, indent=2))
         return

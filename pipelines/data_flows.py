@@ -1,7 +1,8 @@
-"""Prefect flows over the data store alone: prepare one task's dataset without running a study.
+"""Data preparation in Prefect: the `prepare-data` task and a flow that runs it alone.
 
-The flow reuses `pipelines.flows.prepare_data`, the same Prefect task `run_study` calls, so the
-two share one content cache: a dataset prepared here is a cache hit for a study, and back.
+`run_study` calls the same `prepare_data` task, so the flow and a study share one content
+cache: a dataset prepared here is a cache hit for a study, and back. This module imports no
+training stack (torch, Ray, MLflow), so `seqlab data prepare` starts quickly.
 
 Import this module only after `settings.configure_environment()`: Prefect reads its settings
 at import time.
@@ -9,14 +10,34 @@ at import time.
 
 from __future__ import annotations
 
-from pathlib import Path
+import logging
 from typing import Any
 
-from prefect import flow
+from prefect import flow, task
+from prefect.context import TaskRunContext
 
-from pipelines import settings
-from pipelines.flows import prepare_data
+from pipelines import settings, store
 from pipelines.store import DatasetRef
+
+# Prefect's logging configuration gives the root logger a console handler, which every flow
+# and task run record reaches. The CLI prints its own lines instead; the records still go to
+# the Prefect API, where the UI shows them with the flow run.
+logging.getLogger().handlers.clear()
+
+
+def _data_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    """Same task, options, seed, generator version and store means the same dataset."""
+    digest = store.dataset_digest(
+        parameters["task_name"], parameters["options"], parameters["seed"]
+    )
+    return f"{parameters['task_name']}-{digest}-{parameters['root']}"
+
+
+@task(name="prepare-data", cache_key_fn=_data_cache_key, persist_result=True)
+def prepare_data(task_name: str, options: dict[str, Any], seed: int, root: str) -> DatasetRef:
+    """Generate the task's splits into the store at `root`, a local directory or an fsspec
+    URL (a no-op when the same content is there)."""
+    return store.prepare(task_name, options, seed, root)
 
 
 @flow(name="prepare_data_flow", log_prints=False)
@@ -30,13 +51,13 @@ def prepare_data_flow(
         options: the task's validated options, every field filled in (as `run_study` passes
             `spec.task.options`), so that the cache key matches the study's.
         seed: the seed of data generation.
-        root: the store; `SEQLAB_HOME` when None.
+        root: the store, a local directory or an fsspec URL; `settings.data_store()` when None.
 
     Returns:
         The dataset's reference: URI, content digest, split sizes, metric and baseline.
     """
-    home = root or str(settings.seqlab_home())
-    dataset = prepare_data(task_name, options, seed, home)
-    if not Path(dataset.uri, "card.json").exists():  # the store was cleared under the cache
-        dataset = prepare_data.with_options(refresh_cache=True)(task_name, options, seed, home)
+    root = root or settings.data_store()
+    dataset = prepare_data(task_name, options, seed, root)
+    if not store.is_prepared(dataset.uri):  # the store was cleared under the cache
+        dataset = prepare_data.with_options(refresh_cache=True)(task_name, options, seed, root)
     return dataset

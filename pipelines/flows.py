@@ -22,7 +22,6 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
-from prefect.context import TaskRunContext
 from prefect.runtime import flow_run
 from ray import tune
 from ray.tune.schedulers import (
@@ -36,6 +35,7 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from pipelines import report, serving, settings, store, tracking
+from pipelines.data_flows import prepare_data
 from pipelines.progress import Progress
 from pipelines.report import Report
 from pipelines.spec import OPTION_SECTIONS, PERTURBABLE, Distribution, StudySpec
@@ -100,20 +100,6 @@ class Timings:
             yield
         finally:
             self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - start
-
-
-def _data_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
-    """Same task, options, seed, generator version and store means the same dataset."""
-    digest = store.dataset_digest(
-        parameters["task_name"], parameters["options"], parameters["seed"]
-    )
-    return f"{parameters['task_name']}-{digest}-{Path(parameters['root']).as_posix()}"
-
-
-@task(name="prepare-data", cache_key_fn=_data_cache_key, persist_result=True)
-def prepare_data(task_name: str, options: dict[str, Any], seed: int, root: str) -> DatasetRef:
-    """Generate the task's splits into the store (a no-op when the same content is there)."""
-    return store.prepare(task_name, options, seed, Path(root))
 
 
 def search_space(spec: StudySpec, variant: str | None = None) -> dict[str, Any]:
@@ -515,14 +501,12 @@ def run_study(spec: StudySpec, source: str = "", resume_run_id: str | None = Non
     began_at = time.time()
     timings = Timings()
     logger = get_run_logger()
-    home = settings.seqlab_home()
+    root = settings.data_store()
     with timings.phase("data"):
-        dataset = prepare_data(
-            spec.task.name, spec.task.options.__dict__, spec.task.seed, str(home)
-        )
-        if not Path(dataset.uri, "card.json").exists():  # the store was cleared under the cache
+        dataset = prepare_data(spec.task.name, spec.task.options.__dict__, spec.task.seed, root)
+        if not store.is_prepared(dataset.uri):  # the store was cleared under the cache
             dataset = prepare_data.with_options(refresh_cache=True)(
-                spec.task.name, spec.task.options.__dict__, spec.task.seed, str(home)
+                spec.task.name, spec.task.options.__dict__, spec.task.seed, root
             )
     with timings.phase("mlflow"):
         mlflow.set_tracking_uri(settings.tracking_uri())

@@ -104,7 +104,7 @@ def rerun(client: MlflowClient, run_id: str) -> Rerun:
     config, spec, recorded = load(client, run_id)
     history = recorded["history"]
     task = parse_task(spec["task"], "spec.json")
-    dataset = store.prepare(task.name, task.options.__dict__, task.seed, settings.seqlab_home())
+    dataset = store.prepare(task.name, task.options.__dict__, task.seed, settings.data_store())
     digest = recorded["parent"].data.tags.get("dataset.digest")
     if digest and dataset.digest != digest:
         raise RerunError(

@@ -53,6 +53,7 @@ from torch import nn
 import pipelines
 import seqmodels
 from seqmodels.batch import EOS, FIRST_SYMBOL, PAD
+from seqmodels.files import read_arrays, read_card
 from seqmodels.generate import generate, next_token, sample_language_model
 from seqmodels.models import ModelConfig, build_model
 from seqmodels.models.sequence import Recurrent
@@ -404,7 +405,7 @@ def make_card(
     x = test["x"]
     tokens = np.issubdtype(x.dtype, np.integer)
     trees = "x_parent" in test and takes_argument(net, "x_parent")
-    data_card = json.loads((Path(dataset.uri) / "card.json").read_text())
+    data_card = read_card(dataset.uri)
     vocabulary = data_card.get("vocabulary")
     stops: tuple[str, ...] = ()
     sampling: dict[str, Any] = {}
@@ -516,8 +517,7 @@ def log_champion(
     Returns:
         MLflow's ModelInfo (`registered_model_version` set when registered).
     """
-    with np.load(Path(dataset.uri) / "test.npz") as npz:
-        test = {key: npz[key] for key in npz.files}
+    test = read_arrays(dataset.uri, "test")
     card = make_card(net, config, dataset, test)
     wrapper = WRAPPERS[card.kind]()
     wrapper.attach(card, net)

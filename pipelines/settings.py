@@ -1,7 +1,7 @@
 """Where state lives, and which servers to talk to.
 
 The standard variables of each tool win (`MLFLOW_TRACKING_URI`, `RAY_ADDRESS`,
-`PREFECT_API_URL`); `SEQLAB_HOME` is the one variable of our own. Next come the servers of a
+`PREFECT_API_URL`); `SEQLAB_HOME` and `SEQLAB_STORE` are our own. Next come the servers of a
 stack `seqlab up` started under the home and that still runs; last, the embedded default. This
 module imports nothing heavy, so the CLI can use it before deciding what to load.
 """
@@ -18,6 +18,18 @@ DEFAULT_HOME = ".seqlab"
 def seqlab_home() -> Path:
     """The store: prepared data, Ray results and, in the embedded default, MLflow's files."""
     return Path(os.environ.get("SEQLAB_HOME", DEFAULT_HOME)).expanduser().resolve()
+
+
+def data_store() -> str:
+    """The data store's root, under which prepared datasets live in `data/`.
+
+    `SEQLAB_STORE`, a local directory or an fsspec URL (`s3://bucket/seqlab`, `gs://...`)
+    that every node of a cluster can read; the home when unset.
+    """
+    store = os.environ.get("SEQLAB_STORE")
+    if not store:
+        return str(seqlab_home())
+    return store if "://" in store else str(Path(store).expanduser().resolve())
 
 
 def _stack_url(service: str) -> str | None:

@@ -1,13 +1,21 @@
-"""The data store: prepared datasets, content-addressed under `SEQLAB_HOME/data`.
+"""The data store: prepared datasets, content-addressed under `<root>/data`.
 
-A dataset's directory name is the digest of what produced it (task, options, seed, generator
+The root is a local directory (`SEQLAB_HOME` by default) or any fsspec URL (`SEQLAB_STORE`,
+e.g. `s3://bucket/seqlab`), so that every node of a cluster reads the same datasets. A
+dataset's directory name is the digest of what produced it (task, options, seed, generator
 version), so the same inputs never regenerate and a directory's content never changes.
+
+A dataset is complete when its `card.json` exists. On a local disk the whole directory is
+written beside its place and renamed into it. An object store has no rename: there each split is
+one object, written whole, and the card is written last; a directory without a card is
+unfinished, is never read, and is written over by the next `prepare`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -15,16 +23,21 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import numpy as np
+from fsspec.implementations.local import LocalFileSystem
 from pydantic import BaseModel, ConfigDict
 
-from seqmodels.batch import BOS, EOS, FIRST_SYMBOL, PAD
-from seqmodels.data import SPLITS
+from seqmodels.files import SPLITS, join, read_card
 from seqmodels.tasks import TASKS, Task
+from seqmodels.tokens import BOS, EOS, FIRST_SYMBOL, PAD
 
 
 class DatasetRef(BaseModel):
-    """What a trial needs to find and judge a prepared dataset. Paths are absolute."""
+    """What a trial needs to find and judge a prepared dataset.
+
+    `uri` is an absolute local path, or an fsspec URL when the store is one.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -58,22 +71,47 @@ def build_task(task_name: str, options: dict[str, Any]) -> Task:
     return TASKS.get(task_name).from_options(options)
 
 
-def prepare(task_name: str, options: dict[str, Any], seed: int, root: Path) -> DatasetRef:
-    """Generate the splits and data card unless the store already holds them."""
+def dataset_uri(root: str | Path, task_name: str, digest: str) -> str:
+    """Where the dataset with this digest lives in the store at `root` (a path or a URL)."""
+    name = f"{task_name}-{digest}"
+    if is_url(root):
+        return join(str(root), "data", name)
+    return str(Path(root).expanduser().resolve() / "data" / name)
+
+
+def is_url(root: str | Path) -> bool:
+    """Whether `root` names the store by an fsspec URL rather than a local path."""
+    return "://" in str(root)
+
+
+def is_prepared(uri: str) -> bool:
+    """Whether the dataset at `uri` is complete: its card is written last."""
+    fs, path = fsspec.core.url_to_fs(uri)
+    return fs.exists(join(path, "card.json"))
+
+
+def prepare(task_name: str, options: dict[str, Any], seed: int, root: str | Path) -> DatasetRef:
+    """Generate the splits and data card unless the store at `root` already holds them."""
     task = build_task(task_name, options)
     digest = _digest(task, options, seed)
-    target = root / "data" / f"{task_name}-{digest}"
-    if not (target / "card.json").exists():
-        _write_atomically(target, task, task.generate(seed), options, seed, digest)
+    target = dataset_uri(root, task_name, digest)
+    if not is_prepared(target):
+        splits = task.generate(seed)
+        card = _card(task, splits, options, seed, digest)
+        fs, path = fsspec.core.url_to_fs(target)
+        if isinstance(fs, LocalFileSystem):
+            _write_atomically(Path(path), splits, card)
+        else:
+            _write_objects(fs, path, splits, card)
     return read_ref(target)
 
 
-def read_ref(directory: Path) -> DatasetRef:
-    """The DatasetRef of a prepared dataset directory, read from its card."""
-    card = json.loads((directory / "card.json").read_text())
+def read_ref(uri: str | Path) -> DatasetRef:
+    """The DatasetRef of a prepared dataset, read from its card."""
+    card = read_card(str(uri))
     return DatasetRef(
         task=card["task"],
-        uri=str(directory),
+        uri=str(uri),
         digest=card["digest"],
         sizes={split: card["splits"][split]["size"] for split in SPLITS},
         input_size=card["input_size"],
@@ -85,22 +123,26 @@ def read_ref(directory: Path) -> DatasetRef:
     )
 
 
+def _npz(arrays: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _card_bytes(card: dict[str, Any]) -> bytes:
+    return (json.dumps(card, indent=2) + "\n").encode()
+
+
 def _write_atomically(
-    target: Path,
-    task: Task,
-    splits: dict[str, dict[str, np.ndarray]],
-    options: dict[str, Any],
-    seed: int,
-    digest: str,
+    target: Path, splits: dict[str, dict[str, np.ndarray]], card: dict[str, Any]
 ) -> None:
     """Write every file into a temporary sibling directory, then rename it into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         for split, arrays in splits.items():
-            np.savez(staging / f"{split}.npz", **arrays)
-        card = _card(task, splits, options, seed, digest)
-        (staging / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+            (staging / f"{split}.npz").write_bytes(_npz(arrays))
+        (staging / "card.json").write_bytes(_card_bytes(card))
         try:
             os.rename(staging, target)
         except OSError:
@@ -109,6 +151,24 @@ def _write_atomically(
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write_objects(
+    fs: fsspec.AbstractFileSystem,
+    target: str,
+    splits: dict[str, dict[str, np.ndarray]],
+    card: dict[str, Any],
+) -> None:
+    """Write each split as one whole object, then the card, which marks the dataset complete.
+
+    Every byte is built in memory first, so a failed generator writes nothing. A writer that
+    dies between objects leaves splits without a card: unfinished, and rewritten next time.
+    """
+    files = {f"{split}.npz": _npz(arrays) for split, arrays in splits.items()}
+    fs.makedirs(target, exist_ok=True)
+    for name, content in files.items():
+        fs.pipe_file(join(target, name), content)
+    fs.pipe_file(join(target, "card.json"), _card_bytes(card))
 
 
 def _card(

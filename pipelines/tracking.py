@@ -95,13 +95,25 @@ def log_dataset(
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.exceptions import MlflowException
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
     with warnings.catch_warnings():
         # A local path matches both the "" and "file" schemes; both mean the same source type.
         warnings.filterwarnings("ignore", message="The specified dataset source can be")
-        source = resolve_dataset_source(dataset.uri)
-    meta = MetaDataset(source=source, name=dataset.task, digest=dataset.digest).to_dict()
+        try:
+            source = resolve_dataset_source(dataset.uri)
+        except MlflowException:  # an fsspec scheme MLflow has no source type for (memory://)
+            source = None
+    if source is None:
+        meta = {
+            "name": dataset.task,
+            "digest": dataset.digest,
+            "source_type": "fsspec",
+            "source": json.dumps({"uri": dataset.uri}),
+        }
+    else:
+        meta = MetaDataset(source=source, name=dataset.task, digest=dataset.digest).to_dict()
     profile = {
         "sizes": dataset.sizes,
         "family": dataset.family,
@@ -301,6 +313,22 @@ class TrialRuns(Callback):
         if trial.trial_id in self.open:
             self.mlflow.set_terminated(self.run_ids[trial.trial_id], RunStatus.to_string(status))
             self.open.discard(trial.trial_id)
+
+
+def latest_study_run(mlflow: MlflowClient, study: str, *, finished: bool) -> Run | None:
+    """The newest parent run of a study that has finished (or, if not `finished`, that has
+    not), or None; None also when no experiment carries the study's name."""
+    experiment = mlflow.get_experiment_by_name(study)
+    if experiment is None:
+        return None
+    status = "=" if finished else "!="
+    runs = mlflow.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.kind = 'study' and attributes.status {status} 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0] if runs else None
 
 
 def child_runs(

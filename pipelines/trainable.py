@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import ray
 import torch
 from ray import tune
@@ -23,6 +22,7 @@ from pipelines.store import DatasetRef
 from seqmodels.data import NpzDataModule
 from seqmodels.diagnostics import RecurrenceDiagnostics
 from seqmodels.errors import ConfigError
+from seqmodels.files import read_arrays
 from seqmodels.lit import FAMILIES
 from seqmodels.models import ModelConfig, build_model
 
@@ -125,8 +125,8 @@ def build_module(config: dict[str, Any], dataset: DatasetRef) -> L.LightningModu
 
 def per_step(dataset: DatasetRef) -> bool:
     """Whether the dataset's regression targets are (N, T, O), one per input step."""
-    with np.load(Path(dataset.uri) / "train.npz") as train:
-        x, y = train["x"], train["y"]
+    train = read_arrays(dataset.uri, "train")
+    x, y = train["x"], train["y"]
     return y.ndim == 3 and y.shape[1] == x.shape[1]
 
 

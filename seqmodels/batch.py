@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import torch
 
-Batch = dict[str, torch.Tensor]
+from seqmodels.tokens import BOS, EOS, FIRST_SYMBOL, PAD
 
-PAD, BOS, EOS = 0, 1, 2  # reserved token ids; a task's own symbols start at FIRST_SYMBOL
-FIRST_SYMBOL = 3
+__all__ = ["BOS", "EOS", "FIRST_SYMBOL", "PAD", "Batch", "mask"]
+
+Batch = dict[str, torch.Tensor]
 
 
 def mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:

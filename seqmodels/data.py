@@ -1,6 +1,7 @@
 """DataModules that read prepared splits from the store, never from a generator.
 
-A prepared dataset is a directory with `train.npz`, `val.npz`, `test.npz` and `card.json`. Each
+A prepared dataset is a directory with `train.npz`, `val.npz`, `test.npz` and `card.json`, on a
+local disk or behind any fsspec URL (`s3://...`, `gs://...`). Each
 split holds arrays `x` and `y`, and `x_len`/`y_len` where lengths vary (`x_parent` for trees).
 Batches follow the contract of `seqmodels.batch`. Reading only from the store means a trial works
 on any node that can reach it.
@@ -21,8 +22,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from seqmodels.batch import Batch
+from seqmodels.files import SPLITS, read_arrays
 
-SPLITS = ("train", "val", "test")
 EVAL_BATCH = 1024
 X_KEYS = ("x", "x_parent")  # arrays padded along time to the input length
 
@@ -97,15 +98,14 @@ class BucketBatchSampler(Sampler[list[int]]):
 
 def load_split(root: str | Path, split: str) -> SplitDataset:
     """Load one split from a prepared dataset directory."""
-    with np.load(Path(root) / f"{split}.npz") as arrays:
-        return SplitDataset({key: arrays[key] for key in arrays.files})
+    return SplitDataset(read_arrays(root, split))
 
 
 class NpzDataModule(L.LightningDataModule):
     """Train/val/test loaders over a prepared dataset directory.
 
     Args:
-        root: the prepared dataset's directory.
+        root: the prepared dataset's directory: a local path or an fsspec URL.
         batch_size: training batch size.
         seed: fixes the shuffle (and bucketing) order of training batches.
         bucket: group similar lengths into training batches when the split's lengths vary;
@@ -116,7 +116,7 @@ class NpzDataModule(L.LightningDataModule):
         self, root: str | Path, batch_size: int = 64, seed: int = 0, bucket: bool = True
     ) -> None:
         super().__init__()
-        self.root = Path(root)
+        self.root = str(root)
         self.batch_size = batch_size
         self.seed = seed
         self.bucket = bucket

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import fsspec
 import numpy as np
 import pytest
 
-from pipelines.store import dataset_digest, prepare
-from seqmodels.data import NpzDataModule
+from pipelines.store import dataset_digest, is_prepared, prepare
+from seqmodels.data import NpzDataModule, load_split
+from seqmodels.errors import ConfigError
+from seqmodels.files import read_card
 from seqmodels.tasks import AddingOptions, AddingTask
 
 OPTIONS = {"length": 12, "n_train": 300, "n_val": 50, "n_test": 50}
@@ -93,3 +98,70 @@ def test_datamodule_reads_only_from_the_store(tmp_path: Path) -> None:
 
     assert shuffled(0) == shuffled(0)  # a trial's seed fixes its shuffle order
     assert shuffled(0) != shuffled(1)
+
+
+# -- the store behind an fsspec URL ---------------------------------------------------------------
+
+
+@pytest.fixture
+def memory_store() -> Iterator[str]:
+    """A fresh root in fsspec's in-memory filesystem, removed afterwards."""
+    fs = fsspec.filesystem("memory")
+    root = f"memory://seqlab-{uuid.uuid4().hex}"
+    yield root
+    if fs.exists(root):
+        fs.rm(root, recursive=True)
+
+
+def test_a_store_at_an_fsspec_url_holds_the_same_dataset(memory_store: str, tmp_path: Path) -> None:
+    local = prepare("adding", OPTIONS, 0, tmp_path)
+    ref = prepare("adding", OPTIONS, 0, memory_store)
+    assert ref.uri == f"{memory_store}/data/adding-{local.digest}"
+    assert ref.model_dump() == {**local.model_dump(), "uri": ref.uri}
+    fs = fsspec.filesystem("memory")
+    assert sorted(Path(p).name for p in fs.ls(ref.uri, detail=False)) == [
+        "card.json",
+        "test.npz",
+        "train.npz",
+        "val.npz",
+    ]
+    for split in ("train", "val", "test"):  # byte for byte what the local store holds
+        assert fs.cat(f"{ref.uri}/{split}.npz") == (Path(local.uri) / f"{split}.npz").read_bytes()
+    assert read_card(ref.uri) == json.loads((Path(local.uri) / "card.json").read_text())
+
+    # The DataModule reads the URL as it reads a path: the same batches in the same order.
+    def batches(uri: str) -> list[float]:
+        module = NpzDataModule(uri, batch_size=32, seed=0)
+        module.setup()
+        return [batch["y"].sum().item() for batch in module.train_dataloader()]
+
+    assert batches(ref.uri) == batches(local.uri)
+
+
+def test_a_url_store_is_a_cache_and_ignores_an_unfinished_dataset(
+    memory_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    generate = AddingTask.generate
+
+    def counted(self: AddingTask, seed: int) -> dict:
+        calls.append(seed)
+        return generate(self, seed)
+
+    monkeypatch.setattr(AddingTask, "generate", counted)
+    ref = prepare("adding", OPTIONS, 0, memory_store)
+    assert prepare("adding", OPTIONS, 0, memory_store) == ref and calls == [0]  # a cache hit
+
+    # A writer that died after the splits, before the card: not a dataset, so written again.
+    fs = fsspec.filesystem("memory")
+    fs.rm(f"{ref.uri}/card.json")
+    fs.pipe_file(f"{ref.uri}/train.npz", b"truncated")
+    assert not is_prepared(ref.uri)
+    assert prepare("adding", OPTIONS, 0, memory_store) == ref and calls == [0, 0]
+    assert is_prepared(ref.uri) and len(load_split(ref.uri, "train")) == OPTIONS["n_train"]
+
+
+def test_a_generator_that_fails_writes_nothing_to_a_url_store(memory_store: str) -> None:
+    with pytest.raises(ConfigError):
+        prepare("text", {"path": "memory://nowhere/missing.txt"}, 0, memory_store)
+    assert not fsspec.filesystem("memory").exists(memory_store)

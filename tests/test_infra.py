@@ -813,7 +813,8 @@ def test_dockerfile_is_sane() -> None:
     assert re.fullmatch(r"python:3\.1[0-3]-slim(-\w+)?", base), base
 
     runs = " ".join(by_name["RUN"])
-    assert re.search(r"pip install \.\s", runs), "installs the project itself with pip"
+    installs = r"pip install \"?\.(\[[a-z0-9,]+\])?\"?\s"  # the project, with or without extras
+    assert re.search(installs, runs), "installs the project itself with pip"
     assert "rm -rf /var/lib/apt/lists/*" in runs
     user = by_name["USER"][-1]
     assert user not in {"root", "0"} and re.search(rf"useradd .*\b{user}\b", runs)

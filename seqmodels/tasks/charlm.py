@@ -26,10 +26,10 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from seqmodels.batch import FIRST_SYMBOL
 from seqmodels.errors import ConfigError
 from seqmodels.tasks.base import TASKS, Split
 from seqmodels.tasks.common import TokenTask, Vocabulary, check_fractions
+from seqmodels.tokens import FIRST_SYMBOL
 
 CORPUS_FILES = (
     "argparse.py",

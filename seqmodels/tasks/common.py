@@ -9,9 +9,9 @@ from functools import cached_property
 
 import numpy as np
 
-from seqmodels.batch import EOS, FIRST_SYMBOL, PAD
 from seqmodels.errors import ConfigError
 from seqmodels.tasks.base import Split, Task
+from seqmodels.tokens import EOS, FIRST_SYMBOL, PAD
 
 
 @dataclass(frozen=True)

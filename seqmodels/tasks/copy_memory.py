@@ -8,10 +8,10 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from seqmodels.batch import FIRST_SYMBOL
 from seqmodels.errors import ConfigError
 from seqmodels.tasks.base import TASKS, Split, Task
 from seqmodels.tasks.common import Vocabulary, check_counts
+from seqmodels.tokens import FIRST_SYMBOL
 
 N_COPY = 10  # symbols to remember, as in Arjovsky et al.
 BLANK, DELIMITER = FIRST_SYMBOL, FIRST_SYMBOL + 1

@@ -1,0 +1,158 @@
+"""The data store in an S3 bucket (`SEQLAB_STORE=s3://...`), as a cluster shares it.
+
+A real S3-compatible server (moto's, over HTTP on a loopback port) holds the bucket; s3fs,
+fsspec's S3 backend, talks to it as it would to AWS. `seqlab data prepare` writes a dataset
+there, and a study's Ray workers train from it: nothing of the data lands in the local home.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import ROOT, free_port, seqlab
+
+pytestmark = pytest.mark.slow
+s3fs = pytest.importorskip("s3fs")
+
+BUCKET = "seqlab-data"
+OPTIONS = {"length": 8, "n_train": 96, "n_val": 32, "n_test": 32}
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """An S3 server on a free loopback port with one empty bucket; stopped by its PID."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("s3") / "server.log"
+    env = {
+        "AWS_ACCESS_KEY_ID": "seqlab-test",
+        "AWS_SECRET_ACCESS_KEY": "seqlab-test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+    }
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, log.read_text()[-2000:]
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the S3 server did not listen in 60 s"
+                time.sleep(0.2)
+        fs = s3fs.S3FileSystem(
+            key=env["AWS_ACCESS_KEY_ID"],
+            secret=env["AWS_SECRET_ACCESS_KEY"],
+            endpoint_url=env["AWS_ENDPOINT_URL"],
+        )
+        fs.mkdir(BUCKET)
+        yield env
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def _bucket(env: dict[str, str]):
+    fs = s3fs.S3FileSystem(
+        key=env["AWS_ACCESS_KEY_ID"],
+        secret=env["AWS_SECRET_ACCESS_KEY"],
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+    )
+    fs.invalidate_cache()
+    return fs
+
+
+def _env(s3: dict[str, str], home: Path, store: str) -> dict[str, str]:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "PREFECT_API_URL")
+    }
+    return {**clean, **s3, "SEQLAB_HOME": str(home), "SEQLAB_STORE": store}
+
+
+def test_data_prepare_writes_to_the_bucket_and_finds_it_again(s3: dict, tmp_path: Path) -> None:
+    env = _env(s3, tmp_path / "home", f"s3://{BUCKET}/prepare")
+    args = ["data", "prepare", "adding", "--json"]
+    args += [f"--set={key}={value}" for key, value in OPTIONS.items()]
+    first = seqlab(*args, env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    ref = json.loads(first.stdout)
+    assert ref["uri"] == f"s3://{BUCKET}/prepare/data/adding-{ref['digest']}"
+    assert ref["cached"] is False and ref["sizes"] == {"train": 96, "val": 32, "test": 32}
+    fs = _bucket(s3)
+    assert sorted(Path(p).name for p in fs.ls(ref["uri"])) == [
+        "card.json",
+        "test.npz",
+        "train.npz",
+        "val.npz",
+    ]
+    assert json.loads(fs.cat(f"{ref['uri']}/card.json"))["digest"] == ref["digest"]
+    assert not (tmp_path / "home" / "data").exists()
+
+    again = seqlab(*args, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads(again.stdout) == {**ref, "cached": True}
+
+
+def test_a_study_trains_from_the_bucket(s3: dict, tmp_path: Path) -> None:
+    spec = {
+        "name": "s3-store",
+        "task": {"name": "adding", "options": OPTIONS},
+        "variants": {
+            "rnn": {"cell": "tanh", "hidden_size": 4},
+            "gru": {"cell": "gru", "hidden_size": 4},
+        },
+        "search": {
+            "space": {"lr": {"loguniform": [0.001, 0.01]}},
+            "trials_per_variant": 1,
+            "scheduler": {"name": "fifo"},
+        },
+        "fixed": {"batch_size": 32, "max_epochs": 1},
+        "seeds": 2,
+    }
+    path = tmp_path / "s3.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    home = tmp_path / "home"
+    store = f"s3://{BUCKET}/study"
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "run", str(path)],
+        cwd=ROOT,
+        env=_env(s3, home, store),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert not (home / "data").exists()  # the Ray workers read the splits from the bucket
+    (dataset,) = _bucket(s3).ls(f"{store}/data")
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("s3-store")
+    runs = client.search_runs([experiment.experiment_id])
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(children) == 2 + 2 * 2 and all(r.info.status == "FINISHED" for r in children)
+    repeats = [r for r in children if r.data.tags["kind"] == "repeat"]
+    assert len(repeats) == 4 and all(r.data.metrics["test/mse"] > 0 for r in repeats)
+    (logged,) = parent.inputs.dataset_inputs
+    assert logged.dataset.source_type == "s3"
+    assert json.loads(logged.dataset.source)["uri"] == f"s3://{dataset}"
