@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from pipelines.spec import Distribution, StudySpec
     from pipelines.store import DatasetRef
 
-from common import machine, versions, write_atomically
+from common import adding_study, machine, versions, write_atomically
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "asha_efficiency.json"
@@ -84,19 +84,11 @@ def study_spec(args: argparse.Namespace) -> StudySpec:
     """The study both searches share: its space, budget per trial and ASHA's settings."""
     from pipelines.spec import parse_spec
 
-    raw = {
-        "name": "asha-efficiency",
-        "task": {
-            "name": "adding",
-            "options": {
-                "length": args.length,
-                "n_train": args.n_train,
-                "n_val": args.n_val,
-                "n_test": 100,
-            },
-        },
-        "variants": {VARIANT: {"cell": args.cell}},
-        "search": {
+    raw = adding_study(
+        "asha-efficiency",
+        args,
+        variants={VARIANT: {"cell": args.cell}},
+        search={
             "space": {
                 "lr": {"loguniform": [args.lr_low, args.lr_high]},
                 "hidden_size": {"choice": args.hidden},
@@ -108,9 +100,8 @@ def study_spec(args: argparse.Namespace) -> StudySpec:
                 "reduction_factor": args.reduction_factor,
             },
         },
-        "fixed": {"batch_size": args.batch, "max_epochs": args.max_t},
-        "resources": {"cpu": 1, "gpu": 0},
-    }
+        fixed={"batch_size": args.batch, "max_epochs": args.max_t},
+    )
     return parse_spec(raw, "asha_efficiency.py")
 
 

@@ -35,6 +35,19 @@ def versions(names: tuple[str, ...] = ("torch", "lightning", "ray", "mlflow")) -
     return ", ".join(f"{name} {metadata.version(name)}" for name in names)
 
 
+def adding_study(name: str, args: Any, **sections: Any) -> dict[str, Any]:
+    """A raw one-variant study spec on the adding task, sized by `args.length`, `args.n_train`
+    and `args.n_val` (100 test examples), with one CPU per trial; `sections` adds `variants`,
+    `search` and `fixed`."""
+    task_options = {"length": args.length, "n_train": args.n_train, "n_val": args.n_val}
+    return {
+        "name": name,
+        "task": {"name": "adding", "options": {**task_options, "n_test": 100}},
+        "resources": {"cpu": 1, "gpu": 0},
+        **sections,
+    }
+
+
 def write_atomically(path: Path, report: dict[str, Any]) -> None:
     """Write JSON to a temporary sibling, then rename: a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from pipelines.spec import StudySpec
     from pipelines.store import DatasetRef
 
-from common import machine, versions, write_atomically
+from common import adding_study, machine, versions, write_atomically
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "framework_tax.json"
@@ -86,23 +86,14 @@ def study_spec(args: argparse.Namespace) -> StudySpec:
     """A one-variant, one-trial study spec: the trial config every arm trains."""
     from pipelines.spec import parse_spec
 
-    raw = {
-        "name": "framework-tax",
-        "task": {
-            "name": "adding",
-            "options": {
-                "length": args.length,
-                "n_train": args.n_train,
-                "n_val": args.n_val,
-                "n_test": 100,
-            },
-        },
-        "variants": {VARIANT: {"cell": args.cell, "hidden_size": args.hidden}},
+    raw = adding_study(
+        "framework-tax",
+        args,
+        variants={VARIANT: {"cell": args.cell, "hidden_size": args.hidden}},
         # one trial, nothing searched: a scheduler has nothing to choose between
-        "search": {"trials_per_variant": 1, "scheduler": {"name": "fifo"}},
-        "fixed": {"batch_size": args.batch, "max_epochs": args.epochs, "lr": args.lr},
-        "resources": {"cpu": 1, "gpu": 0},
-    }
+        search={"trials_per_variant": 1, "scheduler": {"name": "fifo"}},
+        fixed={"batch_size": args.batch, "max_epochs": args.epochs, "lr": args.lr},
+    )
     return parse_spec(raw, "framework_tax.py")
 
 

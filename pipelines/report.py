@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from mlflow.tracking import MlflowClient
 
-from pipelines import settings, stats
+from pipelines import settings, stats, tracking
 
 # Metrics where larger is better; every other metric is minimised.
 MAXIMISED = frozenset({"accuracy", "exact_match", "token_accuracy"})
@@ -82,16 +82,8 @@ class StudyRecord:
 
 def latest_parent(client: MlflowClient, study: str) -> str | None:
     """The newest finished parent run of a study, or None."""
-    experiment = client.get_experiment_by_name(study)
-    if experiment is None:
-        return None
-    runs = client.search_runs(
-        [experiment.experiment_id],
-        filter_string="tags.kind = 'study' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    return runs[0].info.run_id if runs else None
+    run = tracking.latest_study_run(client, study, finished=True)
+    return run.info.run_id if run else None
 
 
 def rebuild(client: MlflowClient, study: str, run_id: str | None = None) -> tuple[str, Report]:

@@ -64,15 +64,10 @@ def _parent(client: MlflowClient, study: str, run_id: str | None) -> Run:
         if run.info.experiment_id != experiment.experiment_id:
             raise ResumeError(f"--run: run {run_id} is not a run of study {study!r}")
         return run
-    runs = client.search_runs(
-        [experiment.experiment_id],
-        filter_string="tags.kind = 'study' and attributes.status != 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    if not runs:
+    run = tracking.latest_study_run(client, study, finished=False)
+    if run is None:
         raise ResumeError(f"study {study!r}: no interrupted run to resume; all have finished")
-    return runs[0]
+    return run
 
 
 def _spec(client: MlflowClient, run_id: str) -> StudySpec:
