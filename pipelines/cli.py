@@ -538,19 +538,25 @@ def _data_prepare(args: argparse.Namespace) -> int:
     # Every field filled in, exactly as `run_study` passes `spec.task.options`: same cache key.
     options = dict(section.options.__dict__)
     try:
-        cached = _check_data(section.name, options, section.seed)
+        found = _check_data(section.name, options, section.seed)
     except ConfigError as err:
         return _data_error(err, options, inputs, args.task)
+    if found is not None:
+        # Nothing to do, so no flow run: Prefect's start would be nearly all of the time.
+        from pipelines import store
+
+        _print_dataset(store.read_ref(found), True, args.json)
+        return 0
 
     settings.configure_environment()
-    from pipelines.data_flows import prepare_data_flow  # prefect, and the flows' imports
+    from pipelines.data_flows import prepare_data_flow  # prefect and the store
 
     with _DropConsoleRecords(ConfigError):
         try:
             ref = prepare_data_flow(section.name, options, section.seed, settings.data_store())
         except ConfigError as err:  # found only while generating, e.g. too few rows to split
             return _data_error(err, options, inputs, args.task)
-    _print_dataset(ref, cached, args.json)
+    _print_dataset(ref, False, args.json)
     return 0
 
 
@@ -565,21 +571,23 @@ def _yaml_value(text: str) -> object:
         raise ValueError(f"not a YAML value: {problem}") from None
 
 
-def _check_data(task_name: str, options: dict, seed: int) -> bool:
+def _check_data(task_name: str, options: dict, seed: int) -> str | None:
     """Read the task's source data now, so that a bad user file fails before Prefect starts.
 
-    Returns whether the store already holds the dataset. Raises ConfigError on bad data.
+    Returns the dataset's URI when the store already holds it, else None. Raises ConfigError on
+    bad data.
     """
     from pipelines import store
 
     digest = store.dataset_digest(task_name, options, seed)  # reads a user's file to hash it
-    cached = store.is_prepared(store.dataset_uri(settings.data_store(), task_name, digest))
-    if not cached:
-        # Sizes and vocabulary parse the data (CSV cells, JSONL records) and are cached on the
-        # task where they are costly; the generator may still refuse what only it can check.
-        task = store.build_task(task_name, options)
-        _ = (task.input_size, task.output_size, task.vocabulary)
-    return cached
+    uri = store.dataset_uri(settings.data_store(), task_name, digest)
+    if store.is_prepared(uri):
+        return uri
+    # Sizes and vocabulary parse the data (CSV cells, JSONL records) and are cached on the
+    # task where they are costly; the generator may still refuse what only it can check.
+    task = store.build_task(task_name, options)
+    _ = (task.input_size, task.output_size, task.vocabulary)
+    return None
 
 
 def _data_error(err: Exception, options: dict, inputs: dict[str, str], task_name: str) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -122,6 +123,9 @@ def test_a_second_prepare_is_a_cache_hit_that_rewrites_nothing(lanes: dict) -> N
     assert ref["baseline_note"].startswith("predict the mean 1")
     assert _mtimes(Path(ref["uri"])) == lanes["mtimes"]
     assert len(list((lanes["a"] / "data").iterdir())) == 1
+    # Answered from the store: only the first call ran a flow (Prefect's start is the cost).
+    with sqlite3.connect(lanes["a"] / "prefect" / "prefect.db") as db:
+        assert db.execute("select count(*) from flow_run").fetchone() == (1,)
 
 
 def test_a_changed_option_gives_a_new_digest(lanes: dict) -> None:
