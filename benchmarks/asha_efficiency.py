@@ -187,6 +187,7 @@ def run_search(
         num_samples=1,  # the grid over `point` makes the N trials
         scheduler=flows.scheduler(spec) if kind == "asha" else FIFOScheduler(),
         max_concurrent_trials=spec.search.max_concurrent,
+        reuse_actors=flows.reuse_workers(),  # as a study runs its trials
     )
     tuner = tune.Tuner(
         flows._trainable(train_trial, spec, dataset),
