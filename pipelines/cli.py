@@ -226,7 +226,7 @@ def _validate(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     spec = _load(args.spec, args.overrides)
-    if spec is None:
+    if spec is None or not _store_usable():
         return EXIT_USAGE  # before anything is started or written
     variants = ", ".join(spec.variants)
     trials = spec.search.trials_per_variant
@@ -334,6 +334,8 @@ def _bounded_interrupt(message: str, embedded: bool) -> Iterator[None]:
 
 def _resume(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    if not _store_usable():
+        return EXIT_USAGE
     settings.configure_environment()
     settings.quiet_known_warnings()
     from pipelines import resume, tracking
@@ -537,6 +539,8 @@ def _data_prepare(args: argparse.Namespace) -> int:
         return _user_error(inputs.get(err.field, args.task), err.field, err.message)
     # Every field filled in, exactly as `run_study` passes `spec.task.options`: same cache key.
     options = dict(section.options.__dict__)
+    if not _store_usable():
+        return EXIT_USAGE
     try:
         found = _check_data(section.name, options, section.seed)
     except ConfigError as err:
@@ -556,8 +560,26 @@ def _data_prepare(args: argparse.Namespace) -> int:
             ref = prepare_data_flow(section.name, options, section.seed, settings.data_store())
         except ConfigError as err:  # found only while generating, e.g. too few rows to split
             return _data_error(err, options, inputs, args.task)
+        except OSError as err:  # the store refused the write: no bucket, no permission, ...
+            return _user_error("SEQLAB_STORE", settings.data_store(), _one_line(err))
     _print_dataset(ref, False, args.json)
     return 0
+
+
+def _store_usable() -> bool:
+    """Whether the data store's root is usable here; if not, says why in one line."""
+    from pipelines import store
+
+    try:
+        store.check_root(settings.data_store())
+    except store.StoreError as err:
+        _user_error("SEQLAB_STORE", settings.data_store(), str(err))
+        return False
+    return True
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 def _yaml_value(text: str) -> object:

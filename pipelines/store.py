@@ -84,6 +84,21 @@ def is_url(root: str | Path) -> bool:
     return "://" in str(root)
 
 
+class StoreError(ValueError):
+    """The store's root names a filesystem that cannot be used here."""
+
+
+def check_root(root: str | Path) -> None:
+    """Raise StoreError, with fsspec's reason, when `root` is a URL of an unknown protocol or
+    of one whose package is not installed (`s3://` needs s3fs, `gs://` gcsfs)."""
+    if not is_url(root):
+        return
+    try:
+        fsspec.core.url_to_fs(str(root))
+    except (ImportError, ValueError) as err:
+        raise StoreError(str(err)) from None
+
+
 def is_prepared(uri: str) -> bool:
     """Whether the dataset at `uri` is complete: its card is written last."""
     fs, path = fsspec.core.url_to_fs(uri)

@@ -7,6 +7,7 @@ call the CLI's `main` in-process; one runs as a real subprocess to show what a u
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import sqlite3
@@ -259,6 +260,33 @@ def test_bad_input_is_one_line_before_anything_starts(
     assert line.startswith(f"seqlab: error: {named.format(f=files)}")
     assert fragment in line
     assert not home.exists()  # nothing written, Prefect never started (it would make prefect/)
+
+
+@pytest.mark.parametrize(
+    ("store", "fragment"),
+    [
+        ("nosuch://bucket/seqlab", "Protocol not known: nosuch"),
+        ("gs://bucket/seqlab", "gcsfs"),  # its backend is not installed here
+    ],
+)
+@pytest.mark.parametrize("command", ["data", "run"])
+def test_a_store_url_that_cannot_be_used_is_one_line(
+    store: str,
+    fragment: str,
+    command: str,
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    if store.startswith("gs://") and importlib.util.find_spec("gcsfs"):
+        pytest.skip("gcsfs is installed here")
+    monkeypatch.setenv("SEQLAB_STORE", store)
+    argv = ["data", "prepare", "adding"] if command == "data" else ["run", "experiments/smoke.yaml"]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    (line,) = captured.err.splitlines()
+    assert line.startswith(f"seqlab: error: SEQLAB_STORE: {store}: ") and fragment in line
+    assert captured.out == "" and not home.exists()
 
 
 def test_bad_input_in_a_real_process_has_no_traceback(home: Path, files: Path) -> None:
