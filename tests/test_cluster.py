@@ -245,11 +245,13 @@ def cluster() -> Iterator[Cluster]:
             text=True,
             timeout=240,
         )
-        assert found.returncode == 0, found.stderr[-3000:]
-        nodes = json.loads(found.stdout.strip().splitlines()[-1])
-        assert set(nodes) == {"head", "second"}, (
-            f"nodes alive: {nodes}\n{(temp_dir / 'second.log').read_text()[-3000:]}"
+        logs = "".join(
+            f"\n--- {name}.log:\n{(temp_dir / f'{name}.log').read_text()[-3000:]}"
+            for name in ("head", "second")
         )
+        assert found.returncode == 0, found.stderr[-3000:] + logs
+        nodes = json.loads(found.stdout.strip().splitlines()[-1])
+        assert set(nodes) == {"head", "second"}, f"nodes alive: {nodes}{logs}"
         yield Cluster(address=address, nodes=nodes, env=env)
     finally:
         for process in reversed(started):
