@@ -32,7 +32,6 @@ import math
 import os
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +43,14 @@ if TYPE_CHECKING:
     from pipelines.spec import Distribution, StudySpec
     from pipelines.store import DatasetRef
 
-from common import adding_study, machine, versions, write_atomically
+from common import (
+    add_adding_arguments,
+    adding_study,
+    machine,
+    private_home,
+    versions,
+    write_atomically,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "asha_efficiency.json"
@@ -378,11 +384,7 @@ def main() -> int:
     parser.add_argument("--max-t", type=int, default=9, help="epochs per trial (ASHA's max_t)")
     parser.add_argument("--repeats", type=int, default=1, help="fresh configurations each")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed of the first repeat")
-    parser.add_argument("--length", type=int, default=30, help="adding problem's T")
-    parser.add_argument("--n-train", type=int, default=3000)
-    parser.add_argument("--n-val", type=int, default=500)
-    parser.add_argument("--batch", type=int, default=50)
-    parser.add_argument("--cell", default="lstm", help="a cell name (see `seqlab catalogue`)")
+    add_adding_arguments(parser, length=30)
     parser.add_argument("--lr-low", type=float, default=3e-3)
     parser.add_argument("--lr-high", type=float, default=3e-2)
     parser.add_argument("--hidden", type=int, nargs="+", default=[16, 32, 64])
@@ -394,15 +396,7 @@ def main() -> int:
         parser.error("--configs must be at least 2, --max-t and --repeats at least 1")
 
     began = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="seqlab-asha-") as tmp:
-        home = Path(tmp) / "home"
-        os.environ["SEQLAB_HOME"] = str(home)
-        for var in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "PREFECT_API_URL"):
-            os.environ.pop(var, None)
-        from pipelines import settings
-
-        settings.configure_environment()  # before flows imports Prefect
-        settings.quiet_known_warnings()
+    with private_home("seqlab-asha-") as home:
         sizes, repeats = measure(args, home)
     ratios = [1.0 if r["ratio"] is None else r["ratio"] for r in repeats]
     report = {

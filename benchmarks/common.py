@@ -1,4 +1,5 @@
-"""What every benchmark's report needs: the machine it ran on, the versions, an atomic write.
+"""What the benchmarks share: the machine and versions for the report, an atomic write, and
+the set-up of the in-process studies (a private home, the adding task's size).
 
 The benchmarks run as scripts (`python benchmarks/NAME.py`), so their own folder is on the path
 and they import this module as `common`.
@@ -6,9 +7,13 @@ and they import this module as `common`.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -33,6 +38,31 @@ def machine() -> str:
 def versions(names: tuple[str, ...] = ("torch", "lightning", "ray", "mlflow")) -> str:
     """The installed versions of the packages a figure depends on."""
     return ", ".join(f"{name} {metadata.version(name)}" for name in names)
+
+
+@contextmanager
+def private_home(prefix: str) -> Iterator[Path]:
+    """A temporary SEQLAB_HOME with the embedded default (no tracking server, Ray cluster or
+    Prefect server from the environment), configured before Prefect is imported."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        home = Path(tmp) / "home"
+        os.environ["SEQLAB_HOME"] = str(home)
+        for var in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "PREFECT_API_URL"):
+            os.environ.pop(var, None)
+        from pipelines import settings
+
+        settings.configure_environment()  # before flows imports Prefect
+        settings.quiet_known_warnings()
+        yield home
+
+
+def add_adding_arguments(parser: argparse.ArgumentParser, length: int) -> None:
+    """The options `adding_study` reads: the adding problem's size, the batch and the cell."""
+    parser.add_argument("--length", type=int, default=length, help="adding problem's T")
+    parser.add_argument("--n-train", type=int, default=3000)
+    parser.add_argument("--n-val", type=int, default=500)
+    parser.add_argument("--batch", type=int, default=50)
+    parser.add_argument("--cell", default="lstm", help="a cell name (see `seqlab catalogue`)")
 
 
 def adding_study(name: str, args: Any, **sections: Any) -> dict[str, Any]:

@@ -54,7 +54,14 @@ if TYPE_CHECKING:
     from pipelines.spec import StudySpec
     from pipelines.store import DatasetRef
 
-from common import adding_study, machine, versions, write_atomically
+from common import (
+    add_adding_arguments,
+    adding_study,
+    machine,
+    private_home,
+    versions,
+    write_atomically,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "framework_tax.json"
@@ -482,12 +489,8 @@ def main() -> int:
     )
     parser.add_argument("--rounds", type=int, default=6, help="runs of each arm, interleaved")
     parser.add_argument("--epochs", type=int, default=5, help="epochs per run (first untimed)")
-    parser.add_argument("--length", type=int, default=50, help="adding problem's T")
-    parser.add_argument("--n-train", type=int, default=3000)
-    parser.add_argument("--n-val", type=int, default=500)
-    parser.add_argument("--batch", type=int, default=50)
+    add_adding_arguments(parser, length=50)
     parser.add_argument("--hidden", type=int, default=64)
-    parser.add_argument("--cell", default="lstm", help="a cell name (see `seqlab catalogue`)")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument(
         "--threads", type=int, default=0, help="torch threads in process; 0: what a trial gets"
@@ -498,15 +501,7 @@ def main() -> int:
         parser.error("--rounds must be at least 1 and --epochs at least 2")
 
     began = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="seqlab-tax-") as tmp:
-        home = Path(tmp) / "home"
-        os.environ["SEQLAB_HOME"] = str(home)
-        for var in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "PREFECT_API_URL"):
-            os.environ.pop(var, None)
-        from pipelines import settings
-
-        settings.configure_environment()  # before flows imports Prefect
-        settings.quiet_known_warnings()
+    with private_home("seqlab-tax-") as home:
         measured = measure(args, home)
     report = {
         "benchmark": "framework_tax",
