@@ -230,14 +230,10 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_USAGE  # before anything is started or written
     variants = ", ".join(spec.variants)
     trials = spec.search.trials_per_variant
+    home, data = str(settings.seqlab_home()), settings.data_store()
     print(
         f"study {spec.name}: task {spec.task.name}, variants {variants}, "
-        f"{trials} trials each, home {settings.seqlab_home()}"
-        + (
-            f", data {settings.data_store()}"
-            if settings.data_store() != str(settings.seqlab_home())
-            else ""
-        ),
+        f"{trials} trials each, home {home}" + (f", data {data}" if data != home else ""),
         flush=True,
     )
     if args.dry_run:
@@ -666,7 +662,7 @@ def _print_dataset(ref, cached: bool, as_json: bool) -> None:
 
     from pipelines import store
 
-    note = store.read_card(ref.uri)["baseline"]["note"] if store.is_prepared(ref.uri) else ""
+    note = store.read_card(ref.uri)["baseline"]["note"]  # the dataset is prepared: it has one
     if as_json:
         print(json.dumps({**ref.model_dump(), "baseline_note": note, "cached": cached}, indent=2))
         return
