@@ -28,7 +28,12 @@ logging per epoch (`TrialRuns.on_trial_result`, timed in the seqlab arm). The in
 also record the training thread's CPU time, which other processes on the machine disturb less
 than wall time.
 
-    python benchmarks/framework_tax.py [--rounds 6] [--epochs 5] [--n-train 3000] [--json PATH]
+With `--device cuda` every arm trains on the GPU: the trial asks Ray for one GPU, the bare loop
+moves the network and each batch to it, and each epoch's clock waits for the GPU to finish.
+With `--device cpu` (the default) the GPU, if any, is hidden from every arm.
+
+    python benchmarks/framework_tax.py [--rounds 6] [--epochs 5] [--n-train 3000]
+                                       [--device cpu|cuda] [--json PATH]
 """
 
 from __future__ import annotations
@@ -101,13 +106,24 @@ def study_spec(args: argparse.Namespace) -> StudySpec:
         search={"trials_per_variant": 1, "scheduler": {"name": "fifo"}},
         fixed={"batch_size": args.batch, "max_epochs": args.epochs, "lr": args.lr},
     )
+    raw["resources"]["gpu"] = 1 if args.device == "cuda" else 0
     return parse_spec(raw, "framework_tax.py")
+
+
+def synchronize() -> None:
+    """Wait for the GPU's queued work, so that a clock read after it counts that work."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 # --- the bare arm -----------------------------------------------------------------------------
 
 
-def bare_arm(config: dict[str, Any], dataset: DatasetRef, deterministic: bool) -> ArmRun:
+def bare_arm(
+    config: dict[str, Any], dataset: DatasetRef, deterministic: bool, device: str
+) -> ArmRun:
     """Train with a hand-written loop: what the trial computes, with nothing around it."""
     import torch
     from torch import nn
@@ -122,7 +138,7 @@ def bare_arm(config: dict[str, Any], dataset: DatasetRef, deterministic: bool) -
     torch.use_deterministic_algorithms(deterministic)
     torch.utils.deterministic.fill_uninitialized_memory = False
     torch.manual_seed(config["seed"])  # what L.seed_everything does for the weights
-    net = build_net(config, dataset)
+    net = build_net(config, dataset).to(device)
     optimizer = torch.optim.Adam(
         net.parameters(), lr=config["lr"], weight_decay=config["weight_decay"]
     )
@@ -136,14 +152,17 @@ def bare_arm(config: dict[str, Any], dataset: DatasetRef, deterministic: bool) -
     def predict(batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return net(batch["x"], batch["x_len"]) if takes_len else net(batch["x"])  # (B, O)
 
+    def to_device(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {key: value.to(device) for key, value in batch.items()}  # as Lightning moves it
+
     ends, cpu = [time.perf_counter()], [time.thread_time()]
     val_loss = train_loss = math.nan
     for _ in range(config["max_epochs"]):
         net.train()
-        total, count = torch.zeros(()), 0
+        total, count = torch.zeros((), device=device), 0
         # Lightning stops after len(train) batches without asking for one more; exhausting the
         # loader would draw once more from its seeded generator and change later epochs' order.
-        for batch in itertools.islice(train, steps):
+        for batch in map(to_device, itertools.islice(train, steps)):
             loss = F.mse_loss(predict(batch), batch["y"])
             optimizer.zero_grad()
             loss.backward()
@@ -153,7 +172,10 @@ def bare_arm(config: dict[str, Any], dataset: DatasetRef, deterministic: bool) -
             count += len(batch["y"])
         net.eval()
         with torch.no_grad():
-            sums = [(F.mse_loss(predict(b), b["y"]) * len(b["y"]), len(b["y"])) for b in val]
+            sums = [
+                (F.mse_loss(predict(b), b["y"]) * len(b["y"]), len(b["y"]))
+                for b in map(to_device, val)
+            ]
         val_loss = float(sum(s for s, _ in sums) / sum(n for _, n in sums))
         train_loss = float(total / count)  # read once per epoch, as a loop would print it
         ends.append(time.perf_counter())
@@ -193,6 +215,7 @@ def lightning_arm(config: dict[str, Any], dataset: DatasetRef, scratch: Path) ->
             self.threads = 0
 
         def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+            synchronize()
             self.ends.append(time.perf_counter())
             self.cpu.append(time.thread_time())
             self.threads = torch.get_num_threads()
@@ -300,6 +323,7 @@ def probe_trial(spec: StudySpec, dataset: DatasetRef) -> dict[str, Any]:
                 "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "(unset)"),
                 "ray_cpus": ray.get_runtime_context().get_assigned_resources().get("CPU", 0.0),
                 "affinity": len(os.sched_getaffinity(0)),
+                "gpus": torch.cuda.device_count(),
             }
         )
 
@@ -310,7 +334,7 @@ def probe_trial(spec: StudySpec, dataset: DatasetRef) -> dict[str, Any]:
         ),
     )
     (result,) = tuner.fit()
-    keys = ("torch_threads", "omp_num_threads", "ray_cpus", "affinity")
+    keys = ("torch_threads", "omp_num_threads", "ray_cpus", "affinity", "gpus")
     return {key: result.metrics[key] for key in keys}
 
 
@@ -337,6 +361,7 @@ def measure(args: argparse.Namespace, home: Path) -> dict[str, Any]:
         "batch_size": config["batch_size"],
         "steps_per_epoch": steps,
         "model": f"seq2one {args.cell} H={args.hidden} (torch fast path)",
+        "device": gpu_name() if args.device == "cuda" else "cpu",
         "parameters": sum(p.numel() for p in net.parameters()),
         "epochs_per_run": args.epochs,
         "lr": config["lr"],
@@ -346,8 +371,8 @@ def measure(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     experiment_id = tracking.ensure_experiment(client, spec.name)
     runs: dict[str, list[ArmRun]] = {arm: [] for arm in ARMS}
     arms: dict[str, Callable[[int], ArmRun]] = {
-        "bare": lambda i: bare_arm(config, dataset, False),
-        "bare+deterministic": lambda i: bare_arm(config, dataset, True),
+        "bare": lambda i: bare_arm(config, dataset, False, args.device),
+        "bare+deterministic": lambda i: bare_arm(config, dataset, True, args.device),
         "lightning": lambda i: lightning_arm(config, dataset, home),
         "seqlab": lambda i: seqlab_arm(spec, dataset, experiment_id, i),
     }
@@ -366,6 +391,12 @@ def measure(args: argparse.Namespace, home: Path) -> dict[str, Any]:
                     flush=True,
                 )
     return {"sizes": sizes, "probe": probe, "threads": threads, "runs": runs}
+
+
+def gpu_name() -> str:
+    import torch
+
+    return f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda})"
 
 
 def median_ms(runs: list[ArmRun], steps: int, cpu: bool = False) -> float:
@@ -436,11 +467,13 @@ def markdown(report: dict[str, Any]) -> str:
         "```",
         f"{report['machine']}; {report['versions']}",
         f"{s['task']}, n_train {s['n_train']}, n_val {s['n_val']}, batch {s['batch_size']}: "
-        f"{steps} steps/epoch; {s['model']}, {s['parameters']:,} parameters",
+        f"{steps} steps/epoch; {s['model']}, {s['parameters']:,} parameters; "
+        f"device: {s.get('device', 'cpu')}",
         f"{report['rounds']} rounds x {s['epochs_per_run']} epochs per arm, order rotating; "
         "first epoch of each run not counted; medians over the other epochs",
         f"a Ray trial (1 CPU) gets: torch threads {p['torch_threads']}, OMP_NUM_THREADS "
-        f"{p['omp_num_threads']}, Ray CPUs {p['ray_cpus']:g}, CPU affinity {p['affinity']} cores; "
+        f"{p['omp_num_threads']}, Ray CPUs {p['ray_cpus']:g}, CPU affinity {p['affinity']} cores, "
+        f"GPUs {p.get('gpus', 0)}; "
         f"in-process arms ran with {report['threads']} torch thread(s)",
         f"load average (1, 5, 15 min) at the end: {load}",
         "```",
@@ -495,10 +528,23 @@ def main() -> int:
     parser.add_argument(
         "--threads", type=int, default=0, help="torch threads in process; 0: what a trial gets"
     )
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), default="cpu", help="where every arm trains"
+    )
     parser.add_argument("--json", type=Path, default=RESULT, help="where to write the figures")
     args = parser.parse_args()
     if args.rounds < 1 or args.epochs < 2:
         parser.error("--rounds must be at least 1 and --epochs at least 2")
+    if args.device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # before torch or Ray look: no arm sees a GPU
+    else:
+        # What Lightning sets for `deterministic=True` on a GPU (cuBLAS's reproducible
+        # workspace); set once for the whole process, so the bare arms run under it too.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.error("--device cuda: torch sees no GPU")
 
     began = time.perf_counter()
     with private_home("seqlab-tax-") as home:
