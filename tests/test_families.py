@@ -11,12 +11,18 @@ import math
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import pytest
+import torch
+from torch.nn import functional as F
+from torch.utils.data import DataLoader
 
 from pipelines.spec import StudySpec, parse_spec
 from pipelines.store import prepare
 from pipelines.trainable import build_module, evaluate, make_trainer
 from seqmodels.data import NpzDataModule
+from seqmodels.lit import SequenceRegression
+from seqmodels.models import ModelConfig, build_model
 
 CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("adding", {"length": 8, "n_train": 64, "n_val": 16, "n_test": 16}, {"cell": "tanh"}),
@@ -89,3 +95,38 @@ def test_family_trains_and_reports_the_task_metric(
     key = f"test/{dataset.metric}"
     assert key in metrics, sorted(metrics)
     assert math.isfinite(metrics[key])
+
+
+class _EpochEnd(L.Callback):
+    """What a callback, like the report to Tune, reads of `train/loss` at each epoch's end."""
+
+    def __init__(self) -> None:
+        self.seen: list[float] = []
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.seen.append(float(trainer.callback_metrics["train/loss"]))
+
+
+def test_train_loss_is_the_epochs_weighted_mean_and_callbacks_see_it() -> None:
+    """The module sums `train/loss` itself and logs it once, at the epoch's last batch. With a
+    learning rate of 0 the weights stay put, so the epoch's mean is known: batches of 4, 4 and 2
+    sequences weigh 4, 4 and 2."""
+    torch.manual_seed(0)
+    x, y = torch.randn(10, 5, 2), torch.randn(10, 1)
+    batches = [{"x": x[i : i + 4], "y": y[i : i + 4]} for i in (0, 4, 8)]
+    module = SequenceRegression(build_model(ModelConfig(cell="tanh", hidden_size=3), 2, 1), lr=0.0)
+    with torch.no_grad():
+        expected = sum(F.mse_loss(module(b["x"]), b["y"]) * len(b["y"]) for b in batches) / 10
+    clock = _EpochEnd()
+    trainer = L.Trainer(
+        max_epochs=2,
+        callbacks=[clock],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))  # as they are
+    assert clock.seen == pytest.approx([float(expected)] * 2, rel=1e-6)
+    assert float(trainer.callback_metrics["train/loss"]) == pytest.approx(float(expected), rel=1e-6)
