@@ -1,7 +1,8 @@
 """LightningModules per task family. Each receives its network; it does not build it.
 
 Every module consumes the dict batches of `seqmodels.batch` and has one `model_step` shared by
-train, validation and test; metric keys are namespaced (`train/loss`, `val/acc`, `test/bpc`).
+train, validation and test (where the rest of it would wait for the GPU, training computes only
+its loss part); metric keys are namespaced (`train/loss`, `val/acc`, `test/bpc`).
 
 | module | network | y | test metrics |
 |---|---|---|---|
@@ -53,6 +54,7 @@ from seqmodels.training import (
 )
 
 ChunkLoss = Callable[[torch.Tensor, slice], torch.Tensor]  # (outputs of a chunk, its steps) -> loss
+Weight = int | torch.Tensor  # a batch's weight in an epoch's mean; a tensor where reading it waits
 
 
 def takes_argument(net: nn.Module, name: str) -> bool:
@@ -113,7 +115,7 @@ class _Module(L.LightningModule):
         self.net = net
         self._check_switches()
         self.automatic_optimization = tbptt is None
-        self._train_sums: dict[str, tuple[torch.Tensor, int]] = {}  # name -> (sum, weight)
+        self._train_sums: dict[str, tuple[torch.Tensor, Weight]] = {}  # name -> (sum, weight)
         self._reset()
 
     def _check_switches(self) -> None:
@@ -151,7 +153,7 @@ class _Module(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         self._train_sums = {}
 
-    def _add_to_epoch(self, name: str, value: torch.Tensor, weight: int) -> None:
+    def _add_to_epoch(self, name: str, value: torch.Tensor, weight: Weight) -> None:
         """Add one batch's `value`, of weight `weight`, to the epoch's mean of `name`."""
         total, count = self._train_sums.get(name, (torch.zeros((), device=value.device), 0))
         self._train_sums[name] = (total + value.detach() * weight, count + weight)
@@ -172,11 +174,11 @@ class _Module(L.LightningModule):
         hp = self.hparams
         return torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
 
-    def training_loss(self, batch: Batch) -> tuple[torch.Tensor, int]:
+    def training_loss(self, batch: Batch) -> tuple[torch.Tensor, Weight]:
         """(the task loss of one training batch, its weight in the epoch's mean)."""
         raise NotImplementedError  # pragma: no cover - abstract
 
-    def chunk_loss(self, batch: Batch) -> tuple[ChunkLoss, int]:
+    def chunk_loss(self, batch: Batch) -> tuple[ChunkLoss, Weight]:
         """For truncated BPTT: the loss of a chunk's outputs, normalised so that the chunks'
         losses add up to `training_loss`, and the batch's weight in the epoch's mean."""
         raise NotImplementedError  # pragma: no cover - `_check_switches` stops it first
@@ -220,7 +222,7 @@ class _Module(L.LightningModule):
 
     def truncated_backward(
         self, batch: Batch, backward: Callable[[torch.Tensor], None]
-    ) -> tuple[torch.Tensor, torch.Tensor, int]:
+    ) -> tuple[torch.Tensor, torch.Tensor, Weight]:
         """Truncated BPTT's gradients of one batch (10.2.2), accumulated in `.grad`.
 
         The chunks of `tbptt` steps run `Recurrent.run` from the previous chunk's detached
@@ -359,9 +361,8 @@ class Seq2Seq(_Module):
     def forward(self, batch: Batch) -> DecoderOutput:
         return self.net(batch["x"], batch["x_len"], batch["y"])
 
-    def model_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
-        """The one step shared by train, validation and test:
-        (loss, token accuracy, sequence accuracy, target token count)."""
+    def _loss(self, batch: Batch) -> tuple[DecoderOutput, torch.Tensor, torch.Tensor]:
+        """(the decoder's output, the loss, the mask of target tokens (B, U))."""
         out = self(batch)
         y, y_len = batch["y"], batch["y_len"]
         valid = mask(y_len, y.shape[1])  # (B, U)
@@ -374,13 +375,19 @@ class Seq2Seq(_Module):
         if out.length_logits is not None:
             classes = out.length_logits.shape[-1]
             loss = loss + F.cross_entropy(out.length_logits, y_len.clamp(max=classes - 1))
-        correct = (out.logits.argmax(-1) == y) | ~valid  # (B, U)
+        return out, loss, valid
+
+    def model_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+        """The one step of validation: (loss, token accuracy, sequence accuracy, target token
+        count)."""
+        out, loss, valid = self._loss(batch)
+        correct = (out.logits.argmax(-1) == batch["y"]) | ~valid  # (B, U)
         token_acc = (correct & valid).sum() / valid.sum()
         seq_acc = correct.all(dim=1).float().mean()
         return loss, token_acc, seq_acc, int(valid.sum())
 
     def training_loss(self, batch: Batch) -> tuple[torch.Tensor, int]:
-        return self.model_step(batch)[0], batch["y"].shape[0]
+        return self._loss(batch)[1], batch["y"].shape[0]  # no accuracies: nothing to wait for
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         loss, token_acc, seq_acc, tokens = self.model_step(batch)
@@ -430,6 +437,12 @@ def _symbols(ids: np.ndarray) -> list[int]:
     return out
 
 
+def _scored(batch: Batch) -> torch.Tensor:
+    """The positions a language model is scored on (B, T): before `y_len`, and not PAD."""
+    y = batch["y"]
+    return mask(batch["y_len"], y.shape[1]) & (y != PAD)
+
+
 class LanguageModel(_Module):
     """Per-step token prediction: logits (B, T, V) for `x` (B, T), scored against `y` (B, T).
 
@@ -445,28 +458,34 @@ class LanguageModel(_Module):
     def forward(self, x: torch.Tensor, x_len: torch.Tensor | None = None) -> torch.Tensor:
         return _call(self.net, x, x_len=x_len)
 
-    def model_step(self, batch: Batch) -> tuple[torch.Tensor, int, int]:
-        """The one step shared by train, validation and test: (mean nats, right, tokens)."""
-        logits = self(batch["x"], **_inputs(self.net, batch))  # (B, T, V)
+    def _scores(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(logits (B, T, V), nats (B, T), the mask of scored positions (B, T))."""
+        logits = self(batch["x"], **_inputs(self.net, batch))
         y = batch["y"]
-        valid = mask(batch["y_len"], y.shape[1]) & (y != PAD)  # (B, T)
-        nats = F.cross_entropy(logits.transpose(1, 2), y, reduction="none")  # (B, T)
+        nats = F.cross_entropy(logits.transpose(1, 2), y, reduction="none")
+        return logits, nats, _scored(batch)
+
+    def model_step(self, batch: Batch) -> tuple[torch.Tensor, int, int]:
+        """The one step of validation and test: (mean nats, right, tokens)."""
+        logits, nats, valid = self._scores(batch)
         tokens = int(valid.sum())
-        right = int(((logits.argmax(-1) == y) & valid).sum())
+        right = int(((logits.argmax(-1) == batch["y"]) & valid).sum())
         return (nats * valid).sum() / max(tokens, 1), right, tokens
 
-    def training_loss(self, batch: Batch) -> tuple[torch.Tensor, int]:
-        loss, _, tokens = self.model_step(batch)
-        return loss, tokens
+    def training_loss(self, batch: Batch) -> tuple[torch.Tensor, Weight]:
+        # The token count stays a tensor: reading it would wait for the GPU at every step.
+        _, nats, valid = self._scores(batch)
+        tokens = valid.sum()
+        return (nats * valid).sum() / tokens.clamp(min=1), tokens
 
-    def chunk_loss(self, batch: Batch) -> tuple[ChunkLoss, int]:
+    def chunk_loss(self, batch: Batch) -> tuple[ChunkLoss, Weight]:
         y = batch["y"]  # (B, T)
-        valid = mask(batch["y_len"], y.shape[1]) & (y != PAD)  # (B, T)
-        tokens = int(valid.sum())
+        valid = _scored(batch)
+        tokens = valid.sum()
 
         def loss(logits: torch.Tensor, window: slice) -> torch.Tensor:  # logits (B, k, V)
             nats = F.cross_entropy(logits.transpose(1, 2), y[:, window], reduction="none")
-            return (nats * valid[:, window]).sum() / max(tokens, 1)  # (B, k) summed
+            return (nats * valid[:, window]).sum() / tokens.clamp(min=1)  # (B, k) summed
 
         return loss, tokens
 
