@@ -506,7 +506,7 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def _data_prepare(args: argparse.Namespace) -> int:
-    from pipelines.spec import SpecError, parse_task
+    from pipelines.task_spec import SpecError, parse_task  # no torch: see its module doc
     from seqmodels.errors import ConfigError
 
     given: dict[str, str] = {}  # option -> the `--set` item that gave it, to name it in errors

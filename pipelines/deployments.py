@@ -28,7 +28,8 @@ from pipelines import report as reports  # noqa: E402
 from pipelines import tracking  # noqa: E402
 from pipelines.data_flows import prepare_data_flow  # noqa: E402
 from pipelines.flows import run_study  # noqa: E402
-from pipelines.spec import load_spec, parse_task  # noqa: E402
+from pipelines.spec import load_spec  # noqa: E402
+from pipelines.task_spec import parse_task  # noqa: E402
 from seqmodels.tasks import TASKS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

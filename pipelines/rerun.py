@@ -20,7 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from pipelines import settings, store
-from pipelines.spec import parse_task
+from pipelines.task_spec import parse_task
 from pipelines.trainable import build_module, make_trainer
 from seqmodels.data import NpzDataModule
 

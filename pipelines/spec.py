@@ -9,23 +9,25 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
-    ConfigDict,
-    Discriminator,
     Field,
     ValidationError,
-    create_model,
     field_validator,
     model_validator,
 )
-from pydantic.dataclasses import dataclass as pydantic_dataclass
 
+from pipelines.task_spec import (
+    STRICT,
+    SpecError,
+    spec_error,
+    task_union,
+    validated,
+)
 from seqmodels.errors import ConfigError
 from seqmodels.models import ModelConfig
 from seqmodels.tasks import TASKS
@@ -36,24 +38,7 @@ from seqmodels.training import (
     TBPTT_FAMILIES,
 )
 
-_STRICT = ConfigDict(extra="forbid", frozen=True)
-_STRICT_DATACLASS = ConfigDict(extra="forbid")  # frozen comes from the dataclass itself
-
-
-class SpecError(Exception):
-    """A user's mistake in a spec: printed as one line, `file: field: message`."""
-
-    def __init__(self, source: str, field: str, message: str) -> None:
-        self.source, self.field, self.message = source, field, message
-        super().__init__(f"{source}: {field}: {message}" if field else f"{source}: {message}")
-
-
-def _validated(cls: type) -> type:
-    """A pydantic-validated twin of a seqmodels dataclass that rejects unknown keys."""
-    return pydantic_dataclass(cls, config=_STRICT_DATACLASS, frozen=True)
-
-
-ModelSpec = _validated(ModelConfig)
+ModelSpec = validated(ModelConfig)
 
 
 class TrainConfig(BaseModel):
@@ -64,7 +49,7 @@ class TrainConfig(BaseModel):
     `info_flow` fit is checked against the study (`check_training_switches`).
     """
 
-    model_config = _STRICT
+    model_config = STRICT
 
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
@@ -102,23 +87,6 @@ SCIENTIFIC = frozenset(  # what a variant is; never searched
 SWITCHES = frozenset({"diagnostics"})  # what a study turns on or off; never searched
 
 
-@cache
-def _task_union() -> Any:
-    """`task` is a union of one model per registered task, told apart by `name`."""
-    members = []
-    for name in TASKS.names():
-        options_type = _validated(TASKS.get(name).options_type)
-        member = create_model(
-            f"{name.title()}TaskSpec",
-            __config__=_STRICT,
-            name=(Literal[name], ...),
-            options=(options_type, Field(default_factory=options_type)),
-            seed=(int, Field(0, ge=0, description="seed of data generation")),
-        )
-        members.append(member)
-    return Annotated[Union[tuple(members)], Discriminator("name")]  # noqa: UP007
-
-
 class Distribution(BaseModel):
     """One search dimension, written as a one-key mapping: `{loguniform: [1e-4, 1e-2]}`.
 
@@ -126,7 +94,7 @@ class Distribution(BaseModel):
     [low, high], both ends included; `choice` draws one of the listed values.
     """
 
-    model_config = _STRICT
+    model_config = STRICT
 
     uniform: tuple[float, float] | None = None
     loguniform: tuple[float, float] | None = None
@@ -166,7 +134,7 @@ class SchedulerSpec(BaseModel):
     continuous hyperparameters, restoring each from its checkpoint.
     """
 
-    model_config = _STRICT
+    model_config = STRICT
 
     name: Literal["fifo", "asha", "hyperband", "pbt"] = "asha"
     grace_period: int = Field(1, ge=1, description="epochs before a trial may be stopped")
@@ -194,7 +162,7 @@ class SearchSpec(BaseModel):
     `arch_options.<option>`. Every variant still gets `trials_per_variant` trials.
     """
 
-    model_config = _STRICT
+    model_config = STRICT
 
     space: dict[str, Distribution] = Field(default_factory=dict)
     per_variant: dict[str, dict[str, Distribution]] = Field(
@@ -284,7 +252,7 @@ class SearchSpec(BaseModel):
 class Resources(BaseModel):
     """What each trial reserves on the Ray cluster."""
 
-    model_config = _STRICT
+    model_config = STRICT
 
     cpu: float = Field(1.0, gt=0)
     gpu: float = Field(0.0, ge=0)
@@ -293,11 +261,11 @@ class Resources(BaseModel):
 class StudySpec(BaseModel):
     """A comparison study: which variants, on which task, tuned how, repeated how often."""
 
-    model_config = _STRICT
+    model_config = STRICT
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
     description: str = ""
-    task: _task_union()  # type: ignore[valid-type]
+    task: task_union()  # type: ignore[valid-type]
     variants: dict[str, ModelSpec] = Field(min_length=1)  # type: ignore[valid-type]
     search: SearchSpec = Field(default_factory=SearchSpec)
     fixed: TrainConfig = Field(default_factory=TrainConfig)
@@ -568,46 +536,4 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>") -> StudySpec:
     try:
         return StudySpec.model_validate(raw)
     except ValidationError as err:
-        raise _spec_error(source, err) from None
-
-
-@cache
-def _task_section() -> type[BaseModel]:
-    """A model holding only a spec's `task`, so its errors read `task.<field>` as in a spec."""
-    return create_model("TaskSection", __config__=_STRICT, task=(_task_union(), ...))
-
-
-def parse_task(raw: dict[str, Any], source: str = "<task>") -> Any:
-    """Validate a spec's `task` section alone (`name`, `options`, `seed`), exactly as a spec would.
-
-    Returns the task's validated model: `.name`, `.options` (the task's options dataclass, defaults
-    filled in) and `.seed`. Raises SpecError naming `task.<field>` on any mistake.
-    """
-    try:
-        return _task_section().model_validate({"task": raw}).task
-    except ValidationError as err:
-        raise _spec_error(source, err) from None
-
-
-def _spec_error(source: str, err: ValidationError) -> SpecError:
-    """The first validation error as a SpecError with a dotted field path."""
-    first = err.errors()[0]
-    loc = [str(part) for part in first["loc"]]
-    if len(loc) > 1 and loc[0] == "task" and loc[1] in TASKS:
-        del loc[1]  # the discriminated union's tag is not a field the user wrote
-    message = first["msg"].removeprefix("Value error, ")
-    cause = first.get("ctx", {}).get("error")
-    if isinstance(cause, ConfigError):
-        loc.append(cause.field)  # the config named the offending key itself
-    kind = first["type"]
-    if kind in ("extra_forbidden", "unexpected_keyword_argument"):
-        message = "unknown key"
-    elif kind in ("missing", "union_tag_not_found"):
-        message = "required"
-        if kind == "union_tag_not_found":
-            loc.append("name")
-    elif kind == "union_tag_invalid":
-        tag = first["ctx"]["tag"]
-        message = f"unknown task {tag!r}; choose from: {', '.join(TASKS.names())}"
-        loc.append("name")
-    return SpecError(source, ".".join(loc), message)
+        raise spec_error(source, err) from None

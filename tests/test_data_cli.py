@@ -129,6 +129,28 @@ def test_a_second_prepare_is_a_cache_hit_that_rewrites_nothing(lanes: dict) -> N
         assert db.execute("select count(*) from flow_run").fetchone() == (1,)
 
 
+def test_a_cache_hit_loads_neither_torch_nor_the_orchestration(lanes: dict) -> None:
+    """Answering from the store needs the task's options checked and the card read: no torch
+    (the task section is validated without the networks), no Prefect, Ray or MLflow."""
+    code = (
+        "import json, sys; from pipelines.cli import main; rc = main(json.loads(sys.argv[1])); "
+        "heavy = {'torch', 'lightning', 'prefect', 'ray', 'mlflow'} & set(sys.modules); "
+        "print('loaded:', json.dumps([rc, sorted(heavy)]), file=sys.stderr)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, json.dumps([*ADDING, *SMALL, "--json"])],
+        cwd=ROOT,
+        env=_env(lanes["a"]),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("loaded: ")]
+    rc, heavy = json.loads(line.removeprefix("loaded: "))
+    assert rc == 0 and json.loads(done.stdout)["cached"] is True, done.stderr
+    assert heavy == []
+
+
 def test_a_changed_option_gives_a_new_digest(lanes: dict) -> None:
     both = lanes["both"]
     assert lanes["codes"][0] == 0, both.stderr
