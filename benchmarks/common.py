@@ -47,7 +47,7 @@ def private_home(prefix: str) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         home = Path(tmp) / "home"
         os.environ["SEQLAB_HOME"] = str(home)
-        for var in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "PREFECT_API_URL"):
+        for var in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "PREFECT_API_URL", "SEQLAB_STORE"):
             os.environ.pop(var, None)
         from pipelines import settings
 

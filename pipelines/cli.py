@@ -226,7 +226,7 @@ def _validate(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     spec = _load(args.spec, args.overrides)
-    if spec is None or not _store_usable():
+    if spec is None or not _store_usable(study=True):
         return EXIT_USAGE  # before anything is started or written
     variants = ", ".join(spec.variants)
     trials = spec.search.trials_per_variant
@@ -330,7 +330,7 @@ def _bounded_interrupt(message: str, embedded: bool) -> Iterator[None]:
 
 def _resume(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    if not _store_usable():
+    if not _store_usable(study=True):
         return EXIT_USAGE
     settings.configure_environment()
     settings.quiet_known_warnings()
@@ -562,12 +562,13 @@ def _data_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _store_usable() -> bool:
-    """Whether the data store's root is usable here; if not, says why in one line."""
+def _store_usable(study: bool = False) -> bool:
+    """Whether the data store's root is usable here (for a study: Tune's state too, which
+    lives beside the datasets in an object store); if not, says why in one line."""
     from pipelines import store
 
     try:
-        store.check_root(settings.data_store())
+        (store.check_study_root if study else store.check_root)(settings.data_store())
     except store.StoreError as err:
         _user_error("SEQLAB_STORE", settings.data_store(), str(err))
         return False

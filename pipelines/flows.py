@@ -12,11 +12,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+import fsspec
 import mlflow
 import mlflow.pytorch
+import pyarrow.fs
 import ray
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
@@ -41,6 +42,7 @@ from pipelines.report import Report
 from pipelines.spec import OPTION_SECTIONS, PERTURBABLE, Distribution, StudySpec
 from pipelines.store import DatasetRef
 from pipelines.trainable import evaluate, train_repeat, train_trial
+from seqmodels.files import join
 
 METRIC, MODE = "val/loss", "min"
 
@@ -209,11 +211,26 @@ class StudyInterrupted(KeyboardInterrupt):
     """
 
 
+def tune_storage() -> str:
+    """Where Ray Tune keeps its experiments' state, results and checkpoints.
+
+    Beside the datasets when the store is an object store (`SEQLAB_STORE=s3://...`): every node
+    of a cluster reaches the bucket, and Tune's trials on other nodes need storage they all
+    share. Otherwise under `SEQLAB_HOME`, on the driver's disk.
+    """
+    root = settings.data_store()
+    return (
+        join(root, "ray_results")
+        if store.is_url(root)
+        else str(settings.seqlab_home() / "ray_results")
+    )
+
+
 def _run_config(label: str, callbacks: list[tune.Callback], **extra: Any) -> tune.RunConfig:
-    """Results under the store, our own callbacks for output, one retry from a checkpoint."""
+    """Results in Tune's storage, our own callbacks for output, one retry from a checkpoint."""
     return tune.RunConfig(
         name=f"{label}-{time.strftime('%Y%m%d-%H%M%S')}",
-        storage_path=str(settings.seqlab_home() / "ray_results"),
+        storage_path=tune_storage(),
         callbacks=callbacks,
         failure_config=tune.FailureConfig(max_failures=1),
         verbose=0,
@@ -238,10 +255,26 @@ def _tuner(
     path = client.get_run(parent_run_id).data.tags.get(tag)
     # A Tuner stopped before it first saved the experiment's state has nothing to restore
     # (Tune would restore its tuner.pkl with no trials): the phase starts again.
-    if path and tune.Tuner.can_restore(path) and any(Path(path).glob("experiment_state-*")):
+    if path and tune.Tuner.can_restore(path) and _saved_state(path):
         return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True)
-    client.set_tag(parent_run_id, tag, str(Path(str(run_config.storage_path)) / run_config.name))
+    client.set_tag(parent_run_id, tag, join(str(run_config.storage_path), str(run_config.name)))
     return new()
+
+
+def _saved_state(experiment: str) -> bool:
+    """Whether Tune saved the experiment's state at `experiment` (a path or a URL)."""
+    fs, root = fsspec.core.url_to_fs(experiment)
+    fs.invalidate_cache(root)  # an object store's listing may be cached from before Tune wrote
+    return bool(fs.glob(f"{root}/experiment_state-*"))
+
+
+def local_checkpoint(checkpoint: tune.Checkpoint, *where: str) -> str:
+    """A local directory holding `checkpoint`: its own where Tune's storage is on this disk,
+    else a copy under `SEQLAB_HOME/checkpoints/<where...>` (the driver reads it to test and
+    register the model)."""
+    if isinstance(checkpoint.filesystem, pyarrow.fs.LocalFileSystem):
+        return checkpoint.path
+    return checkpoint.to_directory(str(settings.seqlab_home().joinpath("checkpoints", *where)))
 
 
 def _fit(tuner: tune.Tuner, parent_run_id: str, kind: str, variant: str | None) -> Any:
@@ -320,7 +353,7 @@ def tune_variant(
         variant=variant,
         config=best.config,
         best_val=float(metrics[METRIC]),
-        checkpoint_dir=checkpoint.path,
+        checkpoint_dir=local_checkpoint(checkpoint, parent_run_id, variant),
         run_id=run_ids[best.metrics["trial_id"]],
         trials=len(results),
         stopped_early=sum(r.metrics["training_iteration"] < spec.fixed.max_epochs for r in ok),

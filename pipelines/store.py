@@ -99,6 +99,27 @@ def check_root(root: str | Path) -> None:
         raise StoreError(str(err)) from None
 
 
+# The URL schemes of pyarrow's filesystems, through which Ray Tune reads and writes its storage.
+TUNE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
+
+
+def check_study_root(root: str | Path) -> None:
+    """`check_root`, and for an object store also that Ray Tune can keep its state there.
+
+    A study's Tune state, results and checkpoints go beside the datasets when the store is an
+    object store (`flows.tune_storage`), and Tune reaches it through pyarrow's filesystems, not
+    fsspec's: a protocol only fsspec knows (`memory://`, `ftp://`) serves data, not studies.
+    """
+    check_root(root)
+    scheme = str(root).split("://", 1)[0].lower() if is_url(root) else "file"
+    if scheme not in TUNE_SCHEMES:
+        known = ", ".join(f"{name}://" for name in TUNE_SCHEMES if name != "file")
+        raise StoreError(
+            f"Ray Tune cannot keep a study's state in a {scheme}:// store; use {known} "
+            "or a directory"
+        )
+
+
 def is_prepared(uri: str) -> bool:
     """Whether the dataset at `uri` is complete: its card is written last."""
     fs, path = fsspec.core.url_to_fs(uri)

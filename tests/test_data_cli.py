@@ -311,6 +311,19 @@ def test_a_store_url_that_cannot_be_used_is_one_line(
     assert captured.out == "" and not home.exists()
 
 
+def test_a_store_that_holds_data_but_not_studies_refuses_a_study(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """fsspec's in-memory store serves datasets; Ray Tune, which keeps a study's state beside
+    them, reaches object stores through pyarrow, which has no such filesystem."""
+    monkeypatch.setenv("SEQLAB_STORE", "memory://seqlab")
+    for argv in (["run", "experiments/smoke.yaml"], ["resume", "smoke"]):
+        assert main(argv) == 2
+        (line,) = capsys.readouterr().err.splitlines()
+        assert line.startswith("seqlab: error: SEQLAB_STORE: memory://seqlab: Ray Tune cannot")
+    assert not home.exists()
+
+
 def test_bad_input_in_a_real_process_has_no_traceback(home: Path, files: Path) -> None:
     result = seqlab("data", "prepare", "series_csv", "--set", f"path={files}/words.csv")
     assert result.returncode == 2

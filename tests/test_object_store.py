@@ -1,4 +1,5 @@
-"""The data store in an S3 bucket (`SEQLAB_STORE=s3://...`), as a cluster shares it.
+"""The data store in an S3 bucket (`SEQLAB_STORE=s3://...`), as a cluster shares it, and
+Ray Tune's state beside it.
 
 A real S3-compatible server (moto's, over HTTP on a loopback port) holds the bucket; s3fs,
 fsspec's S3 backend, talks to it as it would to AWS. `seqlab data prepare` writes a dataset
@@ -113,6 +114,20 @@ def test_data_prepare_writes_to_the_bucket_and_finds_it_again(s3: dict, tmp_path
     assert json.loads(again.stdout) == {**ref, "cached": True}
 
 
+def test_tunes_saved_state_is_found_in_the_bucket(
+    s3: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `seqlab resume` asks of an experiment in the bucket before `Tuner.restore`."""
+    for key, value in s3.items():
+        monkeypatch.setenv(key, value)
+    from pipelines import flows
+
+    experiment = f"s3://{BUCKET}/resume/ray_results/study-rnn-20261127-120000"
+    assert not flows._saved_state(experiment)
+    _bucket(s3).pipe(f"{experiment}/experiment_state-2026-11-27_12-00-00.json", b"{}")
+    assert flows._saved_state(experiment)
+
+
 def test_a_study_trains_from_the_bucket(s3: dict, tmp_path: Path) -> None:
     spec = {
         "name": "s3-store",
@@ -143,7 +158,19 @@ def test_a_study_trains_from_the_bucket(s3: dict, tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert not (home / "data").exists()  # the Ray workers read the splits from the bucket
-    (dataset,) = _bucket(s3).ls(f"{store}/data")
+    bucket = _bucket(s3)
+    (dataset,) = bucket.ls(f"{store}/data")
+    # Tune kept its state, results and checkpoints in the bucket too, where every node of a
+    # cluster reaches them: one experiment per variant and one for the repeats.
+    assert not (home / "ray_results").exists()
+    states = bucket.glob(f"{store}/ray_results/*/experiment_state-*.json")
+    experiments = sorted({Path(state).parent.name for state in states})
+    assert [name.rsplit("-", 2)[0] for name in experiments] == [
+        "s3-store-gru",
+        "s3-store-repeats",
+        "s3-store-rnn",
+    ], experiments
+    assert bucket.glob(f"{store}/ray_results/s3-store-gru-*/*/checkpoint_*/checkpoint")
 
     client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("s3-store")
@@ -156,3 +183,7 @@ def test_a_study_trains_from_the_bucket(s3: dict, tmp_path: Path) -> None:
     (logged,) = parent.inputs.dataset_inputs
     assert logged.dataset.source_type == "s3"
     assert json.loads(logged.dataset.source)["uri"] == f"s3://{dataset}"
+    for variant in ("rnn", "gru"):  # the driver tested and registered each from a local copy
+        assert parent.data.tags[f"seqlab.tune.{variant}"].startswith(f"{store}/ray_results/")
+        assert client.get_model_version_by_alias(f"s3-store-{variant}", "champion")
+    assert (home / "checkpoints" / parent.info.run_id).is_dir()
