@@ -54,31 +54,40 @@ def halving(curves: Curves, max_t: int, threshold: float, grace: int, eta: int) 
 
 
 def replay(report: dict[str, Any], graces: list[int], etas: list[int]) -> list[dict[str, Any]]:
+    """One row per repeat, grace period and reduction factor: the epochs halving spent."""
     rows = []
     for repeat in report["repeats"]:
         recorded = curves(repeat)
-        max_t, threshold = repeat["max_t"], repeat["threshold"]
-        budget = len(recorded) * max_t
-        within = {
-            point: min((e for e, loss in curve.items() if loss <= threshold), default=None)
-            for point, curve in recorded.items()
-        }
+        budget = len(recorded) * repeat["max_t"]
         for grace in graces:
             for eta in etas:
-                spent = halving(recorded, max_t, threshold, grace, eta)
+                spent = halving(recorded, repeat["max_t"], repeat["threshold"], grace, eta)
+                share = None if spent is None else spent / budget
                 rows.append(
                     {
                         "seed": repeat["seed"],
                         "grace": grace,
                         "eta": eta,
                         "epochs": spent,
-                        "share": None if spent is None else spent / budget,
-                        "budget": budget,
-                        "configs_within": sum(e is not None for e in within.values()),
-                        "first_within_epoch": min((e for e in within.values() if e), default=None),
+                        "share": share,
                     }
                 )
     return rows
+
+
+def within(repeat: dict[str, Any]) -> str:
+    """How many configurations ever come within the threshold, and from which epoch."""
+    recorded = curves(repeat)
+    firsts = [
+        min((e for e, loss in curve.items() if loss <= repeat["threshold"]), default=None)
+        for curve in recorded.values()
+    ]
+    reached = [e for e in firsts if e is not None]
+    return (
+        f"seed {repeat['seed']}: {len(reached)} of the configurations ever come within 2% of B, "
+        f"first at epoch {min(reached, default=None)} of the budget's "
+        f"{len(recorded) * repeat['max_t']} epochs"
+    )
 
 
 def main() -> int:
@@ -115,13 +124,8 @@ def main() -> int:
             f"| {row['seed']} | {row['grace']} | {row['eta']} | {row['epochs'] or 'never'} "
             f"| {share} | {'yes' if meets else 'no'} |"
         )
-    for seed in dict.fromkeys(row["seed"] for row in rows):
-        first = next(row for row in rows if row["seed"] == seed)
-        print(
-            f"seed {seed}: {first['configs_within']} of the configurations ever come within "
-            f"2% of B, first at epoch {first['first_within_epoch']} of the budget's "
-            f"{first['budget']} epochs"
-        )
+    for repeat in report["repeats"]:
+        print(within(repeat))
     return 0
 
 
