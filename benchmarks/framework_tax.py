@@ -142,7 +142,12 @@ def bare_arm(
     optimizer = torch.optim.Adam(
         net.parameters(), lr=config["lr"], weight_decay=config["weight_decay"]
     )
-    data = NpzDataModule(dataset.uri, batch_size=config["batch_size"], seed=config["seed"])
+    data = NpzDataModule(
+        dataset.uri,
+        batch_size=config["batch_size"],
+        seed=config["seed"],
+        pin_memory=device == "cuda",  # as the DataModule pins under a Trainer on a GPU
+    )
     data.setup("fit")
     train, val = data.train_dataloader(), data.val_dataloader()
     steps = len(train)
@@ -153,7 +158,8 @@ def bare_arm(
         return net(batch["x"], batch["x_len"]) if takes_len else net(batch["x"])  # (B, O)
 
     def to_device(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {key: value.to(device) for key, value in batch.items()}  # as Lightning moves it
+        # as Lightning moves it: a pinned batch's copy does not wait for the GPU
+        return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
 
     ends, cpu = [time.perf_counter()], [time.thread_time()]
     val_loss = train_loss = math.nan

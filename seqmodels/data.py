@@ -110,17 +110,34 @@ class NpzDataModule(L.LightningDataModule):
         seed: fixes the shuffle (and bucketing) order of training batches.
         bucket: group similar lengths into training batches when the split's lengths vary;
             fixed-length splits always shuffle plainly.
+        pin_memory: put each batch in page-locked memory, so that its copy to a GPU does not
+            wait for the GPU's queued work; None (the default) pins when the attached
+            Trainer trains on a CUDA device.
     """
 
     def __init__(
-        self, root: str | Path, batch_size: int = 64, seed: int = 0, bucket: bool = True
+        self,
+        root: str | Path,
+        batch_size: int = 64,
+        seed: int = 0,
+        bucket: bool = True,
+        pin_memory: bool | None = None,
     ) -> None:
         super().__init__()
         self.root = str(root)
         self.batch_size = batch_size
         self.seed = seed
         self.bucket = bucket
+        self.pin_memory = pin_memory
         self.datasets: dict[str, SplitDataset] = {}
+
+    @property
+    def pinned(self) -> bool:
+        """Whether the loaders pin their batches (see `pin_memory`)."""
+        if self.pin_memory is not None:
+            return self.pin_memory
+        trainer = self.trainer
+        return trainer is not None and trainer.strategy.root_device.type == "cuda"
 
     def setup(self, stage: str | None = None) -> None:
         for split in SPLITS:
@@ -131,7 +148,9 @@ class NpzDataModule(L.LightningDataModule):
         train = self.datasets["train"]
         if self.bucket and train.variable_length:
             sampler = BucketBatchSampler(train.tensors["x_len"], self.batch_size, self.seed)
-            return DataLoader(train, batch_sampler=sampler, collate_fn=collate)
+            return DataLoader(
+                train, batch_sampler=sampler, collate_fn=collate, pin_memory=self.pinned
+            )
         # A seeded generator keeps the shuffle order reproducible for a given trial seed.
         generator = torch.Generator().manual_seed(self.seed)
         return DataLoader(
@@ -140,10 +159,16 @@ class NpzDataModule(L.LightningDataModule):
             shuffle=True,
             generator=generator,
             collate_fn=collate,
+            pin_memory=self.pinned,
         )
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.datasets["val"], batch_size=EVAL_BATCH, collate_fn=collate)
+        return self._evaluation_loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return DataLoader(self.datasets["test"], batch_size=EVAL_BATCH, collate_fn=collate)
+        return self._evaluation_loader("test")
+
+    def _evaluation_loader(self, split: str) -> DataLoader:
+        return DataLoader(
+            self.datasets[split], batch_size=EVAL_BATCH, collate_fn=collate, pin_memory=self.pinned
+        )
