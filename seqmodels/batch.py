@@ -13,6 +13,12 @@ A batch is a dict of tensors, batch-first:
 `y` is (B, O) float32 for regression, (B,) int64 for classification, and (B, U) int64 token
 ids, padded with PAD, for sequence targets.
 
+`HOST_KEYS` (`x_len`, `x_parent`) describe the batch's shape: torch's packing wants lengths on
+the CPU, and trees are built in Python. A LightningModule leaves them on the CPU when it moves a
+batch to a GPU (`seqmodels.lit`), so that reading them does not wait for the GPU; a network
+copies them to the device itself where it computes with them (`.to(device, non_blocking=True)`,
+which never waits). Networks accept them on either device.
+
 Token ids follow one vocabulary convention, so padding and generation need no lookups.
 """
 
@@ -22,9 +28,10 @@ import torch
 
 from seqmodels.tokens import BOS, EOS, FIRST_SYMBOL, PAD
 
-__all__ = ["BOS", "EOS", "FIRST_SYMBOL", "PAD", "Batch", "mask"]
+__all__ = ["BOS", "EOS", "FIRST_SYMBOL", "HOST_KEYS", "PAD", "Batch", "mask"]
 
 Batch = dict[str, torch.Tensor]
+HOST_KEYS = ("x_len", "x_parent")  # stay on the CPU when a batch moves to a GPU
 
 
 def mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:

@@ -873,3 +873,32 @@ def test_diagnostics_callback_logs_finite_values(cell: str) -> None:
         recorder.logged["diag/spectral_radius"][-1]
         <= recorder.logged["diag/max_singular_value"][-1] + 1e-6
     )  # |lambda|max <= sigma_max always
+
+
+def test_packing_matches_torchs_own_unsorted_packing() -> None:
+    """The recurrence sorts a padded batch by length itself: the same outputs and final
+    states, in the batch's own order, as torch's `enforce_sorted=False`."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    recurrence = TorchRecurrence(3, 5, num_layers=2, mode="LSTM", bidirectional=True)
+    x, x_len = padded_floats()
+    out, (h, c) = recurrence.run(x, x_len=x_len)
+    packed = pack_padded_sequence(x, x_len, batch_first=True, enforce_sorted=False)
+    expected, (h_expected, c_expected) = recurrence.rnn(packed)
+    expected, _ = pad_packed_sequence(expected, batch_first=True, total_length=x.shape[1])
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(h, h_expected)
+    torch.testing.assert_close(c, c_expected)
+
+
+def test_a_moved_batch_keeps_lengths_and_trees_on_the_host() -> None:
+    """Lightning's move to a device leaves `HOST_KEYS` where they are; the "meta" device
+    stands in for a GPU."""
+    module = SequenceClassification(
+        build_model(config_for("seq2one", "gru", bidirectional=True), 3, 2)
+    )
+    x, x_len = padded_floats()
+    batch = {"x": x, "x_len": x_len, "x_parent": torch.zeros(4, 6, dtype=torch.long)}
+    moved = module.transfer_batch_to_device(batch, torch.device("meta"), 0)
+    assert moved["x"].device.type == "meta"
+    assert moved["x_len"] is x_len and moved["x_parent"] is batch["x_parent"]

@@ -39,7 +39,7 @@ def reverse_padded(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tenso
         return x.flip(1)
     T = x.shape[1]
     t = torch.arange(T, device=x.device)[None, :]  # (1, T)
-    lengths = lengths.to(x.device)[:, None]  # (B, 1)
+    lengths = lengths.to(x.device, non_blocking=True)[:, None]  # (B, 1); see HOST_KEYS
     index = torch.where(t < lengths, lengths - 1 - t, t)  # (B, T)
     index = index.view(*index.shape, *([1] * (x.dim() - 2))).expand_as(x)
     return x.gather(1, index)
@@ -50,7 +50,7 @@ def at_lengths(h: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
     if lengths is None:
         return h[:, -1]
     rows = torch.arange(h.shape[0], device=h.device)
-    return h[rows, lengths.to(h.device) - 1]
+    return h[rows, lengths.to(h.device, non_blocking=True) - 1]
 
 
 def mlp(width_in: int, width: int, layers: int) -> nn.Sequential:

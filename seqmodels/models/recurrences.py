@@ -163,17 +163,23 @@ class TorchRecurrence(Recurrence):
         self, x: torch.Tensor, state: RecurrentState | None, x_len: torch.Tensor | None
     ) -> tuple[torch.Tensor, RecurrentState]:
         T = x.shape[1]
-        # pack_padded_sequence wants the lengths on the CPU: a sync point, paid only by
-        # bidirectional modules on padded batches (x_len is None otherwise, see `run`)
+        # Packing wants the lengths on the CPU, where a batch keeps them (seqmodels.batch.
+        # HOST_KEYS); x_len is None here unless the module is bidirectional (see `run`).
         lengths = None if x_len is None else x_len.cpu()
         if lengths is None or bool((lengths == T).all()):
             out, final = self.rnn(x, state)  # (B, T, D*H); final h (L*D, B, H), or (h, c)
             return out, final
-        # packed, the backward direction starts at each sequence's own last step
-        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        out, final = self.rnn(packed, state)
+        # Packed, the backward direction starts at each sequence's own last step. The batch is
+        # sorted by length here rather than by `enforce_sorted=False`, whose permutations go to
+        # the device and come back from it, each a wait for the GPU's queue.
+        lengths, order = lengths.sort(descending=True, stable=True)
+        restore = torch.empty_like(order)
+        restore[order] = torch.arange(len(order))
+        order, restore = (i.to(x.device, non_blocking=True) for i in (order, restore))
+        packed = pack_padded_sequence(x.index_select(0, order), lengths, batch_first=True)
+        out, final = self.rnn(packed)  # bidirectional, so no state to start from
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=T)  # (B, T, D*H)
-        return out, final
+        return out.index_select(0, restore), self.select_state(final, restore)
 
     def state_from_hidden(self, h0: torch.Tensor) -> RecurrentState:
         self._check_stateful(h0)

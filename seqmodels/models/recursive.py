@@ -217,12 +217,17 @@ class Recursive(Architecture):
             height, index = pending[-1 - node]
             return offsets[height - 1] + index
 
+        # every level's children, then the roots, as one index array: one copy to the device,
+        # which does not wait for the GPU (a copy per level did, twice a level)
+        rows = [row(child) for level in levels for pair in level for child in pair]
+        index = torch.tensor(rows + [row(n) for n in top]).to(leaves.device, non_blocking=True)
         table = leaves.reshape(B * T, H)  # (B*T + nodes so far, H)
+        start = 0
         for level in levels:
-            left = torch.tensor([row(a) for a, _ in level], device=table.device)
-            right = torch.tensor([row(b) for _, b in level], device=table.device)
-            table = torch.cat([table, self.compose(table[left], table[right])])
-        return table[torch.tensor([row(n) for n in top], device=table.device)]  # (B, H)
+            pairs = index[start : start + 2 * len(level)].view(-1, 2)  # (nodes, 2): left, right
+            table = torch.cat([table, self.compose(table[pairs[:, 0]], table[pairs[:, 1]])])
+            start += 2 * len(level)
+        return table[index[start:]]  # (B, H)
 
     def forward(
         self,
@@ -233,7 +238,8 @@ class Recursive(Architecture):
     ) -> torch.Tensor:
         if tree is None and (x_parent is not None or x_len is not None):
             T = x.shape[1]
-            # trees are Python structures: this reads lengths and parents back from the device
+            # trees are Python structures: a batch keeps lengths and parents on the CPU for this
+            # (seqmodels.batch.HOST_KEYS); on a GPU, reading them there would wait for it
             lengths = [T] * x.shape[0] if x_len is None else x_len.tolist()
             if x_parent is not None:
                 parents = x_parent.tolist()

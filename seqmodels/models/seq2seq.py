@@ -113,7 +113,8 @@ class Encoder(nn.Module):
             g = reverse_padded(self.backward_rec(reverse_padded(e, x_len)), x_len)  # (B, S, H)
             h = torch.cat([h, g], dim=-1)  # (B, S, 2H)
             context = torch.cat([context, g[:, 0]], dim=-1)  # g(1) has read the whole source
-        mask = torch.arange(x.shape[1], device=x.device)[None, :] < x_len[:, None].to(x.device)
+        lengths = x_len.to(x.device, non_blocking=True)  # see seqmodels.batch.HOST_KEYS
+        mask = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
         return Memory(h, mask, context)
 
 
