@@ -1,6 +1,6 @@
 """Framework tax: a training step under Lightning, Ray Tune and MLflow, against a bare PyTorch loop.
 
-One model, one dataset, one process tree, four arms, timed per epoch and reported per step:
+One model, one dataset, one process tree, five arms, timed per epoch and reported per step:
 
 - bare: a hand-written loop over the same network (`trainable.build_net`) and the same batches
   (`NpzDataModule`, same seed): Adam, the trial's gradient clipping by norm, the epoch's mean
@@ -10,12 +10,15 @@ One model, one dataset, one process tree, four arms, timed per epoch and reporte
   fill of new tensors, which `make_trainer` turns off.
 - lightning: the trial's own Trainer (`trainable.make_trainer`) and LightningModule
   (`trainable.build_module`) in this process, without Tune or MLflow.
-- seqlab: the real stack, as a study runs a trial: `flows.tune_variant` (its function, without
-  Prefect) inside `flows.ray_session()`, one trial of `trainable.train_trial` under a Tuner with
-  the `tracking.TrialRuns` callback logging to an MLflow SQLite store in a temporary SEQLAB_HOME.
-  Its epoch time is Tune's `time_this_iter_s`: the time between two reports in the trial, which
-  includes the checkpoint, Tune's reporting, and the driver's handling of the previous result
-  (MLflow logging included), because a function trainable waits for the driver after each report.
+- seqlab: the real stack, as a study runs a trial (`deterministic: true`, the default):
+  `flows.tune_variant` (its function, without Prefect) inside `flows.ray_session()`, one trial
+  of `trainable.train_trial` under a Tuner with the `tracking.TrialRuns` callback logging to an
+  MLflow SQLite store in a temporary SEQLAB_HOME. Its epoch time is Tune's `time_this_iter_s`:
+  the time between two reports in the trial, which includes the checkpoint, Tune's reporting,
+  and the driver's handling of the previous result (MLflow logging included), because a function
+  trainable waits for the driver after each report.
+- seqlab-fast: the same with `deterministic: false` in the spec, so that torch runs with its
+  defaults, as in the bare loop: the framework tax proper, without the price of reproducibility.
 
 Every arm's first epoch is warm-up and not counted (Trainer set-up, sanity check, worker start).
 The arms take turns, in a rotated order every round, so that drift in the machine's speed hits
@@ -70,12 +73,13 @@ from common import (
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "framework_tax.json"
-ARMS = ("bare", "bare+deterministic", "lightning", "seqlab")
+ARMS = ("bare", "bare+deterministic", "lightning", "seqlab", "seqlab-fast")
 LABELS = {
     "bare": "bare PyTorch loop (baseline)",
     "bare+deterministic": "bare loop + `torch.use_deterministic_algorithms(True)`",
     "lightning": "Lightning Trainer alone (`make_trainer`, in process)",
     "seqlab": "seqlab: Tune trial + `TrialRuns` to MLflow SQLite (`tune_variant`)",
+    "seqlab-fast": "seqlab with `deterministic: false` (torch's defaults, as the bare loop)",
 }
 CHECKPOINT_SAVES = 5  # direct timings of `trainer.save_checkpoint` after each Lightning run
 TARGET = 1.05
@@ -94,7 +98,7 @@ class ArmRun:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def study_spec(args: argparse.Namespace) -> StudySpec:
+def study_spec(args: argparse.Namespace, deterministic: bool = True) -> StudySpec:
     """A one-variant, one-trial study spec: the trial config every arm trains."""
     from pipelines.spec import parse_spec
 
@@ -104,7 +108,12 @@ def study_spec(args: argparse.Namespace) -> StudySpec:
         variants={VARIANT: {"cell": args.cell, "hidden_size": args.hidden}},
         # one trial, nothing searched: a scheduler has nothing to choose between
         search={"trials_per_variant": 1, "scheduler": {"name": "fifo"}},
-        fixed={"batch_size": args.batch, "max_epochs": args.epochs, "lr": args.lr},
+        fixed={
+            "batch_size": args.batch,
+            "max_epochs": args.epochs,
+            "lr": args.lr,
+            "deterministic": deterministic,
+        },
     )
     raw["resources"]["gpu"] = 1 if args.device == "cuda" else 0
     return parse_spec(raw, "framework_tax.py")
@@ -354,7 +363,7 @@ def measure(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     from pipelines import flows, store, tracking
     from pipelines.trainable import build_net
 
-    spec = study_spec(args)
+    spec, fast = study_spec(args), study_spec(args, deterministic=False)
     options = spec.task.options.__dict__
     dataset = store.prepare(spec.task.name, options, spec.task.seed, home)
     config = spec.trial_base(VARIANT)
@@ -381,6 +390,7 @@ def measure(args: argparse.Namespace, home: Path) -> dict[str, Any]:
         "bare+deterministic": lambda i: bare_arm(config, dataset, True, args.device),
         "lightning": lambda i: lightning_arm(config, dataset, home),
         "seqlab": lambda i: seqlab_arm(spec, dataset, experiment_id, i),
+        "seqlab-fast": lambda i: seqlab_arm(fast, dataset, experiment_id, i),
     }
     with flows.ray_session():
         probe = probe_trial(spec, dataset)
@@ -457,6 +467,9 @@ def summarise(measured: dict[str, Any]) -> dict[str, Any]:
         "rows": rows,
         "ratio": rows["seqlab"]["ratio"],
         "median_round_ratio": rows["seqlab"]["median_round_ratio"],
+        # the same stack with torch's defaults, as the bare loop has them
+        "fast_ratio": rows["seqlab-fast"]["ratio"],
+        "fast_median_round_ratio": rows["seqlab-fast"]["median_round_ratio"],
         "target": TARGET,
         "breakdown": breakdown,
     }
@@ -498,12 +511,16 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {row['first_epoch_s']:.2f} |"
         )
     ratios = ", ".join(f"{r:.2f}" for r in rows["seqlab"]["round_ratios"])
+    fast_ratios = ", ".join(f"{r:.2f}" for r in rows["seqlab-fast"]["round_ratios"])
     verdict = "meets" if summary["ratio"] <= TARGET else "misses"
+    fast_verdict = "meets" if summary["fast_ratio"] <= TARGET else "misses"
     vals = ", ".join(f"{arm} {rows[arm]['final_val_loss'][0]:.6f}" for arm in ARMS)
     lines += [
         "",
         f"seqlab/bare: {summary['ratio']:.3f} (per round: {ratios}); {verdict} the target "
         f"<= {TARGET:.2f}",
+        f"seqlab with `deterministic: false`/bare: {summary['fast_ratio']:.3f} (per round: "
+        f"{fast_ratios}); {fast_verdict} it",
         "per step, wall (CPU time of the training thread): deterministic flag "
         f"{b['deterministic_ms_per_step']:+.2f} ms ({b['deterministic_cpu_ms_per_step']:+.2f}), "
         f"Lightning beyond it {b['lightning_ms_per_step']:+.2f} ms "

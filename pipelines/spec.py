@@ -74,6 +74,11 @@ class TrainConfig(BaseModel):
         False, description="log dL/dh(t) against time lag and the recurrent matrix's spectrum"
     )
     seed: int = Field(0, ge=0, description="seed of initialisation and shuffling")
+    deterministic: bool = Field(
+        True,
+        description="only deterministic torch algorithms, so a rerun repeats a trial's numbers; "
+        "false: faster, and on a GPU not exactly repeatable",
+    )
 
 
 MODEL_KEYS = frozenset(f.name for f in dataclasses.fields(ModelConfig))
@@ -84,7 +89,9 @@ PERTURBABLE = frozenset({"lr", "weight_decay", "grad_clip", "batch_size"})
 SCIENTIFIC = frozenset(  # what a variant is; never searched
     {"architecture", "cell", "cell_options", "arch_options", "bidirectional"}
 )
-SWITCHES = frozenset({"diagnostics"})  # what a study turns on or off; never searched
+SWITCHES = frozenset(
+    {"diagnostics", "deterministic"}
+)  # a study turns them on or off; never searched
 
 
 class Distribution(BaseModel):

@@ -135,7 +135,8 @@ def make_trainer(config: dict[str, Any], callbacks: list[L.Callback] | None = No
 
     It clips gradients as the config says (10.11.1), except under truncated BPTT, where the
     module optimizes by hand and clips itself; with `diagnostics` it adds the
-    `RecurrenceDiagnostics` callback, measured every `DIAGNOSTICS_EVERY` batches.
+    `RecurrenceDiagnostics` callback, measured every `DIAGNOSTICS_EVERY` batches. It restricts
+    torch to deterministic algorithms unless the config says `deterministic: false`.
     """
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     train = training(config)
@@ -153,11 +154,13 @@ def make_trainer(config: dict[str, Any], callbacks: list[L.Callback] | None = No
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        deterministic=True,
+        deterministic=train.deterministic,
         accelerator="auto",
         devices=1,
     )
-    # `deterministic=True` also fills every new tensor with NaN, a guard against ops that read
+    # Lightning sets torch's flags for the whole process either way, so a trial never inherits
+    # the previous one's. `deterministic=True` also fills every new tensor with NaN, a guard
+    # against ops that read
     # memory before writing it. On CPU that cost +9% per step for a small LSTM and +35% at
     # H=256 (benchmarks/framework_tax.py), and the losses were the same without it.
     torch.utils.deterministic.fill_uninitialized_memory = False

@@ -105,6 +105,21 @@ def test_switches_default_to_the_plain_training_of_before() -> None:
         0.0,
         False,
     )
+    assert fixed.deterministic  # a rerun repeats a trial's numbers unless a study says otherwise
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_the_trainer_restricts_torch_to_deterministic_algorithms_as_the_config_says(
+    deterministic: bool,
+) -> None:
+    config = parse_spec(_spec("adding", ADDING, {"a": {}}, deterministic=deterministic))
+    before = torch.are_deterministic_algorithms_enabled()
+    try:
+        torch.use_deterministic_algorithms(not deterministic)
+        trainable.make_trainer(config.trial_base("a"))
+        assert torch.are_deterministic_algorithms_enabled() is deterministic
+    finally:
+        torch.use_deterministic_algorithms(before)
 
 
 SEQ2SEQ = {"min_length": 3, "max_length": 6, "n_train": 64, "n_val": 16, "n_test": 16}
@@ -186,6 +201,11 @@ BAD = {
     "diagnostics searched": (
         _searching(_spec("adding", ADDING, {"a": {}}), diagnostics={"choice": [True, False]}),
         "search.space.diagnostics",
+        "set it in fixed",
+    ),
+    "deterministic searched": (
+        _searching(_spec("adding", ADDING, {"a": {}}), deterministic={"choice": [True, False]}),
+        "search.space.deterministic",
         "set it in fixed",
     ),
 }
