@@ -124,6 +124,9 @@ def quiet_known_warnings() -> None:
     warnings.filterwarnings("ignore", message=r"The tensor attributes .*_flat_weights")
     # lightning's own use of a torch API that torch has deprecated.
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    # Lightning, on a machine of more than 2 cores, about loaders without worker processes:
+    # seqlab's batches are slices of tensors in memory, which workers would only copy.
+    warnings.filterwarnings("ignore", message=r"The '\w+_dataloader' does not have many workers")
     # MLflow announces, at INFO, each table it creates in a new SQLite store.
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -17,6 +17,7 @@ from ray import tune
 from ray.tune.integration.pytorch_lightning import TuneReportCheckpointCallback
 from torch import nn
 
+from pipelines import settings
 from pipelines.spec import MODEL_KEYS, TRAIN_KEYS, TrainConfig
 from pipelines.store import DatasetRef
 from seqmodels.data import NpzDataModule
@@ -139,6 +140,7 @@ def make_trainer(config: dict[str, Any], callbacks: list[L.Callback] | None = No
     torch to deterministic algorithms unless the config says `deterministic: false`.
     """
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    settings.quiet_known_warnings()  # a trial's worker process has the driver's filters too
     train = training(config)
     callbacks = list(callbacks or [])
     if train.diagnostics:

@@ -14,8 +14,8 @@ A batch is a dict of tensors, batch-first:
 ids, padded with PAD, for sequence targets.
 
 `HOST_KEYS` (`x_len`, `x_parent`) describe the batch's shape: torch's packing wants lengths on
-the CPU, and trees are built in Python. A LightningModule leaves them on the CPU when it moves a
-batch to a GPU (`seqmodels.lit`), so that reading them does not wait for the GPU; a network
+the CPU, and trees are built in Python. `NpzDataModule` leaves them on the CPU when Lightning
+moves a batch to a GPU, so that reading them does not wait for the GPU; a network
 copies them to the device itself where it computes with them (`.to(device, non_blocking=True)`,
 which never waits). Networks accept them on either device.
 

@@ -17,9 +17,8 @@ as `test/<Task.metric>` whatever the family.
 Variable-length batches: a network whose `forward` takes an `x_len` argument receives
 `batch["x_len"]`, so it can read each sequence's own end (`seqmodels.models` architectures do);
 any other network gets `x` alone, and sees the padding. Likewise a network that takes `x_parent`
-receives the batch's trees, where the batch has them (SequenceClassification). On a GPU both
-stay on the CPU (`seqmodels.batch.HOST_KEYS`): reading them as Python values does not wait for
-the GPU.
+receives the batch's trees, where the batch has them (SequenceClassification). On a GPU,
+`NpzDataModule` leaves both on the CPU (`seqmodels.batch.HOST_KEYS`).
 
 Training switches (`_Module`): truncated BPTT (10.2.2, `tbptt`; manual optimization) for the
 families with a target at every step, the information-flow regularizer Omega (10.11.2,
@@ -40,7 +39,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from seqmodels.batch import EOS, HOST_KEYS, PAD, Batch, mask
+from seqmodels.batch import EOS, PAD, Batch, mask
 from seqmodels.diagnostics import find_recurrence
 from seqmodels.errors import ConfigError
 from seqmodels.generate import generate
@@ -145,20 +144,6 @@ class _Module(L.LightningModule):
 
     def _reset(self) -> None:
         """Clear what a family accumulates over an epoch (nothing by default)."""
-
-    def transfer_batch_to_device(
-        self, batch: Batch, device: torch.device, dataloader_idx: int
-    ) -> Batch:
-        """Lightning's move to the device, except `HOST_KEYS`, which stay on the CPU.
-
-        Torch's packing reads the lengths on the CPU and the recursive network builds its trees
-        in Python: had they moved to the GPU, each read back would wait for all its queued work
-        (`benchmarks/gpu_steps.py` counted 1-3 such waits a step for padded bidirectional
-        batches, 23 for trees).
-        """
-        host = {key: batch[key] for key in HOST_KEYS if key in batch}
-        rest = {key: value for key, value in batch.items() if key not in host}
-        return {**super().transfer_batch_to_device(rest, device, dataloader_idx), **host}
 
     # The training metrics are epoch means, weighted by each batch's weight. They are summed
     # here and logged once, at the epoch's last batch: `self.log` costs about 0.7 ms a call on

@@ -12,6 +12,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from seqmodels.batch import BOS, EOS, FIRST_SYMBOL, PAD
+from seqmodels.data import NpzDataModule
 from seqmodels.diagnostics import RecurrenceDiagnostics, recurrent_matrix
 from seqmodels.errors import ConfigError
 from seqmodels.generate import beam_search, generate, next_token, sample_language_model
@@ -892,13 +893,10 @@ def test_packing_matches_torchs_own_unsorted_packing() -> None:
 
 
 def test_a_moved_batch_keeps_lengths_and_trees_on_the_host() -> None:
-    """Lightning's move to a device leaves `HOST_KEYS` where they are; the "meta" device
-    stands in for a GPU."""
-    module = SequenceClassification(
-        build_model(config_for("seq2one", "gru", bidirectional=True), 3, 2)
-    )
+    """Lightning's move to a device, through the DataModule, leaves `HOST_KEYS` where they are;
+    the "meta" device stands in for a GPU."""
     x, x_len = padded_floats()
     batch = {"x": x, "x_len": x_len, "x_parent": torch.zeros(4, 6, dtype=torch.long)}
-    moved = module.transfer_batch_to_device(batch, torch.device("meta"), 0)
+    moved = NpzDataModule("unused").transfer_batch_to_device(batch, torch.device("meta"), 0)
     assert moved["x"].device.type == "meta"
     assert moved["x_len"] is x_len and moved["x_parent"] is batch["x_parent"]
