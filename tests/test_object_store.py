@@ -128,7 +128,17 @@ def test_tunes_saved_state_is_found_in_the_bucket(
     assert flows._saved_state(experiment)
 
 
-def test_a_study_trains_from_the_bucket(s3: dict, tmp_path: Path) -> None:
+def _trial_runs(client: MlflowClient, variant: str) -> list:
+    experiment = client.get_experiment_by_name("s3-store")
+    if experiment is None:
+        return []
+    query = f"tags.kind = 'trial' and tags.variant = '{variant}'"
+    return client.search_runs([experiment.experiment_id], query)
+
+
+def test_a_study_trains_from_the_bucket_and_resumes_from_it(s3: dict, tmp_path: Path) -> None:
+    """The study is stopped by Ctrl-C between the rnn variant's two trials (one at a time), and
+    `seqlab resume` restores that Tuner from the state Tune kept in the bucket."""
     spec = {
         "name": "s3-store",
         "task": {"name": "adding", "options": OPTIONS},
@@ -138,7 +148,8 @@ def test_a_study_trains_from_the_bucket(s3: dict, tmp_path: Path) -> None:
         },
         "search": {
             "space": {"lr": {"loguniform": [0.001, 0.01]}},
-            "trials_per_variant": 1,
+            "trials_per_variant": 2,
+            "max_concurrent": 1,
             "scheduler": {"name": "fifo"},
         },
         "fixed": {"batch_size": 32, "max_epochs": 1},
@@ -148,15 +159,49 @@ def test_a_study_trains_from_the_bucket(s3: dict, tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(spec))
     home = tmp_path / "home"
     store = f"s3://{BUCKET}/study"
-    result = subprocess.run(
+    env = _env(s3, home, store)
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    first = subprocess.Popen(
         [sys.executable, "-m", "pipelines.cli", "run", str(path)],
         cwd=ROOT,
-        env=_env(s3, home, store),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        # as a terminal's foreground job has it (a background job inherits SIGINT ignored)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.monotonic() + 600
+        while not any(r.info.status == "FINISHED" for r in _trial_runs(client, "rnn")):
+            assert first.poll() is None, first.stdout.read()[-3000:]
+            assert time.monotonic() < deadline, "no trial finished in time"
+            time.sleep(0.5)
+        os.killpg(first.pid, signal.SIGINT)  # Ctrl-C, to the whole foreground group
+        assert first.wait(timeout=90) == 130, first.stdout.read()[-3000:]
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait()
+        first.stdout.close()
+    (done,) = [r for r in _trial_runs(client, "rnn") if r.info.status == "FINISHED"]
+    history = client.get_metric_history(done.info.run_id, "val/loss")
+
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "resume", "s3-store"],
+        cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         timeout=900,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "resuming parent run" in result.stdout + result.stderr
+    # one run per trial: the finished one was not trained again, the other one finished
+    rnn = _trial_runs(client, "rnn")
+    assert len(rnn) == 2 and all(r.info.status == "FINISHED" for r in rnn)
+    assert client.get_metric_history(done.info.run_id, "val/loss") == history
     assert not (home / "data").exists()  # the Ray workers read the splits from the bucket
     bucket = _bucket(s3)
     (dataset,) = bucket.ls(f"{store}/data")
@@ -177,7 +222,7 @@ def test_a_study_trains_from_the_bucket(s3: dict, tmp_path: Path) -> None:
     runs = client.search_runs([experiment.experiment_id])
     parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    assert len(children) == 2 + 2 * 2 and all(r.info.status == "FINISHED" for r in children)
+    assert len(children) == 2 * 2 + 2 * 2 and all(r.info.status == "FINISHED" for r in children)
     repeats = [r for r in children if r.data.tags["kind"] == "repeat"]
     assert len(repeats) == 4 and all(r.data.metrics["test/mse"] > 0 for r in repeats)
     (logged,) = parent.inputs.dataset_inputs
