@@ -42,6 +42,8 @@ SYNC_WARNING = "synchronizing CUDA operation"
 
 @dataclass(frozen=True)
 class Case:
+    """One family's network on one task, as a study's spec would name them."""
+
     name: str
     task: str
     options: dict[str, Any]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,22 @@ def seqlab(*args: str, env: dict[str, str] | None = None, timeout: float = 600):
         capture_output=True,
         text=True,
         timeout=timeout,
+    )
+
+
+def foreground(args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """`seqlab ARGS` as a terminal's foreground job: in a session of its own, so that Ctrl-C is
+    SIGINT to its whole process group, and with SIGINT handled (a job started in the background
+    inherits it ignored). Its output, stdout and stderr together, is on `.stdout`."""
+    return subprocess.Popen(
+        [*SEQLAB, *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

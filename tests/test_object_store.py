@@ -22,7 +22,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import ROOT, free_port, seqlab
+from tests.conftest import ROOT, foreground, free_port, seqlab
 
 pytestmark = pytest.mark.slow
 s3fs = pytest.importorskip("s3fs")
@@ -136,9 +136,17 @@ def _trial_runs(client: MlflowClient, variant: str) -> list:
     return client.search_runs([experiment.experiment_id], query)
 
 
+def _epochs(client: MlflowClient, run_id: str) -> list[tuple[int, float, int]]:
+    return sorted(
+        (m.step, m.value, m.timestamp) for m in client.get_metric_history(run_id, "val/loss")
+    )
+
+
 def test_a_study_trains_from_the_bucket_and_resumes_from_it(s3: dict, tmp_path: Path) -> None:
-    """The study is stopped by Ctrl-C between the rnn variant's two trials (one at a time), and
-    `seqlab resume` restores that Tuner from the state Tune kept in the bucket."""
+    """The study is stopped by Ctrl-C while the second of the rnn variant's trials (one at a
+    time) trains, and `seqlab resume` restores that Tuner from the state Tune kept in the
+    bucket: the finished trial is not trained again, and the stopped one goes on in its run."""
+    epochs = 40  # a trial of several seconds: time to stop the second one halfway
     spec = {
         "name": "s3-store",
         "task": {"name": "adding", "options": OPTIONS},
@@ -152,7 +160,7 @@ def test_a_study_trains_from_the_bucket_and_resumes_from_it(s3: dict, tmp_path: 
             "max_concurrent": 1,
             "scheduler": {"name": "fifo"},
         },
-        "fixed": {"batch_size": 32, "max_epochs": 1},
+        "fixed": {"batch_size": 32, "max_epochs": epochs},
         "seeds": 2,
     }
     path = tmp_path / "s3.yaml"
@@ -161,22 +169,20 @@ def test_a_study_trains_from_the_bucket_and_resumes_from_it(s3: dict, tmp_path: 
     store = f"s3://{BUCKET}/study"
     env = _env(s3, home, store)
     client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
-    first = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "run", str(path)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-        # as a terminal's foreground job has it (a background job inherits SIGINT ignored)
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    first = foreground(["run", str(path)], env)
+
+    def second_trial_halfway() -> bool:
+        runs = _trial_runs(client, "rnn")
+        running = [r for r in runs if r.info.status == "RUNNING"]
+        return any(r.info.status == "FINISHED" for r in runs) and any(
+            len(_epochs(client, r.info.run_id)) >= 5 for r in running
+        )
+
     try:
         deadline = time.monotonic() + 600
-        while not any(r.info.status == "FINISHED" for r in _trial_runs(client, "rnn")):
+        while not second_trial_halfway():
             assert first.poll() is None, first.stdout.read()[-3000:]
-            assert time.monotonic() < deadline, "no trial finished in time"
+            assert time.monotonic() < deadline, "the study made no progress in time"
             time.sleep(0.5)
         os.killpg(first.pid, signal.SIGINT)  # Ctrl-C, to the whole foreground group
         assert first.wait(timeout=90) == 130, first.stdout.read()[-3000:]
@@ -186,7 +192,8 @@ def test_a_study_trains_from_the_bucket_and_resumes_from_it(s3: dict, tmp_path: 
             first.wait()
         first.stdout.close()
     (done,) = [r for r in _trial_runs(client, "rnn") if r.info.status == "FINISHED"]
-    history = client.get_metric_history(done.info.run_id, "val/loss")
+    (stopped,) = [r for r in _trial_runs(client, "rnn") if r.info.status == "KILLED"]
+    history = _epochs(client, done.info.run_id)
 
     result = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "resume", "s3-store"],
@@ -198,10 +205,13 @@ def test_a_study_trains_from_the_bucket_and_resumes_from_it(s3: dict, tmp_path: 
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "resuming parent run" in result.stdout + result.stderr
-    # one run per trial: the finished one was not trained again, the other one finished
+    # one run per trial: the finished one was not trained again; the stopped one went on, in
+    # its own run, from its last checkpoint, and logged each epoch once
     rnn = _trial_runs(client, "rnn")
-    assert len(rnn) == 2 and all(r.info.status == "FINISHED" for r in rnn)
-    assert client.get_metric_history(done.info.run_id, "val/loss") == history
+    assert sorted(r.info.run_id for r in rnn) == sorted([done.info.run_id, stopped.info.run_id])
+    assert all(r.info.status == "FINISHED" for r in rnn)
+    assert _epochs(client, done.info.run_id) == history
+    assert [step for step, _, _ in _epochs(client, stopped.info.run_id)] == list(range(epochs))
     assert not (home / "data").exists()  # the Ray workers read the splits from the bucket
     bucket = _bucket(s3)
     (dataset,) = bucket.ls(f"{store}/data")

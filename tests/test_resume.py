@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import ROOT, SEQLAB, seqlab
+from tests.conftest import foreground, seqlab
 
 pytestmark = pytest.mark.slow
 
@@ -65,17 +64,7 @@ class Driver:
     """A `seqlab` CLI process in its own session, as a terminal's foreground job would be."""
 
     def __init__(self, env: dict[str, str], *args: str) -> None:
-        self.process = subprocess.Popen(
-            [*SEQLAB, *args],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-            # A job started in the background inherits SIGINT ignored; a terminal's has it.
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )
+        self.process = foreground(list(args), env)
         self.printed: str | None = None
 
     def wait_for(self, done: Callable[[], bool], timeout: float = 300) -> None:
