@@ -372,11 +372,12 @@ def _report(args: argparse.Namespace) -> int:
 def _rerun(args: argparse.Namespace) -> int:
     settings.configure_environment()
     settings.quiet_known_warnings()
-    from pipelines import tracking
+    from mlflow.tracking import MlflowClient
+
     from pipelines.rerun import COMPARED, RerunError, rerun
 
     try:
-        result = rerun(tracking.client(), args.run_id)
+        result = rerun(MlflowClient(settings.tracking_uri()), args.run_id)
     except RerunError as err:
         print(f"seqlab: error: run_id: {err}", file=sys.stderr)
         return EXIT_USAGE

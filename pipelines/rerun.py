@@ -4,6 +4,9 @@ The run's params are the trial's whole config, and the parent run's `spec.json` 
 so the dataset is prepared again (a store hit when it is still there) and checked against the
 recorded digest. Training runs in this process, without Ray, with as many threads as the trial
 had CPUs: on a CPU the per-epoch losses then match the original's.
+
+The training libraries load only once the run has been found and can be retrained, so that a
+wrong run id is answered in a few seconds.
 """
 
 from __future__ import annotations
@@ -14,15 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import lightning as L
-import torch
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from pipelines import settings, store
+from pipelines import settings
 from pipelines.task_spec import parse_task
-from pipelines.trainable import build_module, make_trainer
-from seqmodels.data import NpzDataModule
 
 COMPARED = ("train/loss", "val/loss")
 
@@ -51,17 +50,6 @@ class Rerun:
             for key in COMPARED
             for a, b in zip(self.original[key], self.again[key], strict=True)
         )
-
-
-class _Record(L.Callback):
-    """Collects the epoch-end metrics a trial reports to Tune (see `trainable.Report`)."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, list[float]] = {key: [] for key in COMPARED}
-
-    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        for key in COMPARED:
-            self.values[key].append(float(trainer.callback_metrics[key]))
 
 
 def _value(text: str) -> Any:
@@ -102,6 +90,8 @@ def load(client: MlflowClient, run_id: str) -> tuple[dict[str, Any], dict[str, A
 def rerun(client: MlflowClient, run_id: str) -> Rerun:
     """Retrain the trial of `run_id` for as many epochs as it recorded, and collect its metrics."""
     config, spec, recorded = load(client, run_id)
+    from pipelines import store, trainable  # the training libraries, now that they are needed
+
     history = recorded["history"]
     task = parse_task(spec["task"], "spec.json")
     dataset = store.prepare(task.name, task.options.__dict__, task.seed, settings.data_store())
@@ -113,10 +103,6 @@ def rerun(client: MlflowClient, run_id: str) -> Rerun:
     # A trial stopped early by its scheduler trained fewer epochs than `max_epochs`.
     config = {**config, "max_epochs": len(history["val/loss"])}
     # Ray gives a trial's worker as many threads as it reserved CPUs; CPU float sums depend on it.
-    torch.set_num_threads(max(1, int(spec["resources"]["cpu"])))
-    L.seed_everything(config["seed"], workers=True, verbose=False)
-    module = build_module(config, dataset)
-    data = NpzDataModule(dataset.uri, batch_size=config["batch_size"], seed=config["seed"])
-    record = _Record()
-    make_trainer(config, [record]).fit(module, datamodule=data)
-    return Rerun(run_id, config, history, record.values)
+    threads = max(1, int(spec["resources"]["cpu"]))
+    again = trainable.train_in_process(config, dataset, threads, COMPARED)
+    return Rerun(run_id, config, history, again)

@@ -237,6 +237,32 @@ def train_repeat(config: dict[str, Any], dataset: DatasetRef) -> None:
     tune.report({key: float(value) for key, value in metrics.items()})
 
 
+class EpochMetrics(L.Callback):
+    """Collects metrics at each training epoch's end, where `Report` reads them for Tune."""
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        self.values: dict[str, list[float]] = {key: [] for key in keys}
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        for key, values in self.values.items():
+            values.append(float(trainer.callback_metrics[key]))
+
+
+def train_in_process(
+    config: dict[str, Any], dataset: DatasetRef, threads: int, keys: tuple[str, ...]
+) -> dict[str, list[float]]:
+    """Train a trial's config in this process, without Ray, on `threads` torch threads (as many
+    as Ray gave the trial's worker: CPU float sums depend on it), as `train_trial` trains it;
+    the per-epoch values of `keys`."""
+    torch.set_num_threads(threads)
+    L.seed_everything(config["seed"], workers=True, verbose=False)
+    module = build_module(config, dataset)
+    data = NpzDataModule(dataset.uri, batch_size=config["batch_size"], seed=config["seed"])
+    record = EpochMetrics(keys)
+    make_trainer(config, [record]).fit(module, datamodule=data)
+    return record.values
+
+
 def evaluate(
     config: dict[str, Any], dataset: DatasetRef, checkpoint_dir: str
 ) -> tuple[dict[str, float], L.LightningModule]:
