@@ -69,6 +69,14 @@ def prefect_api_url() -> str | None:
     return f"{url}/api" if url else None
 
 
+# Ray binds its servers to its node's address, which it reads from the network, unless it runs as
+# the single-machine Ray it is on Windows and macOS: then the node's address is 127.0.0.1 and no
+# part of Ray listens beyond loopback. Ray reads this variable when it is imported; "0" makes a
+# Ray single-machine on Linux too (passing 127.0.0.1 as the node's address does not: Ray swaps
+# it for the machine's own before it starts).
+RAY_SINGLE_MACHINE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
 def configure_environment() -> None:
     """Set the variables the libraries read at import time. Call before importing them.
 
@@ -108,6 +116,11 @@ def configure_environment() -> None:
     }
     if not os.environ.get("RAY_ADDRESS") and _stack_url("ray"):
         defaults["RAY_AUTH_MODE"] = "token"  # the stack's Ray head requires its token
+    ray = ray_address()
+    # The run starts a Ray of its own, or joins one on loopback: a driver must then be
+    # single-machine too, or it would look for its node's servers at the machine's address.
+    if ray is None or ray.rsplit(":", 1)[0] in ("127.0.0.1", "localhost"):
+        defaults[RAY_SINGLE_MACHINE] = "0"
     api = prefect_api_url()
     if api:  # the flow run is recorded by the stack's Prefect server, not an ephemeral one
         defaults["PREFECT_API_URL"] = api

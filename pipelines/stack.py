@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pipelines import settings
+
 SERVICES = ("mlflow", "prefect", "ray")
 LOOPBACK = "127.0.0.1"
 HEALTH_TIMEOUT_S = 180.0  # Prefect's first start migrates a fresh database: slow on 2 cores
@@ -184,7 +186,12 @@ def plan(config: StackConfig, home: Path) -> list[Service]:
         healthy_body="success",
         # Token authentication (the token is in ~/.ray/auth_token, made on first start);
         # clients need the same mode, which `settings.configure_environment` sets.
-        env={"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"},
+        env={
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "RAY_AUTH_MODE": "token",
+            # on loopback only, unless the stack serves other machines (see settings)
+            settings.RAY_SINGLE_MACHINE: "0" if host in (LOOPBACK, "localhost") else "1",
+        },
         address=f"{near}:{config.ray_port}",
     )
     unknown = set(config.services) - set(services)

@@ -36,6 +36,24 @@ def seqlab(*args: str, env: dict[str, str] | None = None, timeout: float = 600):
     )
 
 
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid`, from procfs parent links."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        ppid = int(text[text.rindex(")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def foreground(args: list[str], env: dict[str, str]) -> subprocess.Popen:
     """`seqlab ARGS` as a terminal's foreground job: in a session of its own, so that Ctrl-C is
     SIGINT to its whole process group, and with SIGINT handled (a job started in the background

@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 import torch
 
+from pipelines import settings
 from tests.conftest import ROOT
 
 STUDY, TRIALS, SEEDS = "cluster", 8, 2
@@ -228,6 +229,7 @@ def cluster() -> Iterator[Cluster]:
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN": secrets.token_hex(32),
         "RAY_USAGE_STATS_ENABLED": "0",
+        settings.RAY_SINGLE_MACHINE: "1",  # a cluster of two nodes, whatever seqlab's default
     }
     port = _free_port()
     address = f"127.0.0.1:{port}"

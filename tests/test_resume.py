@@ -20,7 +20,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import foreground, seqlab
+from tests.conftest import descendants, foreground, seqlab
 
 pytestmark = pytest.mark.slow
 
@@ -40,24 +40,6 @@ SPEC = {
     "fixed": {"batch_size": 64, "max_epochs": EPOCHS},
     "seeds": SEEDS,
 }
-
-
-def _descendants(pid: int) -> list[int]:
-    """Every live process below `pid`, from procfs parent links."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        ppid = int(text[text.rindex(")") + 2 :].split()[1])
-        children.setdefault(ppid, []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
 class Driver:
@@ -81,7 +63,7 @@ class Driver:
 
     def kill(self) -> None:
         """SIGKILL the driver, its process group, and every process it started (Ray's)."""
-        below = _descendants(self.process.pid)
+        below = descendants(self.process.pid)
         os.killpg(self.process.pid, signal.SIGKILL)
         for pid in below:
             try:

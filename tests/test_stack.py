@@ -12,12 +12,13 @@ import json
 import os
 import re
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SEQLAB, free_port, seqlab
+from conftest import ROOT, SEQLAB, descendants, free_port, seqlab
 
 from pipelines import settings, stack
 
@@ -38,7 +39,60 @@ def test_every_service_binds_loopback_by_default(tmp_path: Path) -> None:
     ray = services["ray"].command
     assert ray[ray.index("--dashboard-host") + 1] == "127.0.0.1"
     assert services["ray"].env["RAY_AUTH_MODE"] == "token"
+    assert services["ray"].env[settings.RAY_SINGLE_MACHINE] == "0"  # Ray on loopback too
     assert services["ray"].address == "127.0.0.1:6379"
+
+
+# What a study's own Ray (the embedded default) does, seen from outside: `ss` lists the
+# listening sockets of the process and everything it started.
+RAY_SESSION = """
+import sys
+from pipelines import settings
+settings.configure_environment()  # as every seqlab command does, before Ray is imported
+from pipelines import flows
+with flows.ray_session():
+    print("up", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def _listening(pids: set[int]) -> list[str]:
+    """The local addresses that processes `pids` listen on (TCP), from `ss`."""
+    lines = subprocess.run(
+        ["ss", "-Hltnp"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    found = []
+    for line in lines:
+        owners = {int(pid) for pid in re.findall(r"pid=(\d+)", line)}
+        if owners & pids:
+            found.append(line.split()[3].rsplit(":", 1)[0].strip("[]"))
+    return found
+
+
+@pytest.mark.slow
+def test_the_embedded_ray_listens_on_loopback_only(tmp_path: Path) -> None:
+    """Every server of the Ray that a study starts for itself binds loopback, as the other
+    servers seqlab starts do: no other machine can reach it."""
+    unset = ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "PREFECT_API_URL", settings.RAY_SINGLE_MACHINE)
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    env["SEQLAB_HOME"] = str(tmp_path / "home")
+    driver = subprocess.Popen(
+        [sys.executable, "-c", RAY_SESSION],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert driver.stdout.readline().strip() == "up"
+        addresses = _listening({driver.pid, *descendants(driver.pid)})
+    finally:
+        driver.stdin.close()  # the session ends and stops its Ray
+        driver.wait(timeout=60)
+    assert len(addresses) >= 3, addresses  # the GCS, the raylet, the driver's own worker...
+    loopback = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+    assert set(addresses) <= loopback, addresses
 
 
 def test_ports_host_and_backend_are_options(tmp_path: Path) -> None:
@@ -55,6 +109,7 @@ def test_ports_host_and_backend_are_options(tmp_path: Path) -> None:
     assert "postgresql://seqlab@127.0.0.1:5432/mlflow" in mlflow
     assert services["mlflow"].url == "http://127.0.0.1:15001"  # clients here use loopback
     assert services["prefect"].health_url == "http://127.0.0.1:14201/api/health"
+    assert services["ray"].env[settings.RAY_SINGLE_MACHINE] == "1"  # reachable from elsewhere
 
 
 def test_prefect_auth_comes_from_the_environment(
