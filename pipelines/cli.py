@@ -372,7 +372,7 @@ def _report(args: argparse.Namespace) -> int:
 def _rerun(args: argparse.Namespace) -> int:
     settings.configure_environment()
     settings.quiet_known_warnings()
-    from mlflow.tracking import MlflowClient
+    from mlflow.tracking import MlflowClient  # not tracking.client(): that module loads Ray
 
     from pipelines.rerun import COMPARED, RerunError, rerun
 

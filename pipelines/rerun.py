@@ -102,7 +102,6 @@ def rerun(client: MlflowClient, run_id: str) -> Rerun:
         )
     # A trial stopped early by its scheduler trained fewer epochs than `max_epochs`.
     config = {**config, "max_epochs": len(history["val/loss"])}
-    # Ray gives a trial's worker as many threads as it reserved CPUs; CPU float sums depend on it.
-    threads = max(1, int(spec["resources"]["cpu"]))
+    threads = max(1, int(spec["resources"]["cpu"]))  # as many as the trial's worker had
     again = trainable.train_in_process(config, dataset, threads, COMPARED)
     return Rerun(run_id, config, history, again)

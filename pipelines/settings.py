@@ -75,6 +75,7 @@ def prefect_api_url() -> str | None:
 # Ray single-machine on Linux too (passing 127.0.0.1 as the node's address does not: Ray swaps
 # it for the machine's own before it starts).
 RAY_SINGLE_MACHINE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 
 
 def configure_environment() -> None:
@@ -114,12 +115,12 @@ def configure_environment() -> None:
         # seqlab prints the one link that matters; MLflow would print one per run it ends.
         "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
     }
-    if not os.environ.get("RAY_ADDRESS") and _stack_url("ray"):
-        defaults["RAY_AUTH_MODE"] = "token"  # the stack's Ray head requires its token
     ray = ray_address()
+    if ray and not os.environ.get("RAY_ADDRESS"):
+        defaults["RAY_AUTH_MODE"] = "token"  # the stack's Ray head requires its token
     # The run starts a Ray of its own, or joins one on loopback: a driver must then be
     # single-machine too, or it would look for its node's servers at the machine's address.
-    if ray is None or ray.rsplit(":", 1)[0] in ("127.0.0.1", "localhost"):
+    if ray is None or ray.rsplit(":", 1)[0] in LOOPBACK_HOSTS:
         defaults[RAY_SINGLE_MACHINE] = "0"
     api = prefect_api_url()
     if api:  # the flow run is recorded by the stack's Prefect server, not an ephemeral one

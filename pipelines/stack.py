@@ -190,7 +190,7 @@ def plan(config: StackConfig, home: Path) -> list[Service]:
             "RAY_USAGE_STATS_ENABLED": "0",
             "RAY_AUTH_MODE": "token",
             # on loopback only, unless the stack serves other machines (see settings)
-            settings.RAY_SINGLE_MACHINE: "0" if host in (LOOPBACK, "localhost") else "1",
+            settings.RAY_SINGLE_MACHINE: "0" if host in settings.LOOPBACK_HOSTS else "1",
         },
         address=f"{near}:{config.ray_port}",
     )

@@ -162,9 +162,9 @@ def make_trainer(config: dict[str, Any], callbacks: list[L.Callback] | None = No
     )
     # Lightning sets torch's flags for the whole process either way, so a trial never inherits
     # the previous one's. `deterministic=True` also fills every new tensor with NaN, a guard
-    # against ops that read
-    # memory before writing it. On CPU that cost +9% per step for a small LSTM and +35% at
-    # H=256 (benchmarks/framework_tax.py), and the losses were the same without it.
+    # against ops that read memory before writing it. On CPU that cost +9% per step for a small
+    # LSTM and +35% at H=256 (benchmarks/framework_tax.py), and the losses were the same
+    # without it.
     torch.utils.deterministic.fill_uninitialized_memory = False
     return trainer
 
@@ -187,12 +187,18 @@ class ApplyConfig(L.Callback):
                 group["weight_decay"] = self.config["weight_decay"]
 
 
+def seeded(config: dict[str, Any], dataset: DatasetRef) -> tuple[L.LightningModule, NpzDataModule]:
+    """The module and the data of a trial's config, after seeding everything with its seed:
+    the weights and the batches' order follow from the config alone."""
+    L.seed_everything(config["seed"], workers=True, verbose=False)
+    module = build_module(config, dataset)
+    return module, NpzDataModule(dataset.uri, batch_size=config["batch_size"], seed=config["seed"])
+
+
 def train_trial(config: dict[str, Any], dataset: DatasetRef) -> None:
     """Train one trial, reporting `train/loss` and `val/loss` (and the diagnostics, when the
     config switches them on) and a checkpoint every epoch."""
-    L.seed_everything(config["seed"], workers=True, verbose=False)
-    module = build_module(config, dataset)
-    data = NpzDataModule(dataset.uri, batch_size=config["batch_size"], seed=config["seed"])
+    module, data = seeded(config, dataset)
     report = Report(placement())
     trainer = make_trainer(config, [report, ApplyConfig(config)])
     checkpoint = tune.get_checkpoint()
@@ -224,9 +230,7 @@ def train_repeat(config: dict[str, Any], dataset: DatasetRef) -> None:
     Reports `train/loss` and `val/loss` every epoch, like a trial, and finally the test metrics.
     No early stopping and no checkpoints: a repeat is cheap to rerun, and only its score matters.
     """
-    L.seed_everything(config["seed"], workers=True, verbose=False)
-    module = build_module(config, dataset)
-    data = NpzDataModule(dataset.uri, batch_size=config["batch_size"], seed=config["seed"])
+    module, data = seeded(config, dataset)
     report = Report(placement(), save_checkpoints=False)
     keep = KeepBest("val/loss")
     trainer = make_trainer(config, [report, keep])
@@ -255,9 +259,7 @@ def train_in_process(
     as Ray gave the trial's worker: CPU float sums depend on it), as `train_trial` trains it;
     the per-epoch values of `keys`."""
     torch.set_num_threads(threads)
-    L.seed_everything(config["seed"], workers=True, verbose=False)
-    module = build_module(config, dataset)
-    data = NpzDataModule(dataset.uri, batch_size=config["batch_size"], seed=config["seed"])
+    module, data = seeded(config, dataset)
     record = EpochMetrics(keys)
     make_trainer(config, [record]).fit(module, datamodule=data)
     return record.values
