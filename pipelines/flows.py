@@ -182,10 +182,19 @@ def scheduler(spec: StudySpec) -> TrialScheduler:
     return FIFOScheduler()
 
 
-def _trainable(function: Callable[..., None], spec: StudySpec, dataset: DatasetRef) -> Any:
-    """`function` with the dataset bound and the spec's resources reserved per trial."""
+def checkpoint_every(spec: StudySpec) -> int | None:
+    """The spec's `checkpoint_every`, but 1 under PBT: a trial that exploits another restores
+    that trial's newest checkpoint, which must be its weights now, not at its best epoch."""
+    return 1 if spec.search.scheduler.name == "pbt" else spec.search.checkpoint_every
+
+
+def _trainable(
+    function: Callable[..., None], spec: StudySpec, dataset: DatasetRef, **constants: Any
+) -> Any:
+    """`function` with the dataset (and `constants`) bound, and the spec's resources reserved
+    per trial."""
     return tune.with_resources(
-        tune.with_parameters(function, dataset=dataset),
+        tune.with_parameters(function, dataset=dataset, **constants),
         {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
     )
 
@@ -308,7 +317,7 @@ def tune_variant(
     """Search the nuisance space for one variant with its equal share of the budget."""
     trials = spec.search.trials_per_variant
     runs = tracking.TrialRuns(tracking.client(), experiment_id, parent_run_id, "trial")
-    trainable = _trainable(train_trial, spec, dataset)
+    trainable = _trainable(train_trial, spec, dataset, checkpoint_every=checkpoint_every(spec))
     run_config = _run_config(
         f"{spec.name}-{variant}",
         [runs, Progress(variant, trials, METRIC, spec.fixed.max_epochs)],

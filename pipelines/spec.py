@@ -185,6 +185,13 @@ class SearchSpec(BaseModel):
     )
     max_concurrent: int | None = Field(None, ge=1)
     keep_checkpoints: int = Field(2, ge=1, description="best checkpoints kept per trial")
+    checkpoint_every: int | None = Field(
+        None,
+        ge=1,
+        description="a trial checkpoints each epoch that lowers its val/loss, and also every N "
+        "epochs: a retried or resumed trial then repeats at most N-1 epochs; null: only "
+        "improvements (pbt: every epoch)",
+    )
 
     @field_validator("space")
     @classmethod

@@ -7,6 +7,8 @@ everything a trial varies arrives in `config`. The model code it calls contains 
 from __future__ import annotations
 
 import logging
+import math
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,6 @@ import lightning as L
 import ray
 import torch
 from ray import tune
-from ray.tune.integration.pytorch_lightning import TuneReportCheckpointCallback
 from torch import nn
 
 from pipelines import settings
@@ -28,7 +29,7 @@ from seqmodels.lit import FAMILIES
 from seqmodels.models import ModelConfig, build_model
 
 CHECKPOINT_FILE = "checkpoint"
-REPORTED = {"train/loss": "train/loss", "val/loss": "val/loss"}
+REPORTED = ("train/loss", "val/loss")
 # Reported too whenever the epoch has them: the diagnostics (`diag/grad_h_lag_<k>`,
 # `diag/spectral_radius`, ...) and the information-flow penalty (`train/info_flow`).
 REPORTED_IF_LOGGED = ("diag/", "train/info_flow")
@@ -49,38 +50,69 @@ def placement() -> dict[str, str]:
     return {"ray/node_id": context.get_node_id(), "ray/gpu_ids": ",".join(gpus)}
 
 
-class Report(TuneReportCheckpointCallback):
-    """Reports `REPORTED` (and a checkpoint) to Tune after each training epoch, the metrics
-    named by `REPORTED_IF_LOGGED` that the epoch logged, and `where`.
+class Report(L.Callback):
+    """Reports each training epoch to Tune, with a checkpoint when one is due.
 
-    By the end of the training epoch this epoch's validation has run too. `where` is what
-    `placement()` returned: strings, not metrics, so Tune's loggers skip them and `TrialRuns`
-    tags the trial's run with them.
+    By the end of the training epoch this epoch's validation has run too. A report holds
+    `REPORTED`, the metrics named by `REPORTED_IF_LOGGED` that the epoch logged, and `where`:
+    what `placement()` returned, strings, not metrics, so Tune's loggers skip them and
+    `TrialRuns` tags the trial's run with them.
+
+    A checkpoint is due when `val/loss` is the lowest this trial has reported, at the trial's
+    last epoch, and, with `every` = N, also when N epochs have passed since the last one. The
+    best checkpoints, the ones a study keeps, are all saved, and so is the final state, which
+    a trial restored after it finished resumes from; any other epoch costs no write and no
+    copy into Tune's storage. What the rule has seen (the lowest `val/loss`, the epoch last
+    saved) is saved in each checkpoint, so a restored trial goes on with it.
+
+    Args:
+        where: `placement()`.
+        checkpoints: whether the trial checkpoints at all (a seeded repeat does not).
+        every: also checkpoint at this interval, in epochs: a retried or resumed trial then
+            repeats at most N-1 epochs; 1 checkpoints every epoch. None: only improvements.
     """
 
-    def __init__(self, where: dict[str, str], *, save_checkpoints: bool = True) -> None:
-        super().__init__(
-            metrics=REPORTED,
-            filename=CHECKPOINT_FILE,
-            save_checkpoints=save_checkpoints,
-            on="train_epoch_end",
-        )
+    def __init__(
+        self, where: dict[str, str], *, checkpoints: bool = True, every: int | None = None
+    ) -> None:
         self.where = where
+        self.checkpoints = checkpoints
+        self.every = every
+        self.best = math.inf  # the lowest val/loss reported
+        self.saved = 0  # the epoch (counted from 1) of the last checkpoint
 
-    def _get_report_dict(
-        self, trainer: L.Trainer, pl_module: L.LightningModule
-    ) -> dict[str, Any] | None:
-        # Ray's hook that builds each report (None during Lightning's sanity check); a test in
-        # tests/test_cluster.py fails if Ray stops calling it.
-        report = super()._get_report_dict(trainer, pl_module)
-        if not report:
-            return report
-        logged = {
-            key: float(value)
-            for key, value in trainer.callback_metrics.items()
-            if key.startswith(REPORTED_IF_LOGGED)
-        }
-        return {**report, **logged, **self.where}
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "saved": self.saved}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.saved = state["best"], state["saved"]
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        logged = trainer.callback_metrics
+        report = {key: float(logged[key]) for key in REPORTED if key in logged}
+        report |= {key: float(v) for key, v in logged.items() if key.startswith(REPORTED_IF_LOGGED)}
+        report |= self.where
+        epoch = trainer.current_epoch + 1
+        if not self._due(epoch, report.get("val/loss", math.nan), epoch == trainer.max_epochs):
+            tune.report(report)
+            return
+        with tempfile.TemporaryDirectory() as directory:
+            # the rule's state is updated first: the checkpoint holds it
+            trainer.save_checkpoint(Path(directory) / CHECKPOINT_FILE)
+            tune.report(report, checkpoint=tune.Checkpoint.from_directory(directory))
+
+    def _due(self, epoch: int, val_loss: float, last: bool = False) -> bool:
+        """Whether this epoch checkpoints; updates what the rule has seen."""
+        improved = val_loss < self.best  # never for a NaN
+        if improved:
+            self.best = val_loss
+        interval = self.every is not None and epoch - self.saved >= self.every
+        if not self.checkpoints or not (improved or interval or last):
+            return False
+        self.saved = epoch
+        return True
 
 
 def training(config: dict[str, Any]) -> TrainConfig:
@@ -195,11 +227,13 @@ def seeded(config: dict[str, Any], dataset: DatasetRef) -> tuple[L.LightningModu
     return module, NpzDataModule(dataset.uri, batch_size=config["batch_size"], seed=config["seed"])
 
 
-def train_trial(config: dict[str, Any], dataset: DatasetRef) -> None:
+def train_trial(
+    config: dict[str, Any], dataset: DatasetRef, checkpoint_every: int | None = None
+) -> None:
     """Train one trial, reporting `train/loss` and `val/loss` (and the diagnostics, when the
-    config switches them on) and a checkpoint every epoch."""
+    config switches them on) every epoch, with a checkpoint when `Report` says one is due."""
     module, data = seeded(config, dataset)
-    report = Report(placement())
+    report = Report(placement(), every=checkpoint_every)
     trainer = make_trainer(config, [report, ApplyConfig(config)])
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
@@ -231,7 +265,7 @@ def train_repeat(config: dict[str, Any], dataset: DatasetRef) -> None:
     No early stopping and no checkpoints: a repeat is cheap to rerun, and only its score matters.
     """
     module, data = seeded(config, dataset)
-    report = Report(placement(), save_checkpoints=False)
+    report = Report(placement(), checkpoints=False)
     keep = KeepBest("val/loss")
     trainer = make_trainer(config, [report, keep])
     trainer.fit(module, datamodule=data)

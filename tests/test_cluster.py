@@ -73,9 +73,11 @@ def test_every_report_says_where_the_trial_runs(monkeypatch: pytest.MonkeyPatch)
         ray.tune, "report", lambda metrics, checkpoint=None: reports.append(metrics)
     )
     where = {"ray/node_id": "abc", "ray/gpu_ids": "0"}
-    report = Report(where, save_checkpoints=False)
+    report = Report(where, checkpoints=False)
     losses = {"train/loss": torch.tensor(1.5), "val/loss": torch.tensor(2.5)}
-    trainer = SimpleNamespace(sanity_checking=True, callback_metrics=losses)
+    trainer = SimpleNamespace(
+        sanity_checking=True, callback_metrics=losses, current_epoch=0, max_epochs=10
+    )
     report.on_train_epoch_end(trainer, None)  # Lightning's sanity check: nothing is reported
     trainer.sanity_checking = False
     report.on_train_epoch_end(trainer, None)

@@ -297,3 +297,103 @@ def test_epoch_metrics_are_written_in_the_background_and_waited_for(
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
     assert run.data.metrics["val/loss"] == 0.2
+
+
+class FakeTrainer:
+    """What `Report` reads of a Trainer, and a `save_checkpoint` that saves the callback's state."""
+
+    def __init__(self, report: Any) -> None:
+        self.report = report
+        self.sanity_checking = False
+        self.current_epoch = 0
+        self.max_epochs = 100
+        self.callback_metrics: dict[str, Any] = {}
+
+    def save_checkpoint(self, path: Path) -> None:
+        import torch
+
+        torch.save({"report": self.report.state_dict()}, path)
+
+
+def _checkpointed_epochs(
+    monkeypatch: pytest.MonkeyPatch, losses: list[float], max_epochs: int = 100, **options: Any
+) -> tuple[list[int], Any]:
+    """The epochs (from 1) whose report to Tune carried a checkpoint, when `Report(**options)`
+    sees these validation losses in a trial of `max_epochs`; and the state in the last
+    checkpoint."""
+    import torch
+
+    from pipelines.trainable import CHECKPOINT_FILE, Report
+
+    saved: list[tuple[int, Any]] = []
+    reported: list[int] = []
+
+    def report(metrics: dict[str, Any], checkpoint: tune.Checkpoint | None = None) -> None:
+        reported.append(trainer.current_epoch + 1)
+        if checkpoint is not None:
+            with checkpoint.as_directory() as directory:
+                state = torch.load(Path(directory) / CHECKPOINT_FILE)["report"]
+            saved.append((trainer.current_epoch + 1, state))
+
+    monkeypatch.setattr(tune, "report", report)
+    callback = Report({"ray/node_id": "n"}, **options)
+    trainer = FakeTrainer(callback)
+    trainer.max_epochs = max_epochs
+    for epoch, loss in enumerate(losses):
+        trainer.current_epoch = epoch
+        val = torch.tensor(loss, dtype=torch.float64)
+        trainer.callback_metrics = {"train/loss": torch.tensor(1.0), "val/loss": val}
+        callback.on_train_epoch_end(trainer, None)  # type: ignore[arg-type]
+    assert reported == list(range(1, len(losses) + 1)), "every epoch is reported"
+    return [epoch for epoch, _ in saved], saved[-1][1] if saved else None
+
+
+LOSSES = [1.0, 0.8, 0.9, 0.85, 0.95, 0.7, 0.75, 0.9, 0.8, 0.6]
+
+
+def test_a_trial_checkpoints_the_epochs_that_improve(monkeypatch: pytest.MonkeyPatch) -> None:
+    epochs, state = _checkpointed_epochs(monkeypatch, LOSSES)
+    assert epochs == [1, 2, 6, 10]
+    assert state == {"best": 0.6, "saved": 10}
+
+
+def test_a_trial_checkpoints_its_last_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trial that finished after Tune last saved its state is restored from its end."""
+    epochs, state = _checkpointed_epochs(monkeypatch, LOSSES[:9], max_epochs=9)
+    assert epochs == [1, 2, 6, 9]
+    assert state == {"best": 0.7, "saved": 9}
+
+
+def test_checkpoint_every_adds_a_checkpoint_at_least_that_often(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    epochs, _ = _checkpointed_epochs(monkeypatch, LOSSES, every=3)
+    assert epochs == [1, 2, 5, 6, 9, 10]  # 5 and 9: three epochs after the last
+    epochs, _ = _checkpointed_epochs(monkeypatch, LOSSES, every=1)
+    assert epochs == list(range(1, 11))
+    epochs, _ = _checkpointed_epochs(monkeypatch, LOSSES, checkpoints=False)
+    assert epochs == []
+
+
+def test_a_restored_trial_goes_on_with_the_rule_it_saved(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.trainable import Report
+
+    _, state = _checkpointed_epochs(monkeypatch, LOSSES[:6])  # last saved: epoch 6, 0.7
+    restored = Report({}, every=None)
+    restored.load_state_dict(state)
+    assert (restored.best, restored.saved) == (0.7, 6)
+    assert not restored._due(7, 0.75) and restored._due(8, 0.65)
+
+
+def test_a_diverged_epoch_is_never_the_best(monkeypatch: pytest.MonkeyPatch) -> None:
+    epochs, state = _checkpointed_epochs(monkeypatch, [1.0, math.nan, 0.9, math.nan])
+    assert epochs == [1, 3] and state["best"] == 0.9
+
+
+def test_pbt_checkpoints_every_epoch(flows) -> None:
+    pbt = _spec(space={"lr": {"loguniform": [1e-3, 1e-1]}}, scheduler={"name": "pbt"})
+    assert flows.checkpoint_every(pbt) == 1
+    assert flows.checkpoint_every(_spec(checkpoint_every=5)) == 5
+    assert flows.checkpoint_every(_spec()) is None
+    with pytest.raises(SpecError, match="checkpoint_every"):
+        _spec(checkpoint_every=0)
