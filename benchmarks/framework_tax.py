@@ -29,10 +29,10 @@ verdict reads the median of the paired ratios. The in-process arms use as
 many torch threads as a Ray trial with one CPU gets; a probe trial reads that number first.
 
 To attribute the tax, two parts are timed directly: `trainer.save_checkpoint` (what `Report`
-does before it reports, at each epoch that checkpoints; timed after the Lightning arm's fit) and the driver's MLflow
-logging per epoch (`TrialRuns.on_trial_result`, timed in the seqlab arm). The in-process arms
-also record the training thread's CPU time, which other processes on the machine disturb less
-than wall time.
+does before it reports, at each epoch that checkpoints; timed after the Lightning arm's fit)
+and the driver's MLflow logging per epoch (`TrialRuns.on_trial_result`, timed in the seqlab
+arm). The in-process arms also record the training thread's CPU time, which other processes
+on the machine disturb less than wall time.
 
 With `--device cuda` every arm trains on the GPU: the trial asks Ray for one GPU, the bare loop
 moves the network and each batch to it, and each epoch's clock waits for the GPU to finish.
