@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from mlflow.entities import Metric, Param, Run, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
-from mlflow.utils.async_logging.run_operations import RunOperations
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
@@ -189,12 +188,6 @@ class TrialRuns(Callback):
     with it by `Tuner.restore`, so a resumed study logs to the runs it began: a trial that starts
     again reopens its run and skips the epochs the run already holds.
 
-    The epochs' metrics are logged asynchronously (MLflow's `synchronous=False`): a trial waits
-    for the driver after each report, and the driver would otherwise make it wait for the write
-    too. The writes are waited for before the trial's run ends, and whenever Tune saves the
-    experiment's state (`get_state`), so that MLflow never holds fewer epochs than that state,
-    which a resumed study starts from.
-
     Args:
         kind: `trial` for a search trial, `repeat` for a seeded repeat of a chosen config.
     """
@@ -210,11 +203,9 @@ class TrialRuns(Callback):
         self.open: set[str] = set()  # trial ids whose run has not been ended
         self.placed: dict[str, dict[str, str]] = {}  # trial id -> placement tags on its run
         self.logged: dict[str, int] = {}  # trial id -> last epoch its run holds
-        self.pending: dict[str, list[RunOperations]] = {}  # trial id -> writes in flight
         self.restored = False
 
     def get_state(self) -> dict[str, Any]:
-        self.wait()
         return {"run_ids": dict(self.run_ids), "placed": dict(self.placed)}
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -263,10 +254,7 @@ class TrialRuns(Callback):
             for key, value in result.items()
             if key.startswith(METRIC_PREFIXES) and math.isfinite(float(value))
         ]
-        tags = self._placement_tags(trial, result)
-        writing = self.mlflow.log_batch(run_id, metrics=values, tags=tags, synchronous=False)
-        # waited for (and so dropped) at least as often as Tune saves the experiment's state
-        self.pending.setdefault(trial.trial_id, []).append(writing)
+        self.mlflow.log_batch(run_id, metrics=values, tags=self._placement_tags(trial, result))
 
     def on_trial_complete(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
@@ -281,19 +269,8 @@ class TrialRuns(Callback):
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
         self.close_open("KILLED")  # trials Tune stopped without completing them
 
-    def wait(self, trial_id: str | None = None) -> None:
-        """Wait until the trial's metrics (every trial's, if None) are written.
-
-        Raises:
-            MlflowException: a write failed.
-        """
-        for trial in [trial_id] if trial_id else list(self.pending):
-            for operation in self.pending.pop(trial, []):
-                operation.wait()
-
     def close_open(self, status: str) -> None:
         """End every run not ended yet, so none is left RUNNING (Ctrl-C, a driver error)."""
-        self.wait()
         for trial_id in list(self.open):
             self.mlflow.set_terminated(self.run_ids[trial_id], status)
             self.open.discard(trial_id)
@@ -333,7 +310,6 @@ class TrialRuns(Callback):
         return [RunTag(key, value) for key, value in where.items()]
 
     def _end(self, trial: Trial, status: int) -> None:
-        self.wait(trial.trial_id)
         if trial.trial_id in self.open:
             self.mlflow.set_terminated(self.run_ids[trial.trial_id], RunStatus.to_string(status))
             self.open.discard(trial.trial_id)

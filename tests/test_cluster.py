@@ -93,16 +93,8 @@ class FakeMlflow:
     def create_run(self, experiment_id: str, run_name: str, tags: dict[str, str]) -> Any:
         return SimpleNamespace(info=SimpleNamespace(run_id=f"run-{run_name}"))
 
-    def log_batch(
-        self,
-        run_id: str,
-        metrics: Any = (),
-        params: Any = (),
-        tags: Any = (),
-        synchronous: bool | None = None,
-    ) -> Any:
+    def log_batch(self, run_id: str, metrics: Any = (), params: Any = (), tags: Any = ()) -> None:
         self.batches.append({"metrics": list(metrics), "params": list(params), "tags": list(tags)})
-        return None if synchronous in (None, True) else SimpleNamespace(wait=lambda: None)
 
 
 def test_trial_runs_tag_the_placement_once_and_again_if_it_moves() -> None:
