@@ -10,10 +10,13 @@ import json
 import math
 import os
 import platform
+import queue
 import socket
 import subprocess
+import threading
 import time
 import warnings
+from collections.abc import Callable
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
@@ -177,6 +180,45 @@ def _git(*args: str) -> str:
     return out.stdout.strip() if out.returncode == 0 else ""
 
 
+class Writer:
+    """One background thread that makes MLflow calls in the order they were submitted.
+
+    MLflow's own asynchronous logging (`log_batch(synchronous=False)`) does not fit a driver
+    that keeps many runs open: `set_terminated` shuts down the store's whole queue and waits
+    for its thread, which polls with a 1 s timeout, so every trial's end cost up to a second
+    (`benchmarks/README.md`, under `checkpoint_policy.py`).
+    """
+
+    def __init__(self) -> None:
+        self.calls: queue.Queue[tuple[Callable[..., Any], tuple, dict]] = queue.Queue()
+        self.error: BaseException | None = None
+        threading.Thread(target=self._work, name="seqlab-mlflow-writer", daemon=True).start()
+
+    def submit(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        self.calls.put((call, args, kwargs))
+
+    def wait(self) -> None:
+        """Return when every call submitted so far is made.
+
+        Raises:
+            BaseException: the first error a call raised since the last `wait`.
+        """
+        self.calls.join()
+        error, self.error = self.error, None
+        if error is not None:
+            raise error
+
+    def _work(self) -> None:
+        while True:
+            call, args, kwargs = self.calls.get()
+            try:
+                call(*args, **kwargs)
+            except BaseException as error:  # raised again by `wait`, in the driver's thread
+                self.error = self.error or error
+            finally:
+                self.calls.task_done()
+
+
 class TrialRuns(Callback):
     """A Tune callback that mirrors each trial into an MLflow child run of the study's parent.
 
@@ -187,6 +229,11 @@ class TrialRuns(Callback):
     Its state (trial id -> run id) is saved by Tune with the experiment's state, and restored
     with it by `Tuner.restore`, so a resumed study logs to the runs it began: a trial that starts
     again reopens its run and skips the epochs the run already holds.
+
+    The epochs' metrics are written by a `Writer` thread: a trial waits for the driver after
+    each report, and would otherwise wait for the write too. They are waited for before a run
+    ends, and whenever Tune saves the experiment's state (`get_state`), so that MLflow never
+    holds fewer epochs than that state, which a resumed study starts from.
 
     Args:
         kind: `trial` for a search trial, `repeat` for a seeded repeat of a chosen config.
@@ -204,9 +251,24 @@ class TrialRuns(Callback):
         self.placed: dict[str, dict[str, str]] = {}  # trial id -> placement tags on its run
         self.logged: dict[str, int] = {}  # trial id -> last epoch its run holds
         self.restored = False
+        self.writer: Writer | None = None  # started on the first epoch's result
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks with the Tuner; a thread does not pickle
+        return {**self.__dict__, "writer": None}
 
     def get_state(self) -> dict[str, Any]:
+        self.wait()
         return {"run_ids": dict(self.run_ids), "placed": dict(self.placed)}
+
+    def wait(self) -> None:
+        """Return when every epoch's metrics submitted so far are written.
+
+        Raises:
+            MlflowException: a write failed.
+        """
+        if self.writer is not None:
+            self.writer.wait()
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.run_ids = dict(state["run_ids"])
@@ -254,7 +316,9 @@ class TrialRuns(Callback):
             for key, value in result.items()
             if key.startswith(METRIC_PREFIXES) and math.isfinite(float(value))
         ]
-        self.mlflow.log_batch(run_id, metrics=values, tags=self._placement_tags(trial, result))
+        self.writer = self.writer or Writer()
+        tags = self._placement_tags(trial, result)
+        self.writer.submit(self.mlflow.log_batch, run_id, metrics=values, tags=tags)
 
     def on_trial_complete(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
@@ -271,6 +335,7 @@ class TrialRuns(Callback):
 
     def close_open(self, status: str) -> None:
         """End every run not ended yet, so none is left RUNNING (Ctrl-C, a driver error)."""
+        self.wait()
         for trial_id in list(self.open):
             self.mlflow.set_terminated(self.run_ids[trial_id], status)
             self.open.discard(trial_id)
@@ -310,6 +375,7 @@ class TrialRuns(Callback):
         return [RunTag(key, value) for key, value in where.items()]
 
     def _end(self, trial: Trial, status: int) -> None:
+        self.wait()
         if trial.trial_id in self.open:
             self.mlflow.set_terminated(self.run_ids[trial.trial_id], RunStatus.to_string(status))
             self.open.discard(trial.trial_id)

@@ -112,6 +112,7 @@ def test_trial_runs_tag_the_placement_once_and_again_if_it_moves() -> None:
     result(1, "a")
     result(2, "a")
     result(3, "b")  # restored from its checkpoint on another node
+    runs.wait()  # the epochs are written in the background
     tags = [{t.key: t.value for t in batch["tags"]} for batch in mlflow.batches[1:]]
     assert tags == [
         {"ray.node_id": "a", "ray.gpu_ids": "0"},

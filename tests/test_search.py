@@ -254,6 +254,70 @@ def test_a_crashed_trial_is_retried_from_its_last_checkpoint(flows, tmp_path: Pa
     assert sorted(steps) == [0, 1, 2, 3], "each epoch logged once, across the retry"
 
 
+def test_epoch_metrics_are_written_in_the_background_and_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial's report does not wait for MLflow; Tune's saved state and the run's end do."""
+    import time
+    from types import SimpleNamespace
+
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+    from mlflow.tracking import MlflowClient
+
+    from pipelines import tracking
+
+    write = SqlAlchemyStore.log_batch
+
+    def slow_write(self: SqlAlchemyStore, *args: Any, **kwargs: Any) -> None:
+        time.sleep(0.3)
+        write(self, *args, **kwargs)
+
+    monkeypatch.setattr(SqlAlchemyStore, "log_batch", slow_write)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment_id = client.create_experiment("background")
+    parent = client.create_run(experiment_id).info.run_id
+    runs = tracking.TrialRuns(client, experiment_id, parent, "trial")
+    trial = SimpleNamespace(trial_id="t1", config={"variant": "rnn", "seed": 0})
+    runs.on_trial_start(0, [], trial)  # type: ignore[arg-type]
+    run_id = runs.run_ids["t1"]
+
+    began = time.perf_counter()
+    for epoch in (1, 2, 3):
+        result = {"training_iteration": epoch, "val/loss": 1.0 / epoch}
+        runs.on_trial_result(0, [], trial, result)  # type: ignore[arg-type]
+    assert time.perf_counter() - began < 0.3, "the driver waited for MLflow"
+
+    runs.get_state()  # what Tune calls when it saves the experiment's state
+    assert not runs.writer.calls.unfinished_tasks
+    history = client.get_metric_history(run_id, "val/loss")
+    assert sorted(m.step for m in history) == [0, 1, 2]
+
+    runs.on_trial_result(0, [], trial, {"training_iteration": 4, "val/loss": 0.2})  # type: ignore[arg-type]
+    runs.on_trial_complete(0, [], trial)  # type: ignore[arg-type]
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["val/loss"] == 0.2
+
+
+def test_a_failed_background_write_is_raised_in_the_driver(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from pipelines import tracking
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment_id = client.create_experiment("failing")
+    runs = tracking.TrialRuns(client, experiment_id, "parent", "trial")
+    runs.run_ids["t1"] = "no-such-run"
+    trial = SimpleNamespace(trial_id="t1", config={})
+    runs.on_trial_result(0, [], trial, {"training_iteration": 1, "val/loss": 1.0})  # type: ignore[arg-type]
+    with pytest.raises(MlflowException, match="no-such-run"):
+        runs.get_state()
+    runs.get_state()  # raised once
+
+
 class FakeTrainer:
     """What `Report` reads of a Trainer, and a `save_checkpoint` that saves the callback's state."""
 
