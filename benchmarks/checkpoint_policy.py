@@ -21,7 +21,7 @@ Adam's state is 12 MiB) on a few examples of length 5: an epoch is then a few mi
 compute, and what the stack does between two epochs shows above the machine's noise. With
 an epoch of real work the same cost is there, but a smaller part of it.
 
-    python benchmarks/checkpoint_policy.py [--rounds 3] [--epochs 40] [--hidden 512]
+    python benchmarks/checkpoint_policy.py [--rounds 6] [--epochs 40] [--hidden 512]
                                            [--length 5] [--n-train 64] [--device cpu|cuda]
                                            [--json PATH]
 """
@@ -231,7 +231,7 @@ def main() -> int:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--rounds", type=int, default=3, help="runs of each arm, interleaved")
+    parser.add_argument("--rounds", type=int, default=6, help="runs of each arm, interleaved")
     parser.add_argument("--epochs", type=int, default=40, help="epochs per run (first untimed)")
     add_adding_arguments(parser, length=5)
     parser.add_argument("--hidden", type=int, default=512)
