@@ -48,8 +48,8 @@ from common import (
     adding_study,
     machine,
     private_home,
+    publish,
     versions,
-    write_atomically,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -414,9 +414,7 @@ def main() -> int:
         "repeats": repeats,
         "seconds": time.perf_counter() - began,
     }
-    print(markdown(report))
-    print(f"\n{report['seconds']:.0f} s in all; figures in {args.json}")
-    write_atomically(args.json, report)
+    publish(report, markdown(report), args.json)
     return 0
 
 

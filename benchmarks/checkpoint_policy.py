@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
-import json
 import os
 import statistics
 import sys
@@ -44,9 +42,10 @@ from common import (
     add_adding_arguments,
     adding_study,
     machine,
+    one_trial,
     private_home,
+    publish,
     versions,
-    write_atomically,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,29 +97,17 @@ def timed_result_handling() -> Iterator[list[float]]:
 
 def run_arm(spec: Any, dataset: Any, experiment_id: str, index: int) -> dict[str, Any]:
     """One trial through `flows.tune_variant`, under a fresh parent run (a fresh Tuner)."""
-    from pipelines import flows, tracking
-
-    client = tracking.client()
-    parent = client.create_run(experiment_id, run_name=f"round-{index}", tags={"kind": "study"})
-    parent_id = parent.info.run_id
-    with timed_result_handling() as handling, contextlib.redirect_stdout(io.StringIO()):
-        outcome = flows.tune_variant.fn(spec, VARIANT, dataset, experiment_id, parent_id)
-    client.set_terminated(parent_id, "FINISHED")
-    experiment_dir = Path(client.get_run(parent_id).data.tags[f"seqlab.tune.{VARIANT}"])
-    (result_file,) = experiment_dir.glob("*/result.json")
-    rows = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
-    rows.sort(key=lambda row: row["training_iteration"])
-    if outcome.failed or len(rows) != spec.fixed.max_epochs:
-        raise RuntimeError(f"the trial failed or stopped early: {len(rows)} results")
+    with timed_result_handling() as handling:
+        run = one_trial(spec, VARIANT, dataset, experiment_id, index)
     checkpoint_bytes = sum(
-        f.stat().st_size for f in experiment_dir.glob("*/checkpoint_*/**/*") if f.is_file()
+        f.stat().st_size for f in run.experiment_dir.glob("*/checkpoint_*/**/*") if f.is_file()
     )
     return {
-        "epoch_s": [float(row["time_this_iter_s"]) for row in rows],
-        "checkpointed": [row.get("checkpoint_dir_name") is not None for row in rows],
-        "val_loss": [float(row["val/loss"]) for row in rows],
+        "epoch_s": [float(row["time_this_iter_s"]) for row in run.results],
+        "checkpointed": [row.get("checkpoint_dir_name") is not None for row in run.results],
+        "val_loss": [float(row["val/loss"]) for row in run.results],
         "kept_checkpoint_bytes": checkpoint_bytes,
-        "best_val": outcome.best_val,
+        "best_val": run.outcome.best_val,
         "driver_handling_s": handling,
     }
 
@@ -267,9 +254,7 @@ def main() -> int:
         "runs": runs,
         "seconds": time.perf_counter() - began,
     }
-    print(markdown(report))
-    print(f"\n{report['seconds']:.0f} s in all; figures in {args.json}")
-    write_atomically(args.json, report)
+    publish(report, markdown(report), args.json)
     return 0
 
 

@@ -8,12 +8,16 @@ and they import this module as `common`.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import platform
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -76,6 +80,51 @@ def adding_study(name: str, args: Any, **sections: Any) -> dict[str, Any]:
         "resources": {"cpu": 1, "gpu": 0},
         **sections,
     }
+
+
+@dataclass
+class TrialRun:
+    """One trial of the real stack: the variant's outcome, Tune's experiment directory, the
+    trial's results in epoch order, and the seconds `tune_variant` took."""
+
+    outcome: Any
+    experiment_dir: Path
+    results: list[dict[str, Any]]
+    wall_s: float
+
+
+def one_trial(spec: Any, variant: str, dataset: Any, experiment_id: str, index: int) -> TrialRun:
+    """The spec's one trial through `flows.tune_variant` (its function, without Prefect), under
+    a fresh parent run: `tune_variant` would restore, not rerun, a Tuner that the same parent
+    run already recorded.
+
+    Raises:
+        RuntimeError: the trial failed or stopped before `max_epochs`.
+    """
+    from pipelines import flows, tracking
+
+    client = tracking.client()
+    parent = client.create_run(experiment_id, run_name=f"round-{index}", tags={"kind": "study"})
+    parent_id = parent.info.run_id
+    began = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        outcome = flows.tune_variant.fn(spec, variant, dataset, experiment_id, parent_id)
+    wall = time.perf_counter() - began
+    client.set_terminated(parent_id, "FINISHED")
+    experiment_dir = Path(client.get_run(parent_id).data.tags[f"seqlab.tune.{variant}"])
+    (result_file,) = experiment_dir.glob("*/result.json")
+    rows = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
+    rows.sort(key=lambda row: row["training_iteration"])
+    if outcome.failed or len(rows) != spec.fixed.max_epochs:
+        raise RuntimeError(f"the trial failed or stopped early: {len(rows)} results")
+    return TrialRun(outcome, experiment_dir, rows, wall)
+
+
+def publish(report: dict[str, Any], text: str, path: Path) -> None:
+    """Print the report's Markdown and its running time, and write its figures to `path`."""
+    print(text)
+    print(f"\n{report['seconds']:.0f} s in all; figures in {path}")
+    write_atomically(path, report)
 
 
 def write_atomically(path: Path, report: dict[str, Any]) -> None:

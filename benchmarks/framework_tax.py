@@ -47,9 +47,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import inspect
-import io
 import itertools
-import json
 import math
 import os
 import statistics
@@ -69,9 +67,10 @@ from common import (
     add_adding_arguments,
     adding_study,
     machine,
+    one_trial,
     private_home,
+    publish,
     versions,
-    write_atomically,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -288,38 +287,17 @@ def timed_mlflow_logging() -> Iterator[list[float]]:
         tracking.TrialRuns = original
 
 
-def trial_results(experiment_dir: Path) -> list[dict[str, Any]]:
-    """The results Tune wrote for the experiment's one trial, in iteration order."""
-    (result_file,) = experiment_dir.glob("*/result.json")
-    rows = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
-    return sorted(rows, key=lambda row: row["training_iteration"])
-
-
 def seqlab_arm(spec: StudySpec, dataset: DatasetRef, experiment_id: str, index: int) -> ArmRun:
     """One trial through `flows.tune_variant`, under a fresh parent run (a fresh Tuner)."""
-    from pipelines import flows, tracking
-
-    client = tracking.client()
-    # A new parent run per round: `tune_variant` would restore, not rerun, a Tuner that the
-    # same parent run already recorded.
-    parent = client.create_run(experiment_id, run_name=f"round-{index}", tags={"kind": "study"})
-    parent_id = parent.info.run_id
-    began = time.perf_counter()
-    with timed_mlflow_logging() as logging_s, contextlib.redirect_stdout(io.StringIO()):
-        outcome = flows.tune_variant.fn(spec, VARIANT, dataset, experiment_id, parent_id)
-    wall = time.perf_counter() - began
-    client.set_terminated(parent_id, "FINISHED")
-    experiment_dir = Path(client.get_run(parent_id).data.tags[f"seqlab.tune.{VARIANT}"])
-    results = trial_results(experiment_dir)
-    if outcome.failed or len(results) != spec.fixed.max_epochs:
-        raise RuntimeError(f"the seqlab trial failed or stopped early: {len(results)} results")
-    epochs = [float(row["time_this_iter_s"]) for row in results]
+    with timed_mlflow_logging() as logging_s:
+        run = one_trial(spec, VARIANT, dataset, experiment_id, index)
+    epochs = [float(row["time_this_iter_s"]) for row in run.results]
     extra = {
         "mlflow_log_s": logging_s,
-        "time_total_s": outcome.train_seconds,
-        "outside_epochs_s": wall - sum(epochs),
+        "time_total_s": run.outcome.train_seconds,
+        "outside_epochs_s": run.wall_s - sum(epochs),
     }
-    return ArmRun(epochs, None, float(results[-1]["val/loss"]), -1, wall, extra)
+    return ArmRun(epochs, None, float(run.results[-1]["val/loss"]), -1, run.wall_s, extra)
 
 
 def probe_trial(spec: StudySpec, dataset: DatasetRef) -> dict[str, Any]:
@@ -601,9 +579,7 @@ def main() -> int:
         "partners": measured["partners"],
         "seconds": time.perf_counter() - began,
     }
-    print(markdown(report))
-    print(f"\n{report['seconds']:.0f} s in all; figures in {args.json}")
-    write_atomically(args.json, report)
+    publish(report, markdown(report), args.json)
     return 0
 
 
