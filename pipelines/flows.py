@@ -39,6 +39,7 @@ from pipelines import report, serving, settings, store, tracking
 from pipelines.data_flows import prepare_data
 from pipelines.progress import Progress
 from pipelines.report import Report
+from pipelines.restorable import RestorableCheckpoints
 from pipelines.spec import OPTION_SECTIONS, PERTURBABLE, Distribution, StudySpec
 from pipelines.store import DatasetRef
 from pipelines.trainable import evaluate, train_repeat, train_trial
@@ -236,11 +237,12 @@ def tune_storage() -> str:
 
 
 def _run_config(label: str, callbacks: list[tune.Callback], **extra: Any) -> tune.RunConfig:
-    """Results in Tune's storage, our own callbacks for output, one retry from a checkpoint."""
+    """Results in Tune's storage, our own callbacks for output, one retry from a checkpoint
+    (one that still exists: `RestorableCheckpoints`)."""
     return tune.RunConfig(
         name=f"{label}-{time.strftime('%Y%m%d-%H%M%S')}",
         storage_path=tune_storage(),
-        callbacks=callbacks,
+        callbacks=[*callbacks, RestorableCheckpoints()],
         failure_config=tune.FailureConfig(max_failures=1),
         verbose=0,
         **extra,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import math
 import os
+import shutil
 import signal
 from pathlib import Path
 from typing import Any
@@ -252,6 +253,78 @@ def test_a_crashed_trial_is_retried_from_its_last_checkpoint(flows, tmp_path: Pa
     assert run.info.status == "FINISHED"
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/loss")]
     assert sorted(steps) == [0, 1, 2, 3], "each epoch logged once, across the retry"
+
+
+class InterruptOnce(tune.Callback):
+    """Raises KeyboardInterrupt in the driver after a trial's `epoch`-th result, as Ctrl-C does
+    (seqlab turns Tune's own SIGINT handler off), the first time only: `marker` records it
+    across the pickled copy that `Tuner.restore` brings back."""
+
+    def __init__(self, epoch: int, marker: Path) -> None:
+        self.epoch = epoch
+        self.marker = marker
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if result["training_iteration"] == self.epoch and not self.marker.exists():
+            self.marker.touch()
+            raise KeyboardInterrupt
+
+
+@pytest.mark.slow
+def test_a_resumed_trial_whose_checkpoint_tune_deleted_goes_on_from_one_that_exists(
+    flows, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Tune deletes checkpoints beyond the best N as newer ones come, and saves its state only
+    every few seconds, so a stopped driver can leave a state whose latest checkpoint is gone.
+    Here that checkpoint is deleted by hand after the interruption. The resumed trial goes on
+    from a checkpoint that exists (or its first epoch), finishes, and logs each epoch once;
+    without `RestorableCheckpoints` Tune fails it, twice, with "does not exist on storage"."""
+    from pipelines import settings, store, tracking
+    from pipelines.trainable import train_trial
+
+    epochs = 8
+    spec = parse_spec(
+        {**BASE, "fixed": {**BASE["fixed"], "max_epochs": epochs}, "search": {"space": {}}}
+    )
+    dataset = store.prepare("adding", spec.task.options.__dict__, 0, settings.seqlab_home())
+    client = tracking.client()
+    experiment_id = tracking.ensure_experiment(client, f"gone-{tmp_path.name}")
+    parent = client.create_run(experiment_id, tags={"kind": "study"}).info.run_id
+
+    def trainable() -> Any:  # within a Ray session: it puts the dataset in the object store
+        return flows._trainable(train_trial, spec, dataset, checkpoint_every=1)
+
+    run_config = flows._run_config(
+        "gone",
+        [
+            tracking.TrialRuns(client, experiment_id, parent, "trial"),
+            InterruptOnce(epoch=5, marker=tmp_path / "interrupted"),
+        ],
+        checkpoint_config=tune.CheckpointConfig(
+            num_to_keep=2, checkpoint_score_attribute=flows.METRIC, checkpoint_score_order="min"
+        ),
+    )
+    path = str(Path(run_config.storage_path) / run_config.name)
+    with flows.ray_session(), pytest.raises(KeyboardInterrupt):
+        tuner = tune.Tuner(
+            trainable(),
+            param_space=flows.trial_space(spec, "rnn"),
+            tune_config=tune.TuneConfig(metric=flows.METRIC, mode=flows.MODE, num_samples=1),
+            run_config=run_config,
+        )
+        flows._fit(tuner, parent, "trial", "rnn")
+    with flows.ray_session(), caplog.at_level("WARNING", logger="pipelines.restorable"):
+        (saved,) = tune.Tuner.restore(path, trainable=trainable()).get_results()
+        assert saved.checkpoint is not None and Path(saved.checkpoint.path).is_dir()
+        shutil.rmtree(saved.checkpoint.path)  # what Tune deleted after it last saved its state
+        restored = tune.Tuner.restore(path, trainable=trainable(), resume_unfinished=True)
+        (result,) = flows._fit(restored, parent, "trial", "rnn")
+    assert result.error is None and result.metrics["training_iteration"] == epochs
+    assert f"its checkpoint {saved.checkpoint.path} is no longer on storage" in caplog.text
+    (run,) = tracking.child_runs(client, parent, "trial")
+    assert run.info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/loss")]
+    assert sorted(steps) == list(range(epochs)), "each epoch logged once, across the resume"
 
 
 def test_epoch_metrics_are_written_in_the_background_and_waited_for(
