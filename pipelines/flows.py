@@ -521,10 +521,16 @@ def _reopen_parent(
 ) -> None:
     """Mark an interrupted study's parent run RUNNING again, under this driver."""
     tags = client.get_run(parent_id).data.tags
-    if tags.get("spec.hash") != spec.digest() or tags.get("dataset.digest") != dataset.digest:
+    if tags.get("spec.hash") != spec.digest():
         raise ValueError(
-            f"run {parent_id}: its spec or dataset digest differs from the one resumed; "
-            "the code that generates the data may have changed"
+            f"run {parent_id}: its spec.json validates to digest {spec.digest()}, not the "
+            f"{tags.get('spec.hash')} it ran with; this seqlab reads the spec differently "
+            "(a default or a field changed since the study began)"
+        )
+    if tags.get("dataset.digest") != dataset.digest:
+        raise ValueError(
+            f"run {parent_id}: its data digests to {dataset.digest} now, not the "
+            f"{tags.get('dataset.digest')} it trained on; the code that generates the data changed"
         )
     client.update_run(parent_id, status="RUNNING")
     for key, value in {

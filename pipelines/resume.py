@@ -26,8 +26,9 @@ def find(
 ) -> tuple[Run, StudySpec]:
     """The parent run to resume (default: the study's newest unfinished one) and its spec.
 
-    Refuses a finished run, a child run, and a run whose driver still runs on this machine
-    (or, without `force`, ran on another machine: it may still run there).
+    Refuses a finished run, a child run, a run whose driver still runs on this machine
+    (or, without `force`, ran on another machine: it may still run there), and a run whose
+    recorded spec this seqlab reads differently from the seqlab that began it.
     """
     parent = _parent(client, study, run_id)
     info, tags = parent.info, parent.data.tags
@@ -49,7 +50,13 @@ def find(
                 f"study {study!r}: run {info.run_id} is marked RUNNING by a driver on {host}; "
                 "make sure it has stopped, then pass --force"
             )
-    return parent, _spec(client, info.run_id)
+    spec = _spec(client, info.run_id)
+    if tags.get("spec.hash") != spec.digest():
+        raise ResumeError(
+            f"run {info.run_id} spec.json: validates to digest {spec.digest()} under this seqlab, "
+            f"not the {tags.get('spec.hash')} the study ran with (a default or field changed)"
+        )
+    return parent, spec
 
 
 def _parent(client: MlflowClient, study: str, run_id: str | None) -> Run:

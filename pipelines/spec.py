@@ -332,8 +332,14 @@ class StudySpec(BaseModel):
         }
 
     def digest(self) -> str:
-        """A content hash of the validated spec (defaults filled in)."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        """A content hash of the validated spec: of what differs from the defaults.
+
+        A field at its default value is left out, whether the spec wrote it or not. So a later
+        seqlab that adds a field (with a default that keeps the old behaviour) gives an older
+        spec the same digest, and a study interrupted before the upgrade can still be resumed.
+        A changed default does change the digest of a spec recorded with the old value.
+        """
+        canonical = json.dumps(self.model_dump(mode="json", exclude_defaults=True), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

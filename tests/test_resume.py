@@ -174,3 +174,20 @@ def test_resume_refusals_are_one_line_errors(home: Path) -> None:
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("seqlab: error: study: no study 'no-such-study' in ")
+
+
+def test_a_spec_this_seqlab_reads_differently_is_refused_in_one_line(home: Path) -> None:
+    from pipelines import tracking
+    from pipelines.spec import parse_spec
+
+    spec = parse_spec(SPEC)
+    client = tracking.client()
+    experiment_id = tracking.ensure_experiment(client, STUDY)
+    run = client.create_run(experiment_id, tags={"kind": "study", "spec.hash": "0123456789abcdef"})
+    client.log_dict(run.info.run_id, spec.model_dump(mode="json"), "spec.json")
+    client.set_terminated(run.info.run_id, "KILLED")
+    result = seqlab("resume", STUDY)
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"seqlab: error: run {run.info.run_id} spec.json: "), line
+    assert f"digest {spec.digest()}" in line and "0123456789abcdef" in line
