@@ -35,7 +35,7 @@ from ray.tune.schedulers import (
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from pipelines import report, serving, settings, store, tracking
+from pipelines import report, resume, serving, settings, store, tracking
 from pipelines.data_flows import prepare_data
 from pipelines.progress import Progress
 from pipelines.report import Report
@@ -521,12 +521,9 @@ def _reopen_parent(
 ) -> None:
     """Mark an interrupted study's parent run RUNNING again, under this driver."""
     tags = client.get_run(parent_id).data.tags
-    if tags.get("spec.hash") != spec.digest():
-        raise ValueError(
-            f"run {parent_id}: its spec.json validates to digest {spec.digest()}, not the "
-            f"{tags.get('spec.hash')} it ran with; this seqlab reads the spec differently "
-            "(a default or a field changed since the study began)"
-        )
+    problem = resume.spec_changed(parent_id, tags, spec)
+    if problem:
+        raise ValueError(problem)
     if tags.get("dataset.digest") != dataset.digest:
         raise ValueError(
             f"run {parent_id}: its data digests to {dataset.digest} now, not the "

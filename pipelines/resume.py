@@ -51,12 +51,21 @@ def find(
                 "make sure it has stopped, then pass --force"
             )
     spec = _spec(client, info.run_id)
-    if tags.get("spec.hash") != spec.digest():
-        raise ResumeError(
-            f"run {info.run_id} spec.json: validates to digest {spec.digest()} under this seqlab, "
-            f"not the {tags.get('spec.hash')} the study ran with (a default or field changed)"
-        )
+    problem = spec_changed(info.run_id, tags, spec)
+    if problem:
+        raise ResumeError(problem)
     return parent, spec
+
+
+def spec_changed(run_id: str, tags: dict[str, str], spec: StudySpec) -> str | None:
+    """Why the study's recorded `spec` no longer matches the digest its parent run was tagged
+    with (this seqlab reads it differently), or None when it matches."""
+    if tags.get("spec.hash") == spec.digest():
+        return None
+    return (
+        f"run {run_id} spec.json: validates to digest {spec.digest()} under this seqlab, "
+        f"not the {tags.get('spec.hash')} the study ran with (a default or field changed)"
+    )
 
 
 def _parent(client: MlflowClient, study: str, run_id: str | None) -> Run:
