@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -241,19 +241,61 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     settings.configure_environment()
     settings.quiet_known_warnings()
+    prefect_ready = _start_embedded_prefect()
     import pipelines.flows  # noqa: F401  (timed here: the heavy imports, torch, ray, ...)
     from pipelines import tracking
 
     imported = time.perf_counter()
     problem = tracking.artifact_access_problem(tracking.client(), spec.name)
     if problem:
+        prefect_ready()  # then Prefect's exit handler stops the server it started
         print(f"seqlab: error: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    return _study(spec, args.spec, None, started, imported)
+    return _study(spec, args.spec, None, started, imported, prefect_ready)
+
+
+def _start_embedded_prefect() -> Callable[[], None]:
+    """Start Prefect's ephemeral API server now, in the background; return a wait for it.
+
+    A flow run starts that server anyway, at its first call to Prefect's API, and waits for it:
+    14 s on 2 cores in a fresh SEQLAB_HOME, where it creates and migrates its database, 6 s
+    after. Started before the heavy imports, its start runs beside them. The server is the
+    one Prefect's own client uses (`SubprocessASGIServer`, one per process), so the flow run
+    finds it running. With a Prefect server configured (PREFECT_API_URL, `seqlab up`), or the
+    ephemeral API turned off, this starts nothing.
+    """
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        return lambda: None
+    from prefect.server.api.server import SubprocessASGIServer
+
+    failed: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            SubprocessASGIServer().start()
+        except BaseException as err:  # raised where the flow would have met it
+            failed.append(err)
+
+    starting = threading.Thread(target=start, name="prefect-ephemeral-start", daemon=True)
+    starting.start()
+
+    def wait() -> None:
+        starting.join()
+        if failed:
+            raise failed[0]
+
+    return wait
 
 
 def _study(
-    spec: StudySpec, source: str, resume_run_id: str | None, started: float, imported: float
+    spec: StudySpec,
+    source: str,
+    resume_run_id: str | None,
+    started: float,
+    imported: float,
+    prefect_ready: Callable[[], None],
 ) -> int:
     """Run (or resume) the study's flow and print its table, timings and where to browse it."""
     from pipelines.flows import run_study
@@ -265,6 +307,7 @@ def _study(
     )
     try:
         with _bounded_interrupt(message, embedded=not settings.prefect_api_url()):
+            prefect_ready()
             result = run_study(spec, source=source, resume_run_id=resume_run_id)
     except BaseException as err:
         if not _interrupted(err):
@@ -342,8 +385,9 @@ def _resume(args: argparse.Namespace) -> int:
         print(f"seqlab: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     print(f"study {spec.name}: resuming parent run {parent.info.run_id}", flush=True)
+    prefect_ready = _start_embedded_prefect()  # beside the flow's imports: torch, Lightning
     source = parent.data.tags.get("spec.source", "")
-    return _study(spec, source, parent.info.run_id, started, time.perf_counter())
+    return _study(spec, source, parent.info.run_id, started, time.perf_counter(), prefect_ready)
 
 
 def _report(args: argparse.Namespace) -> int:
