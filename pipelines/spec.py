@@ -28,15 +28,15 @@ from pipelines.task_spec import (
     task_union,
     validated,
 )
-from seqmodels.errors import ConfigError
-from seqmodels.models import ModelConfig
-from seqmodels.tasks import TASKS
-from seqmodels.training import (
+from seqmodels.config import (
     INFO_FLOW_ARCHITECTURES,
     INFO_FLOW_FIXED_CELLS,
     TBPTT_ARCHITECTURES,
     TBPTT_FAMILIES,
+    ModelConfig,
 )
+from seqmodels.errors import ConfigError
+from seqmodels.tasks import TASKS
 
 ModelSpec = validated(ModelConfig)
 

@@ -1,8 +1,9 @@
-"""A small registry that says no: duplicate names and wrong base classes are rejected."""
+"""A small registry that says no: duplicate names and wrong base classes are rejected, and,
+where names are declared, any other name or options."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -16,9 +17,15 @@ class Registry(Generic[T]):
     ... class Elman(nn.Module): ...
     """
 
-    def __init__(self, kind: str, base: type[T]) -> None:
+    def __init__(
+        self, kind: str, base: type[T], declared: Mapping[str, type] | None = None
+    ) -> None:
+        """`declared`: when given, the only names that may register, each with the options
+        dataclass its class must take (its `options_type`), as `seqmodels.config` declares
+        them for validation without torch."""
         self.kind = kind
         self.base = base
+        self.declared = declared
         self._entries: dict[str, type[T]] = {}
 
     def register(self, name: str) -> Callable[[type[T]], type[T]]:
@@ -28,6 +35,15 @@ class Registry(Generic[T]):
                 raise ValueError(f"{self.kind} {name!r} is already registered by {owner}")
             if not (isinstance(cls, type) and issubclass(cls, self.base)):
                 raise TypeError(f"{self.kind} {name!r} must subclass {self.base.__qualname__}")
+            if self.declared is not None:
+                if name not in self.declared:
+                    raise ValueError(f"{self.kind} {name!r} is not declared in seqmodels.config")
+                declared, taken = self.declared[name], getattr(cls, "options_type", None)
+                if taken is not declared:
+                    raise TypeError(
+                        f"{self.kind} {name!r} takes {getattr(taken, '__qualname__', taken)}, "
+                        f"but seqmodels.config declares {declared.__qualname__}"
+                    )
             self._entries[name] = cls
             return cls
 

@@ -5,8 +5,9 @@ Gradient clipping is also one Lightning setting: `Trainer(gradient_clip_val=v,
 gradient_clip_algorithm="norm")` for clipping by norm, `"value"` for element-wise clipping.
 `clip_gradients` is the same for a hand-written loop.
 
-Which networks each technique fits, by the names a spec uses (`TBPTT_ARCHITECTURES`, ...): the
-LightningModules of `seqmodels.lit` check the networks themselves, the spec checks the names.
+Which networks each technique fits, by the names a spec uses (`TBPTT_ARCHITECTURES`, ...,
+declared in `seqmodels.config`): the LightningModules of `seqmodels.lit` check the networks
+themselves, the spec checks the names.
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from seqmodels.config import (  # which networks each technique fits, declared without torch
+    INFO_FLOW_ARCHITECTURES,
+    INFO_FLOW_FIXED_CELLS,
+    TBPTT_ARCHITECTURES,
+    TBPTT_FAMILIES,
+)
 from seqmodels.models.recurrences import (
     Recurrence,
     RecurrentState,
@@ -24,15 +31,6 @@ from seqmodels.models.recurrences import (
     Unrolled,
     detach_state,
 )
-
-# Truncated BPTT carries the state of a per-step network across chunks of the sequence: the
-# `recurrent` architecture (pattern 1, `Recurrent.run`), trained on a target at every step.
-TBPTT_ARCHITECTURES = ("recurrent",)
-TBPTT_FAMILIES = ("lm", "regression")  # regression only where the targets are per step
-# Omega reads h(1..tau) of the network's first recurrence, which these read in one call; it
-# acts through the recurrent weights, which an echo state network does not train (10.8).
-INFO_FLOW_ARCHITECTURES = ("deep", "recurrent", "seq2one")
-INFO_FLOW_FIXED_CELLS = ("esn",)
 
 
 def clip_gradients(

@@ -11,7 +11,16 @@ from typing import Any
 import pytest
 
 from seqmodels.catalogue import catalogue
-from seqmodels.models import ARCHITECTURES, CELLS, ModelConfig, TorchRecurrence, build_model
+from seqmodels.config import CELL_OPTIONS, WIRINGS, ArchOptions, TokenOptions
+from seqmodels.models import (
+    ARCHITECTURES,
+    CELLS,
+    Architecture,
+    ModelConfig,
+    TorchRecurrence,
+    build_model,
+)
+from seqmodels.registry import Registry
 
 ENTRIES = catalogue()
 KEYS = {"name", "kind", "book", "summary", "fast_path", "options"}
@@ -28,6 +37,35 @@ def test_every_registered_name_appears_exactly_once() -> None:
     ]
     assert sorted(names) == sorted(expected)
     assert all(count == 1 for count in names.values())
+
+
+def test_every_declared_name_has_a_network_that_takes_its_options() -> None:
+    """`seqmodels.config` validates specs without torch; the registries hold the networks."""
+    assert CELLS.names() == sorted(CELL_OPTIONS)
+    assert ARCHITECTURES.names() == sorted(WIRINGS)
+    for name, options in CELL_OPTIONS.items():
+        assert CELLS.get(name).options_type is options
+    for name, wiring in WIRINGS.items():
+        assert ARCHITECTURES.get(name).options_type is wiring.options
+
+
+def test_a_registry_of_declared_names_refuses_any_other_name_or_options() -> None:
+    registry: Registry[Architecture] = Registry(
+        "architecture", Architecture, declared={"plain": ArchOptions}
+    )
+
+    class Plain(Architecture):
+        pass
+
+    class Tokens(Architecture):
+        options_type = TokenOptions
+
+    registry.register("plain")(Plain)
+    with pytest.raises(ValueError, match="'other' is not declared"):
+        registry.register("other")(Plain)
+    fresh: Registry[Architecture] = Registry("architecture", Architecture, {"plain": ArchOptions})
+    with pytest.raises(TypeError, match="takes TokenOptions, but seqmodels.config declares"):
+        fresh.register("plain")(Tokens)
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=[f"{e['kind']}-{e['name']}" for e in ENTRIES])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -167,6 +169,22 @@ def test_cli_validate_reports_each_file(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "quickstart.yaml: ok" in result.stdout
     assert f"{bad}: task: required" in result.stderr
+
+
+def test_validating_every_shipped_spec_loads_no_torch() -> None:
+    """`seqlab validate` and `run --dry-run` answer without the 2 s that torch takes to load."""
+    probe = (
+        "import sys\n"
+        "from pipelines import cli\n"
+        f"code = cli.main(['validate', *{[str(p) for p in SPECS]!r}])\n"
+        "heavy = sorted(m for m in ('torch', 'lightning', 'ray', 'mlflow') if m in sys.modules)\n"
+        "print(code, heavy)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "0 []", done.stdout
 
 
 def test_spec_model_rejects_the_same_key_fixed_and_searched() -> None:

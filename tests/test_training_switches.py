@@ -26,7 +26,7 @@ from seqmodels.data import NpzDataModule
 from seqmodels.diagnostics import RecurrenceDiagnostics
 from seqmodels.errors import ConfigError
 from seqmodels.lit import LanguageModel, SequenceClassification, SequenceRegression
-from seqmodels.models import ModelConfig, build_model
+from seqmodels.models import ModelConfig, build_model, recurrence_for
 from seqmodels.training import (
     information_flow_penalty,
     recording_states,
@@ -406,7 +406,7 @@ def test_clip_by_value_bounds_every_element_the_optimizer_sees(
 @pytest.mark.parametrize("cell,layers", [("tanh", 1), ("lstm", 2), ("leaky", 1)])
 def test_stepwise_run_matches_run_and_links_the_steps(cell: str, layers: int) -> None:
     torch.manual_seed(0)
-    recurrence = ModelConfig("seq2one", cell, 5, num_layers=layers).recurrence(3)
+    recurrence = recurrence_for(ModelConfig("seq2one", cell, 5, num_layers=layers), 3)
     x = torch.randn(2, 6, 3)
     h, _ = recurrence.run(x)
     stepped, _, hs = run_stepwise(recurrence, x)

@@ -1,19 +1,18 @@
 """Networks: step cells, recurrences and the architectures that wire them.
 
-Every tensor is batch-first: inputs are (B, T, F), hidden sequences (B, T, H).
+Every tensor is batch-first: inputs are (B, T, F), hidden sequences (B, T, H). What a config
+may name, and `ModelConfig` itself, live in `seqmodels.config`, which needs no torch.
 """
 
+from seqmodels.config import ArchOptions, CellOptions, ModelConfig, TokenOptions
 from seqmodels.models.architectures import (
     ARCHITECTURES,
     Architecture,
-    ArchOptions,
-    ModelConfig,
     SeqToOne,
-    TokenOptions,
     build_model,
+    recurrence_for,
 )
 from seqmodels.models.cells import CELLS, StepCell
-from seqmodels.models.options import CellOptions
 from seqmodels.models.recurrences import (
     Feedforward,
     Recurrence,
@@ -78,6 +77,7 @@ __all__ = [
     "depth",
     "detach_state",
     "load_torch_weights",
+    "recurrence_for",
     "tree_from_parents",
     "tree_from_token_parents",
 ]

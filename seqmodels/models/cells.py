@@ -10,13 +10,21 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from typing import ClassVar, Literal, NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from seqmodels.models.options import CellOptions, check_range
+from seqmodels.config import (
+    CELL_OPTIONS,
+    CellOptions,
+    ESNOptions,
+    GRUOptions,
+    LeakyOptions,
+    LSTMOptions,
+    SkipOptions,
+)
 from seqmodels.registry import Registry
 
 State = tuple[torch.Tensor, ...]  # state[0] is the hidden state h(t) the cell exposes, (B, H)
@@ -42,10 +50,11 @@ def init_uniform(hidden_size: int, *params: nn.Parameter) -> None:
 class StepCell(nn.Module):
     """Base of every step cell: `forward(ux(t): (B, kH), state) -> state`, `state[0]` = h(t).
 
-    Subclasses set `options_type`, take their options as plain keyword arguments of the same
-    names, and say through `torch_mode` when torch's own module computes the same function.
-    A registered cell also sets `book`, where the book defines it (section, equations), and
-    `summary`, one line; `seqmodels.catalogue` lists both.
+    Subclasses set `options_type` (what `seqmodels.config.CELL_OPTIONS` declares for their
+    name), take their options as plain keyword arguments of the same names, and say through
+    `torch_mode` when torch's own module computes the same function. A registered cell also
+    sets `book`, where the book defines it (section, equations), and `summary`, one line;
+    `seqmodels.catalogue` lists both.
     """
 
     options_type: ClassVar[type[CellOptions]] = CellOptions
@@ -89,7 +98,7 @@ class StepCell(nn.Module):
             raise TypeError(f"{type(self).__name__}{form} does not compute torch's {mode}")
 
 
-CELLS: Registry[StepCell] = Registry("cell", StepCell)
+CELLS: Registry[StepCell] = Registry("cell", StepCell, declared=CELL_OPTIONS)
 
 
 # --- Elman (10.2, eqs 10.8-10.11) -------------------------------------------------------------
@@ -147,18 +156,6 @@ class ElmanReLU(Elman):
 # --- Leaky units and multiple time scales (10.9.2) --------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class LeakyOptions(CellOptions):
-    alpha: float = 0.5  # the fastest group's alpha; with time_scales > 1 the others are slower
-    learn_alpha: bool = False
-    time_scales: int = 1
-
-    def __post_init__(self) -> None:
-        check_range("alpha", 0 <= self.alpha < 1, "must be in [0, 1)")
-        check_range("alpha", self.alpha > 0 or not self.learn_alpha, "must be > 0 when learned")
-        check_range("time_scales", self.time_scales >= 1, "must be >= 1")
-
-
 def time_scale_alphas(alpha: float, time_scales: int, hidden_size: int) -> torch.Tensor:
     """Per-unit alphas: `time_scales` groups, group k's time constant 1/(1-alpha) times 2**k."""
     group = torch.arange(hidden_size) * time_scales // hidden_size  # (H,) in 0..time_scales-1
@@ -208,12 +205,6 @@ class Leaky(StepCell):
 
 
 # --- LSTM (10.10.1, eqs 10.40-10.44) ----------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class LSTMOptions(CellOptions):
-    cell_input: Literal["sigmoid", "tanh"] = "tanh"  # "sigmoid" is eq 10.41; "tanh" is torch's
-    peepholes: bool = False
 
 
 @CELLS.register("lstm")
@@ -278,11 +269,6 @@ class LSTM(StepCell):
 # --- GRU (10.10.2, eqs 10.45-10.47) -----------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class GRUOptions(CellOptions):
-    reset: Literal["before", "after"] = "after"  # "before" is the book's W(r*h); "after" torch's
-
-
 @CELLS.register("gru")
 class GRU(StepCell):
     """GRU cell, Deep Learning eqs 10.45-10.47.
@@ -341,18 +327,6 @@ class GRU(StepCell):
 # --- Echo state network (10.8) ----------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class ESNOptions(CellOptions):
-    spectral_radius: float = 0.9
-    input_scaling: float = 1.0
-    leak_rate: float = 1.0
-
-    def __post_init__(self) -> None:
-        check_range("spectral_radius", self.spectral_radius > 0, "must be > 0")
-        check_range("input_scaling", self.input_scaling > 0, "must be > 0")
-        check_range("leak_rate", 0 < self.leak_rate <= 1, "must be in (0, 1]")
-
-
 @CELLS.register("esn")
 class EchoState(StepCell):
     """Echo state reservoir, Deep Learning 10.8:
@@ -393,14 +367,6 @@ class EchoState(StepCell):
 
 
 # --- Skip connections through time (10.9.1) ---------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class SkipOptions(CellOptions):
-    delay: int = 2
-
-    def __post_init__(self) -> None:
-        check_range("delay", self.delay >= 2, "must be >= 2 (a delay of 1 is the Elman cell)")
 
 
 @CELLS.register("skip")

@@ -16,7 +16,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqmodels.models.cells import CELLS, State, StepCell, TorchLayerWeights
 from seqmodels.models.layers import at_lengths, reverse_padded
-from seqmodels.models.options import CellOptions
+from seqmodels.options import CellOptions
 
 
 class Recurrence(nn.Module):

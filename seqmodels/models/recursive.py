@@ -20,7 +20,8 @@ from typing import Union
 import torch
 from torch import nn
 
-from seqmodels.models.architectures import ARCHITECTURES, Architecture, ModelConfig, TokenOptions
+from seqmodels.config import ModelConfig, TokenOptions
+from seqmodels.models.architectures import ARCHITECTURES, Architecture
 from seqmodels.models.layers import InputLayer
 
 Tree = Union[int, tuple["Tree", "Tree"]]  # noqa: UP007  (a recursive alias needs the string)
@@ -134,8 +135,7 @@ class Recursive(Architecture):
     three, the tree is `balanced_tree(T)`.
     """
 
-    options_type = TokenOptions
-    cells = ("relu", "tanh")
+    options_type = TokenOptions  # cells: relu and tanh (seqmodels.config.WIRINGS)
     book = "10.6, fig 10.14"
     summary = "tree-structured composition; a balanced tree when none is given"
 

@@ -12,54 +12,18 @@ teacher-forced `forward`. How a sampled sequence ends (10.2.3) is the `stop` opt
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from seqmodels.batch import BOS
-from seqmodels.models.architectures import ARCHITECTURES, Architecture, ArchOptions, ModelConfig
+from seqmodels.config import AttentionOptions, DecoderOptions, EncoderDecoderOptions, ModelConfig
+from seqmodels.models.architectures import ARCHITECTURES, Architecture, recurrence_for
 from seqmodels.models.layers import at_lengths, reverse_padded
-from seqmodels.models.options import check_range
 from seqmodels.models.recurrences import Recurrence, RecurrentState
 
 STOPS = ("eos", "bernoulli", "length")
-
-
-@dataclass(frozen=True)
-class DecoderOptions(ArchOptions):
-    embedding_size: int = 32
-    reverse_source: bool = False  # read the source backwards (Sutskever et al. 2014)
-    stop: Literal["eos", "bernoulli", "length"] = "eos"  # how sampling ends a sequence, 10.2.3
-    max_length: int = 64  # longest generated sequence; the length output's classes are 0..this
-
-    def __post_init__(self) -> None:
-        check_range("embedding_size", self.embedding_size >= 1, "must be >= 1")
-        check_range("max_length", self.max_length >= 1, "must be >= 1")
-
-
-@dataclass(frozen=True)
-class EncoderDecoderOptions(DecoderOptions):
-    context: Literal["initial", "input", "both"] = "both"  # where C enters the decoder
-    feedback: bool = True  # y(t) -> h(t+1), 10.2.4: without it outputs are independent given C
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_range(
-            "feedback",
-            self.feedback or self.context != "initial",
-            "the decoder needs an input: set feedback: true or context: input or both",
-        )
-
-
-@dataclass(frozen=True)
-class AttentionOptions(DecoderOptions):
-    attention_size: int = 32
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_range("attention_size", self.attention_size >= 1, "must be >= 1")
 
 
 class Memory(NamedTuple):
@@ -178,8 +142,8 @@ class Seq2SeqArchitecture(Architecture):
 
 def build_encoder(config: ModelConfig, vocab_size: int, options: DecoderOptions) -> Encoder:
     E = options.embedding_size
-    backward = config.recurrence(E, bidirectional=False) if config.bidirectional else None
-    forward_rec = config.recurrence(E, bidirectional=False)
+    backward = recurrence_for(config, E, bidirectional=False) if config.bidirectional else None
+    forward_rec = recurrence_for(config, E, bidirectional=False)
     return Encoder(vocab_size, E, forward_rec, backward, options.reverse_source)
 
 
@@ -224,7 +188,7 @@ class EncoderDecoder(Seq2SeqArchitecture):
         encoder = build_encoder(config, input_size, options)
         width = options.embedding_size if options.feedback else 0
         width += encoder.output_size if options.context != "initial" else 0
-        decoder = config.recurrence(width, bidirectional=False)
+        decoder = recurrence_for(config, width, bidirectional=False)
         return cls(
             encoder,
             decoder,
@@ -341,7 +305,7 @@ class AttentionEncoderDecoder(Seq2SeqArchitecture):
         options: AttentionOptions = config.arch()
         encoder = build_encoder(config, input_size, options)
         width = options.embedding_size + encoder.output_size
-        decoder = config.recurrence(width, bidirectional=False)
+        decoder = recurrence_for(config, width, bidirectional=False)
         return cls(
             encoder,
             decoder,

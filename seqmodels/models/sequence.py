@@ -3,23 +3,13 @@ deep and autoencoding networks. Batch-first throughout: inputs (B, T, F) or toke
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 import torch
 from torch import nn
 
-from seqmodels.errors import ConfigError
-from seqmodels.models.architectures import (
-    ARCHITECTURES,
-    Architecture,
-    ArchOptions,
-    ModelConfig,
-    TokenOptions,
-)
+from seqmodels.config import DeepOptions, ModelConfig, OutputRecurrentOptions, TokenOptions
+from seqmodels.models.architectures import ARCHITECTURES, Architecture, recurrence_for
 from seqmodels.models.cells import State, StepCell
 from seqmodels.models.layers import InputLayer, at_lengths, mlp, reverse_padded
-from seqmodels.models.options import check_range
 from seqmodels.models.recurrences import (
     Feedforward,
     Recurrence,
@@ -56,7 +46,7 @@ class Recurrent(Architecture):
     def from_config(cls, config: ModelConfig, input_size: int, output_size: int) -> Recurrent:
         options: TokenOptions = config.arch()
         inputs = InputLayer(input_size, options.embedding_size)
-        return cls(inputs, config.recurrence(inputs.output_size), output_size)
+        return cls(inputs, recurrence_for(config, inputs.output_size), output_size)
 
     def run(
         self, x: torch.Tensor, state: RecurrentState | None = None
@@ -71,17 +61,6 @@ class Recurrent(Architecture):
 
 
 # --- design pattern 2: output-to-hidden recurrence (10.2.1, fig 10.4) -------------------------
-
-
-@dataclass(frozen=True)
-class OutputRecurrentOptions(ArchOptions):
-    # what is fed back in training: y(t-1), the model's own o(t-1), or a scheduled mix
-    training: Literal["teacher_forcing", "free_running", "scheduled_sampling"] = "teacher_forcing"
-    schedule_end: float = 1.0  # scheduled sampling: fraction of training at which p reaches 1
-    hidden_to_hidden: bool = False  # False: fig 10.4 as drawn, no W h(t-1) path
-
-    def __post_init__(self) -> None:
-        check_range("schedule_end", 0 < self.schedule_end <= 1, "must be in (0, 1]")
 
 
 def own_output_probability(progress: float, schedule_end: float) -> float:
@@ -129,25 +108,11 @@ class OutputRecurrent(Architecture):
         self.progress = 0.0  # fraction of training done; the LightningModule sets it
 
     @classmethod
-    def check_config(cls, config: ModelConfig) -> None:
-        super().check_config(config)
-        options: OutputRecurrentOptions = config.arch()
-        if not options.hidden_to_hidden and config.cell not in ("tanh", "relu"):
-            raise ConfigError(
-                "cell",
-                f"output_recurrent without hidden_to_hidden has no cell of its own; "
-                f"choose from: relu, tanh (or set arch_options.hidden_to_hidden: true for "
-                f"{config.cell!r})",
-            )
-        if config.bidirectional:
-            raise ConfigError("bidirectional", "output_recurrent feeds outputs forward in time")
-
-    @classmethod
     def from_config(cls, config: ModelConfig, input_size: int, output_size: int) -> OutputRecurrent:
         options: OutputRecurrentOptions = config.arch()
         width = input_size + output_size  # reads [x(t); o(t-1)]
         if options.hidden_to_hidden:
-            recurrence = config.recurrence(width)
+            recurrence = recurrence_for(config, width)
         else:
             recurrence = Feedforward(width, config.hidden_size, config.cell)
         return cls(recurrence, output_size, options.training, options.schedule_end)
@@ -213,7 +178,10 @@ class Bidirectional(Architecture):
         directions = []
         for layer in range(config.num_layers):
             width = inputs.output_size if layer == 0 else 2 * config.hidden_size
-            pair = (config.recurrence(width, 1, False), config.recurrence(width, 1, False))
+            pair = (
+                recurrence_for(config, width, 1, False),
+                recurrence_for(config, width, 1, False),
+            )
             directions.append(pair)
         return cls(inputs, directions, output_size)
 
@@ -231,20 +199,6 @@ class Bidirectional(Architecture):
 
 
 # --- deep RNNs (10.5, fig 10.13) --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DeepOptions(TokenOptions):
-    input_layers: int = 0  # deep input-to-hidden: tanh layers before the recurrence
-    transition_layers: int = 0  # deep hidden-to-hidden: tanh layers inside every step
-    output_layers: int = 0  # deep hidden-to-output: tanh layers before the readout
-    skip: bool = False  # skip connections around each deep part and between stacked layers
-    output: Literal["every_step", "final"] = "every_step"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for name in ("input_layers", "transition_layers", "output_layers"):
-            check_range(name, getattr(self, name) >= 0, "must be >= 0")
 
 
 class DeepTransition(StepCell):
@@ -305,12 +259,6 @@ class Deep(Architecture):
         self.head = nn.Linear(layers[-1].output_size, output_size)
         self.skip = skip
         self.every_step = every_step
-
-    @classmethod
-    def check_config(cls, config: ModelConfig) -> None:
-        super().check_config(config)
-        if config.bidirectional:
-            raise ConfigError("bidirectional", "use architecture 'bidirectional' for that")
 
     @classmethod
     def from_config(cls, config: ModelConfig, input_size: int, output_size: int) -> Deep:
@@ -380,8 +328,8 @@ class SequenceAutoencoder(Architecture):
     def from_config(
         cls, config: ModelConfig, input_size: int, output_size: int
     ) -> SequenceAutoencoder:
-        encoder = config.recurrence(input_size)
-        decoder = config.recurrence(encoder.output_size, bidirectional=False)
+        encoder = recurrence_for(config, input_size)
+        decoder = recurrence_for(config, encoder.output_size, bidirectional=False)
         return cls(encoder, decoder, output_size)
 
     def encode(self, x: torch.Tensor, x_len: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Cell options: one frozen dataclass per cell, checked against its own field types.
+"""Options of a cell or an architecture: one frozen dataclass each, checked against its own
+field types (the dataclasses themselves are in `seqmodels.config`).
 
 A spec writes options as a plain mapping (`cell_options: {peepholes: true}`), which pydantic
 does not look inside, so `parse_options` checks every key and value against the dataclass's
