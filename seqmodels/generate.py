@@ -127,70 +127,74 @@ def beam_search(
     """The most likely target under a beam of `beam_size` prefixes, for each source.
 
     Hypotheses end with EOS (`stop` = `eos`), or after the length output's most likely tau
-    (`stop` = `length`); the finished hypothesis with the highest log-probability wins. With
-    `beam_size` 1 it is greedy decoding. Networks that stop with a Bernoulli output are
-    sampled with `generate` instead.
+    (`stop` = `length`). At each step the beam's `beam_size` best extensions are taken; those
+    that end are set aside, and the rest go on, so the beam narrows as hypotheses end. A
+    source's search stops when no hypothesis goes on or `beam_size` have ended, and the ended
+    hypothesis with the highest log-probability wins. With `beam_size` 1 it is greedy decoding.
+    Networks that stop with a Bernoulli output are sampled with `generate` instead.
+
+    All sources search at once, as B x beam_size rows of one decoder batch; a narrowed beam's
+    empty places hold a log-probability of -inf. The only read back to the host is whether
+    every source has stopped, once a step.
     """
     if net.stop == "bernoulli":
         raise ValueError("beam_search ends hypotheses by 'eos' or 'length'; use generate()")
+    if beam_size < 1:
+        raise ValueError("beam_size must be >= 1")
     was_training = net.training
     net.eval()
     max_length = max_length or net.max_length
-    results = []
-    for b in range(x.shape[0]):
-        results.append(_beam_one(net, x[b : b + 1], x_len[b : b + 1], beam_size, max_length))
-    net.train(was_training)
-    U = max(len(r) for r in results)
-    tokens = torch.full((len(results), U), PAD, dtype=torch.long, device=x.device)
-    for b, r in enumerate(results):
-        tokens[b, : len(r)] = torch.tensor(r, dtype=torch.long)
-    lengths = torch.tensor([len(r) for r in results], dtype=torch.long, device=x.device)
-    return Generated(tokens, lengths)
-
-
-def _beam_one(
-    net: Seq2SeqArchitecture, x: torch.Tensor, x_len: torch.Tensor, k: int, max_length: int
-) -> list[int]:
-    """Beam search for one source (1, S)."""
+    device, B, k = x.device, x.shape[0], beam_size
     memory = net.encode(x, x_len)
-    tau = max_length
+    tau = torch.full((B,), max_length, dtype=torch.long, device=device)
     if net.stop == "length":
         length_logits = net.length_logits(memory)
         assert length_logits is not None
-        tau = int(_lengths_from_head(length_logits, max_length, True, None)[0])
+        tau = _lengths_from_head(length_logits, max_length, True, None)
+    rows = torch.arange(B, device=device).repeat_interleave(k)  # (B k,): each row's source
+    memory = _select_memory(memory, rows)
     state: DecoderState = net.start(memory)
-    prefixes: list[list[int]] = [[]]
-    scores = x.new_zeros(1, dtype=torch.float)  # (beams,) log-probabilities
-    last = torch.full((1,), BOS, dtype=torch.long, device=x.device)
-    finished: list[tuple[float, list[int]]] = []
-    for t in range(tau):
-        beams = len(prefixes)
-        mem = _select_memory(memory, torch.zeros(beams, dtype=torch.long, device=x.device))
-        logits, _, state = net.step(last, mem, state)
-        logp = torch.log_softmax(logits, dim=-1) + scores[:, None]  # (beams, V)
-        V = logp.shape[-1]
-        top = logp.flatten().topk(min(k, logp.numel()))
-        beam_of, token_of = top.indices // V, top.indices % V
-        keep: list[int] = []
-        new_prefixes, new_scores = [], []
-        for score, beam, token in zip(top.values, beam_of, token_of, strict=True):
-            prefix = [*prefixes[int(beam)], int(token)]
-            ends = (net.stop == "eos" and int(token) == EOS) or t + 1 == tau
-            if ends:
-                finished.append((float(score), prefix))
-            else:
-                keep.append(int(beam))
-                new_prefixes.append(prefix)
-                new_scores.append(score)
-        if not new_prefixes or len(finished) >= k:
+    scores = torch.full((B, k), float("-inf"), device=device)
+    scores[:, 0] = 0.0  # one hypothesis, the empty prefix, to start from
+    prefixes = torch.full((B, k, max_length), PAD, dtype=torch.long, device=device)
+    last = torch.full((B * k,), BOS, dtype=torch.long, device=device)
+    best = torch.full((B,), float("-inf"), device=device)  # the best ended hypothesis so far
+    best_prefix = torch.full((B, max_length), PAD, dtype=torch.long, device=device)
+    best_length = torch.zeros(B, dtype=torch.long, device=device)
+    ended = torch.zeros(B, dtype=torch.long, device=device)  # hypotheses ended, per source
+    for t in range(max_length):
+        logits, _, state = net.step(last, memory, state)
+        V = logits.shape[-1]
+        logp = torch.log_softmax(logits, dim=-1).view(B, k, V) + scores[..., None]
+        top, flat = logp.view(B, k * V).topk(min(k, k * V), dim=-1)  # (B, k), best first
+        beam, token = flat // V, flat % V
+        live = top > float("-inf")
+        grown = prefixes.gather(1, beam[..., None].expand(-1, -1, max_length)).clone()
+        grown[:, :, t] = token
+        ends = live & (t + 1 == tau)[:, None]  # tau reached: every hypothesis ends
+        if net.stop == "eos":
+            ends = ends | (live & (token == EOS))
+        # the best hypothesis ending now; on a tie the earlier one stays, as the first found
+        now = top.masked_fill(~ends, float("-inf"))
+        now_best, at = now.max(dim=1)
+        better = now_best > best
+        best = torch.where(better, now_best, best)
+        pick = grown[torch.arange(B, device=device), at]
+        best_prefix = torch.where(better[:, None], pick, best_prefix)
+        best_length = torch.where(better, torch.full_like(best_length, t + 1), best_length)
+        ended = ended + ends.sum(dim=1)
+        goes_on = live & ~ends
+        stopped = ~goes_on.any(dim=1) | (ended >= k)  # (B,)
+        scores = top.masked_fill(~goes_on | stopped[:, None], float("-inf"))
+        if bool(stopped.all()):
             break
-        index = torch.tensor(keep, dtype=torch.long, device=x.device)
-        state = net.select(mem, state, index)
-        prefixes, scores = new_prefixes, torch.stack(new_scores)
-        last = torch.tensor([p[-1] for p in prefixes], dtype=torch.long, device=x.device)
-    if not finished:  # max_length reached with no EOS: take the best open prefix
-        finished = [(float(s), p) for s, p in zip(scores, prefixes, strict=True)]
-    return max(finished, key=lambda f: f[0])[1]
+        prefixes = grown
+        index = (torch.arange(B, device=device)[:, None] * k + beam).flatten()
+        state = net.select(memory, state, index)
+        last = token.flatten()
+    net.train(was_training)
+    U = int(best_length.max())
+    return Generated(best_prefix[:, :U], best_length)
 
 
 @torch.no_grad()

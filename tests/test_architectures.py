@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -656,6 +657,54 @@ def test_beam_of_one_is_greedy(arch: str) -> None:
         assert beam.tokens[b, :n].tolist() == greedy.tokens[b, :n].tolist()
     wide = beam_search(net, batch["x"], batch["x_len"], beam_size=4)
     assert (wide.lengths >= 1).all() and (wide.lengths <= 7).all()
+
+
+def _most_likely_by_enumeration(net: Any, x: torch.Tensor, x_len: torch.Tensor, steps: int) -> list:
+    """The most likely target of the source x (1, S) among every target the decoder can emit
+    in at most `steps` steps: ending with EOS, or `steps` tokens without one. Each is scored
+    by teacher forcing."""
+    V = net.vocab_size
+    targets = [
+        list(t) + [EOS]
+        for n in range(steps)
+        for t in itertools.product([v for v in range(V) if v != EOS], repeat=n)
+    ] + [list(t) for t in itertools.product([v for v in range(V) if v != EOS], repeat=steps)]
+    best, best_score = None, float("-inf")
+    for n in range(1, steps + 1):
+        same = torch.tensor([t for t in targets if len(t) == n])  # (N, n)
+        logits = net(x.expand(len(same), -1), x_len.expand(len(same)), same).logits
+        scores = torch.log_softmax(logits, -1).gather(2, same[..., None]).sum((1, 2))
+        i = int(scores.argmax())
+        if float(scores[i]) > best_score:
+            best, best_score = same[i].tolist(), float(scores[i])
+    return best
+
+
+@pytest.mark.parametrize("arch", SEQ2SEQ)
+def test_a_beam_wider_than_every_hypothesis_finds_the_most_likely_target(arch: str) -> None:
+    net = seq2seq_net("eos", arch).eval()
+    batch = token_batch(3, 5, 3)
+    steps = 3  # 1 + 8 + 8 * 8 * 9 = 585 targets: a beam of 600 never drops one
+    wide = beam_search(net, batch["x"], batch["x_len"], beam_size=600, max_length=steps)
+    with torch.no_grad():
+        for b in range(3):
+            x, x_len = batch["x"][b : b + 1], batch["x_len"][b : b + 1]
+            expected = _most_likely_by_enumeration(net, x, x_len, steps)
+            n = int(wide.lengths[b])
+            assert wide.tokens[b, :n].tolist() == expected
+            assert (wide.tokens[b, n:] == PAD).all()
+
+
+@pytest.mark.parametrize("stop", ["eos", "length"])
+def test_beam_search_of_a_batch_is_each_source_searched_alone(stop: str) -> None:
+    net = seq2seq_net(stop, "attention")
+    batch = token_batch(6, 5, 3)
+    together = beam_search(net, batch["x"], batch["x_len"], beam_size=3)
+    for b in range(6):
+        alone = beam_search(net, batch["x"][b : b + 1], batch["x_len"][b : b + 1], beam_size=3)
+        n = int(alone.lengths[0])
+        assert int(together.lengths[b]) == n
+        assert together.tokens[b, :n].tolist() == alone.tokens[0, :n].tolist()
 
 
 def test_language_model_sampling_stops_at_eos() -> None:
