@@ -89,6 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     draw.add_argument("--max-length", type=int, help="longest sequence drawn, in tokens")
     draw.add_argument("--seed", type=int, help="seed of the draws (default: 0)")
     draw.add_argument(
+        "--beam",
+        type=int,
+        help="an encoder-decoder's most likely target under a beam this wide (default: 1, none)",
+    )
+    draw.add_argument(
         "--input",
         dest="inputs",
         action="append",
@@ -452,6 +457,7 @@ def _sample(args: argparse.Namespace) -> int:
         "top_k": args.top_k,
         "max_length": args.max_length,
         "seed": args.seed,
+        "beam": args.beam,
     }
     options = {key: value for key, value in given.items() if value is not None}
     try:

@@ -10,7 +10,8 @@ Its `kind` (the model's `seqlab.kind` metadata) follows the task:
   network; `{class: (N,) int64, probabilities: (N, C) float32}` out, with a time axis after
   N for per-step targets.
 - `seq2seq` (family seq2seq): source strings in; per source, the generated `text`, its
-  `tokens` and their `length` out. Params: stop, temperature, top_k, max_length, seed.
+  `tokens` and their `length` out. Params: stop, temperature, top_k, max_length, seed, and
+  beam (> 1: the most likely target under a beam of that width, `seqmodels.generate`).
 - `language_model` (lm tasks that predict their next input: charlm, text): prompt strings in;
   per prompt, its continuation as `text`, `tokens`, `length` out. The same params.
 
@@ -54,7 +55,7 @@ import pipelines
 import seqmodels
 from seqmodels.batch import EOS, FIRST_SYMBOL, PAD
 from seqmodels.files import read_arrays, read_card
-from seqmodels.generate import generate, next_token, sample_language_model
+from seqmodels.generate import beam_search, generate, next_token, sample_language_model
 from seqmodels.models import ModelConfig, build_model
 from seqmodels.models.sequence import Recurrent
 from seqmodels.tasks.common import Vocabulary, pad
@@ -168,12 +169,15 @@ class Sampling:
     top_k: int
     max_length: int
     seed: int
+    beam: int = 1  # > 1: the most likely target under beam search (seq2seq models only)
 
     @classmethod
     def read(cls, params: dict[str, Any] | None, card: Card) -> Sampling:
         """`params` (None or partial: the card's defaults fill in) checked against the card."""
         fields = {f.name for f in dataclasses.fields(cls)}
         given = {key: value for key, value in (params or {}).items() if key in fields}
+        if "beam" in given and "beam" not in card.sampling:
+            raise BadRequest("beam", f"a {card.kind} model samples; it has no beam search")
         sampling = cls(**{**card.sampling, **given})
         if sampling.stop not in card.stops:
             raise BadRequest(
@@ -187,6 +191,14 @@ class Sampling:
             raise BadRequest("top_k", "must be >= 0 (0: every token)")
         if sampling.max_length < 1:
             raise BadRequest("max_length", "must be >= 1")
+        if sampling.beam < 1:
+            raise BadRequest("beam", "must be >= 1 (1: no beam search)")
+        if sampling.beam > 1 and sampling.stop == "bernoulli":
+            raise BadRequest("beam", "beam search ends a target by eos or length, not bernoulli")
+        if sampling.beam > 1 and (sampling.temperature > 0 or sampling.top_k > 0):
+            raise BadRequest(
+                "beam", "beam search finds the most likely target: set temperature 0 and top_k 0"
+            )
         return sampling
 
     @property
@@ -308,8 +320,18 @@ class Seq2SeqGenerator(_Generator):
     def draw(self, texts: list[str], sampling: Sampling) -> list[list[int]]:
         ids = [self.symbols.encode(text, f"source {i}") for i, text in enumerate(texts)]
         x, x_len = pad(ids, eos=False)  # (N, S), (N,)
+        net = ending_by(self.net, sampling.stop)
+        if sampling.beam > 1:
+            out = beam_search(
+                net,
+                torch.from_numpy(x),
+                torch.from_numpy(x_len),
+                beam_size=sampling.beam,
+                max_length=sampling.max_length,
+            )
+            return [row[:n].tolist() for row, n in zip(out.tokens, out.lengths, strict=True)]
         out = generate(
-            ending_by(self.net, sampling.stop),
+            net,
             torch.from_numpy(x),
             torch.from_numpy(x_len),
             max_length=sampling.max_length,
@@ -411,7 +433,7 @@ def make_card(
     sampling: dict[str, Any] = {}
     if kind == "seq2seq":  # its own way first; EOS ends every target it was trained on
         stops = tuple(dict.fromkeys((net.stop, "eos")))
-        sampling = {"temperature": 0.0, "max_length": net.max_length}
+        sampling = {"temperature": 0.0, "max_length": net.max_length, "beam": 1}
     elif kind == "language_model":
         stops = ("eos",)
         sampling = {"temperature": 1.0, "max_length": LM_MAX_LENGTH}
@@ -580,7 +602,7 @@ def sample(model_uri: str, inputs: list[str] | None, options: dict[str, Any]) ->
         inputs: sources or prompts for a generator; for a classifier or regressor, one JSON
             text of x (an array) or {"x": ..., "x_parent": ...}. None: the model's input
             example, the first examples of its test split.
-        options: sampling params given (stop, temperature, top_k, max_length, seed).
+        options: sampling params given (stop, temperature, top_k, max_length, seed, beam).
     Raises:
         SampleError: a bad URI, option or input, naming it.
     """

@@ -23,6 +23,7 @@ from torch import nn
 
 from pipelines import serving, store
 from seqmodels.batch import BOS, EOS
+from seqmodels.generate import beam_search
 from seqmodels.models import ModelConfig, build_model
 from seqmodels.tasks.common import pad
 from tests.conftest import seqlab
@@ -228,6 +229,39 @@ def test_each_network_offers_its_own_stop_and_eos(logged: dict[str, Any]) -> Non
         assert params["max_length"].default == MAX_LENGTH
 
 
+@pytest.mark.parametrize("trained", ["eos", "length"])
+def test_beam_returns_the_beam_searchs_most_likely_target(
+    logged: dict[str, Any], trained: str
+) -> None:
+    model: PyFuncModel = logged["models"][f"dates-{trained}"]
+    sources = _sources(logged, model)
+    answer = _generate(model, sources, beam=4)
+    wrapper = model.unwrap_python_model()
+    x, x_len = pad([wrapper.symbols.encode(s, "source") for s in sources], eos=False)
+    expected = beam_search(wrapper.net, torch.from_numpy(x), torch.from_numpy(x_len), beam_size=4)
+    assert answer["length"].tolist() == expected.lengths.tolist()
+    for tokens, row, n in zip(answer["tokens"], expected.tokens, expected.lengths, strict=True):
+        assert list(tokens) == row[:n].tolist()
+    greedy = _generate(model, sources)  # the default: no beam, the likeliest token each step
+    assert _generate(model, sources, beam=1)["tokens"].tolist() == greedy["tokens"].tolist()
+
+
+@pytest.mark.parametrize(
+    "name,params,message",
+    [
+        ("dates-bernoulli", {"beam": 3}, "beam: beam search ends a target by eos or length"),
+        ("dates-eos", {"beam": 3, "temperature": 1.0}, "beam: beam search finds the most likely"),
+        ("dates-eos", {"beam": 3, "top_k": 2}, "beam: beam search finds the most likely"),
+        ("dates-eos", {"beam": 0}, "beam: must be >= 1"),
+    ],
+)
+def test_a_beam_the_request_cannot_have_is_a_clear_error(
+    logged: dict[str, Any], name: str, params: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(MlflowException, match=message):
+        logged["models"][name].predict(["31.10.1978"], params=params)
+
+
 @pytest.mark.parametrize(
     "name,stop", [("dates-eos", "length"), ("dates-eos", "bernoulli"), ("charlm", "length")]
 )
@@ -339,3 +373,23 @@ def test_sample_with_a_stop_the_model_lacks_is_a_one_line_error(logged: dict[str
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and "--stop: 'length'" in result.stderr
     assert "choose from: eos" in result.stderr
+
+
+def test_sample_with_a_beam_prints_the_beam_searchs_targets(logged: dict[str, Any]) -> None:
+    env = {"MLFLOW_TRACKING_URI": logged["uri"]}
+    result = seqlab("sample", f"models:/{REGISTERED}/1", "--beam", "3", env=env)
+    assert result.returncode == 0, result.stderr
+    expected = serving.sample(f"models:/{REGISTERED}/1", None, {"beam": 3})
+    assert result.stdout.splitlines() == expected and len(expected) == 2
+    refused = seqlab("sample", f"models:/{REGISTERED}/1", "--beam", "0", env=env)
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == "seqlab: error: --beam: must be >= 1 (1: no beam search)"
+
+
+def test_a_language_model_has_no_beam(logged: dict[str, Any]) -> None:
+    """Its signature offers no `beam` (MLflow drops a param a signature lacks, with a warning);
+    `seqlab sample` says so."""
+    charlm: PyFuncModel = logged["models"]["charlm"]
+    assert "beam" not in {p.name for p in charlm.metadata.signature.params}
+    with pytest.raises(serving.SampleError, match="a language_model model samples; it has no"):
+        serving.sample(charlm.metadata.get_model_info().model_uri, ["ab"], {"beam": 3})
