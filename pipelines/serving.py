@@ -321,25 +321,19 @@ class Seq2SeqGenerator(_Generator):
         ids = [self.symbols.encode(text, f"source {i}") for i, text in enumerate(texts)]
         x, x_len = pad(ids, eos=False)  # (N, S), (N,)
         net = ending_by(self.net, sampling.stop)
+        sources = torch.from_numpy(x), torch.from_numpy(x_len)
         if sampling.beam > 1:
-            out = beam_search(
+            out = beam_search(net, *sources, sampling.beam, sampling.max_length)
+        else:
+            out = generate(
                 net,
-                torch.from_numpy(x),
-                torch.from_numpy(x_len),
-                beam_size=sampling.beam,
+                *sources,
                 max_length=sampling.max_length,
+                greedy=sampling.greedy,
+                temperature=sampling.softmax_temperature,
+                top_k=sampling.top_k,
+                generator=sampling.generator(),
             )
-            return [row[:n].tolist() for row, n in zip(out.tokens, out.lengths, strict=True)]
-        out = generate(
-            net,
-            torch.from_numpy(x),
-            torch.from_numpy(x_len),
-            max_length=sampling.max_length,
-            greedy=sampling.greedy,
-            temperature=sampling.softmax_temperature,
-            top_k=sampling.top_k,
-            generator=sampling.generator(),
-        )
         return [row[:n].tolist() for row, n in zip(out.tokens, out.lengths, strict=True)]
 
 
