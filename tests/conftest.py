@@ -24,6 +24,13 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return store
 
 
+def embedded_env(home: Path) -> dict[str, str]:
+    """This process's environment for a user with no servers configured (the embedded
+    default) and `home` as SEQLAB_HOME: a subprocess's `env`."""
+    clean = {k: v for k, v in os.environ.items() if k not in _SERVER_VARS}
+    return {**clean, "SEQLAB_HOME": str(home)}
+
+
 def seqlab(*args: str, env: dict[str, str] | None = None, timeout: float = 600):
     """Run the CLI in a subprocess, as a user would."""
     return subprocess.run(

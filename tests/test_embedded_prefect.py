@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, descendants
+from tests.conftest import ROOT, descendants, embedded_env
 
 PROBE = """
 import json
@@ -52,13 +52,10 @@ print(json.dumps({
 
 @pytest.mark.slow
 def test_the_flow_run_uses_the_server_started_before_the_imports(tmp_path: Path) -> None:
-    drop = ("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "RAY_ADDRESS")
-    env = {k: v for k, v in os.environ.items() if k not in drop}
-    env["SEQLAB_HOME"] = str(tmp_path / "home")
     probe = subprocess.run(
         [sys.executable, "-c", PROBE],
         cwd=ROOT,
-        env=env,
+        env=embedded_env(tmp_path / "home"),
         capture_output=True,
         text=True,
         timeout=300,

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import ROOT, foreground, free_port, seqlab
+from tests.conftest import ROOT, embedded_env, foreground, free_port, seqlab
 
 pytestmark = pytest.mark.slow
 s3fs = pytest.importorskip("s3fs")
@@ -82,12 +82,7 @@ def _bucket(env: dict[str, str]):
 
 
 def _env(s3: dict[str, str], home: Path, store: str) -> dict[str, str]:
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "PREFECT_API_URL")
-    }
-    return {**clean, **s3, "SEQLAB_HOME": str(home), "SEQLAB_STORE": store}
+    return {**embedded_env(home), **s3, "SEQLAB_STORE": store}
 
 
 def test_data_prepare_writes_to_the_bucket_and_finds_it_again(s3: dict, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import descendants, foreground, seqlab
+from tests.conftest import descendants, embedded_env, foreground, seqlab
 
 pytestmark = pytest.mark.slow
 
@@ -111,8 +111,7 @@ def test_a_study_resumes_after_ctrl_c_and_after_its_driver_is_killed(tmp_path: P
     home = tmp_path / "home"
     spec = tmp_path / "resumable.yaml"
     spec.write_text(yaml.safe_dump(SPEC))
-    drop = ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "PREFECT_API_URL")
-    env = {k: v for k, v in os.environ.items() if k not in drop} | {"SEQLAB_HOME": str(home)}
+    env = embedded_env(home)
     client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
     drivers: list[Driver] = []
     try:
