@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from seqmodels.errors import ConfigError
+from seqmodels.errors import ConfigError, unknown
 from seqmodels.options import CellOptions, check_range, parse_options
 
 # --- cells' options (seqmodels.models.cells) --------------------------------------------------
@@ -203,11 +203,6 @@ TBPTT_FAMILIES = ("lm", "regression")  # regression only where the targets are p
 # acts through the recurrent weights, which an echo state network does not train (10.8).
 INFO_FLOW_ARCHITECTURES = ("deep", "recurrent", "seq2one")
 INFO_FLOW_FIXED_CELLS = ("esn",)
-
-
-def unknown(kind: str, name: str, names: Mapping[str, Any]) -> str:
-    """The error message for an unknown name, listing the valid ones."""
-    return f"unknown {kind} {name!r}; choose from: {', '.join(sorted(names))}"
 
 
 @dataclass(frozen=True)

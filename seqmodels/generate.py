@@ -151,8 +151,8 @@ def beam_search(
         length_logits = net.length_logits(memory)
         assert length_logits is not None
         tau = _lengths_from_head(length_logits, max_length, True, None)
-    rows = torch.arange(B, device=device).repeat_interleave(k)  # (B k,): each row's source
-    memory = _select_memory(memory, rows)
+    sources = torch.arange(B, device=device)
+    memory = _select_memory(memory, sources.repeat_interleave(k))  # (B k) rows, k per source
     state: DecoderState = net.start(memory)
     scores = torch.full((B, k), float("-inf"), device=device)
     scores[:, 0] = 0.0  # one hypothesis, the empty prefix, to start from
@@ -179,9 +179,8 @@ def beam_search(
         now_best, at = now.max(dim=1)
         better = now_best > best
         best = torch.where(better, now_best, best)
-        pick = grown[torch.arange(B, device=device), at]
-        best_prefix = torch.where(better[:, None], pick, best_prefix)
-        best_length = torch.where(better, torch.full_like(best_length, t + 1), best_length)
+        best_prefix = torch.where(better[:, None], grown[sources, at], best_prefix)
+        best_length = best_length.masked_fill(better, t + 1)
         ended = ended + ends.sum(dim=1)
         goes_on = live & ~ends
         stopped = ~goes_on.any(dim=1) | (ended >= k)  # (B,)
@@ -189,7 +188,7 @@ def beam_search(
         if bool(stopped.all()):
             break
         prefixes = grown
-        index = (torch.arange(B, device=device)[:, None] * k + beam).flatten()
+        index = (sources[:, None] * k + beam).flatten()
         state = net.select(memory, state, index)
         last = token.flatten()
     net.train(was_training)

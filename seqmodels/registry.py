@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Generic, TypeVar
 
+from seqmodels.errors import unknown
+
 T = TypeVar("T")
 
 
@@ -57,7 +59,7 @@ class Registry(Generic[T]):
 
     def unknown(self, name: str) -> str:
         """The error message for an unknown name, listing the valid ones."""
-        return f"unknown {self.kind} {name!r}; choose from: {', '.join(self.names())}"
+        return unknown(self.kind, name, self._entries)
 
     def names(self) -> list[str]:
         return sorted(self._entries)
