@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import inspect
 import json
 import tempfile
 from dataclasses import dataclass
@@ -56,7 +55,7 @@ import seqmodels
 from seqmodels.batch import EOS, FIRST_SYMBOL, PAD
 from seqmodels.files import read_arrays, read_card
 from seqmodels.generate import beam_search, generate, next_token, sample_language_model
-from seqmodels.models import ModelConfig, build_model
+from seqmodels.models import ModelConfig, build_model, takes_argument
 from seqmodels.models.sequence import Recurrent
 from seqmodels.tasks.common import Vocabulary, pad
 
@@ -118,11 +117,6 @@ def _native(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def takes_argument(net: nn.Module, name: str) -> bool:
-    """Whether `net.forward` has a parameter `name` (as seqmodels.lit asks, without Lightning)."""
-    return name in inspect.signature(net.forward).parameters
 
 
 def build_network(card: Card, weights: Path) -> nn.Module:

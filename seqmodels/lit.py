@@ -27,7 +27,6 @@ families with a target at every step, the information-flow regularizer Omega (10
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -43,6 +42,7 @@ from seqmodels.batch import EOS, PAD, Batch, mask
 from seqmodels.diagnostics import find_recurrence
 from seqmodels.errors import ConfigError
 from seqmodels.generate import generate
+from seqmodels.models import takes_argument
 from seqmodels.models.seq2seq import DecoderOutput
 from seqmodels.models.sequence import OutputRecurrent, Recurrent
 from seqmodels.tasks.common import sequence_metrics
@@ -56,11 +56,6 @@ from seqmodels.training import (
 
 ChunkLoss = Callable[[torch.Tensor, slice], torch.Tensor]  # (outputs of a chunk, its steps) -> loss
 Weight = int | torch.Tensor  # a batch's weight in an epoch's mean; a tensor where reading it waits
-
-
-def takes_argument(net: nn.Module, name: str) -> bool:
-    """Whether `net.forward` has a parameter called `name` (e.g. "x_len")."""
-    return name in inspect.signature(net.forward).parameters
 
 
 def _inputs(net: nn.Module, batch: Batch, keys: tuple[str, ...] = ("x_len",)) -> Batch:
@@ -199,10 +194,10 @@ class _Module(L.LightningModule):
 
     def _recording(self) -> AbstractContextManager[list[list[torch.Tensor]]]:
         """The states h(1..T) of each call of the first recurrence, when Omega needs them."""
-        recurrence = find_recurrence(self.net)  # found each time: an attribute would register it
-        if not self.hparams.info_flow or recurrence is None:
+        if not self.hparams.info_flow:
             return nullcontext([])
-        return recording_states(recurrence)
+        recurrence = find_recurrence(self.net)  # found each time: an attribute would register it
+        return nullcontext([]) if recurrence is None else recording_states(recurrence)
 
     def _truncated_step(self, batch: Batch) -> None:
         """One optimizer step of truncated BPTT under manual optimization (Lightning 2's way)."""

@@ -36,6 +36,7 @@ from seqmodels.models import (
     depth,
     detach_state,
     load_torch_weights,
+    takes_argument,
     tree_from_parents,
     tree_from_token_parents,
 )
@@ -949,3 +950,24 @@ def test_a_moved_batch_keeps_lengths_and_trees_on_the_host() -> None:
     moved = NpzDataModule("unused").transfer_batch_to_device(batch, torch.device("meta"), 0)
     assert moved["x"].device.type == "meta"
     assert moved["x_len"] is x_len and moved["x_parent"] is batch["x_parent"]
+
+
+def test_takes_argument_reads_each_class_forward_once_and_tells_classes_apart() -> None:
+    """The training step asks at every batch which of x_len and x_parent a network takes; the
+    answer is per class, so a subclass whose forward differs gets its own."""
+
+    class WithoutLengths(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x
+
+    class WithLengths(WithoutLengths):
+        def forward(self, x: torch.Tensor, x_len: torch.Tensor | None = None) -> torch.Tensor:
+            return x
+
+    seq2one = build_model(ModelConfig(cell="gru", hidden_size=4), input_size=2, output_size=1)
+    recursive = build_model(config_for("recursive", "tanh"), 3, 2)
+    for _ in range(2):  # the second answer comes from the cache
+        assert takes_argument(seq2one, "x_len") and not takes_argument(seq2one, "x_parent")
+        assert takes_argument(recursive, "x_parent")
+        assert not takes_argument(WithoutLengths(), "x_len")
+        assert takes_argument(WithLengths(), "x_len")

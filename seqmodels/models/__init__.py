@@ -11,6 +11,7 @@ from seqmodels.models.architectures import (
     SeqToOne,
     build_model,
     recurrence_for,
+    takes_argument,
 )
 from seqmodels.models.cells import CELLS, StepCell
 from seqmodels.models.recurrences import (
@@ -78,6 +79,7 @@ __all__ = [
     "detach_state",
     "load_torch_weights",
     "recurrence_for",
+    "takes_argument",
     "tree_from_parents",
     "tree_from_token_parents",
 ]
