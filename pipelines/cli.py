@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import FrameType
 from typing import TYPE_CHECKING
 
 from pipelines import settings, stack
@@ -311,7 +312,7 @@ def _study(
         f"Continue it with: seqlab resume {spec.name}"
     )
     try:
-        with _bounded_interrupt(message, embedded=not settings.prefect_api_url()):
+        with _interruptible(message, embedded=not settings.prefect_api_url()):
             prefect_ready()
             result = run_study(spec, source=source, resume_run_id=resume_run_id)
     except BaseException as err:
@@ -343,17 +344,18 @@ INTERRUPT_GRACE_S = 30.0  # after Ctrl-C, how long the study may take to wind do
 
 
 @contextmanager
-def _bounded_interrupt(message: str, embedded: bool) -> Iterator[None]:
-    """Ctrl-C raises KeyboardInterrupt as usual; with `embedded`, the process also exits 130
-    within `INTERRUPT_GRACE_S`, printing `message`, and at once on a second Ctrl-C.
+def _interruptible(message: str, embedded: bool) -> Iterator[None]:
+    """Ctrl-C stops the study: a Tuner that is fitting stops as Tune's own Ctrl-C stops it
+    (`flows.stop_tuning`: its state saved once more, then StudyInterrupted); anywhere else it
+    raises KeyboardInterrupt at once. A second Ctrl-C raises KeyboardInterrupt wherever the
+    study is. With `embedded`, the process also exits 130 within `INTERRUPT_GRACE_S` of the
+    first Ctrl-C, printing `message`, and at once on a second one.
 
     Ctrl-C reaches the whole foreground process group, so it stops Prefect's ephemeral API
     server too. Prefect would then retry, for minutes, to report the crashed flow run to it.
-    The study's own clean-up (its MLflow runs ended KILLED, Ray stopped) takes seconds.
+    The study's own clean-up (Tune's last save, its MLflow runs ended KILLED, Ray stopped)
+    takes seconds.
     """
-    if not embedded:
-        yield
-        return
 
     def leave() -> None:
         print(message, file=sys.stderr, flush=True)
@@ -364,10 +366,17 @@ def _bounded_interrupt(message: str, embedded: bool) -> Iterator[None]:
         time.sleep(INTERRUPT_GRACE_S)
         leave()
 
-    def on_interrupt(signum: int, frame: object) -> None:
-        signal.signal(signal.SIGINT, lambda *_: leave())
-        threading.Thread(target=later, daemon=True).start()
-        raise KeyboardInterrupt
+    def on_interrupt(signum: int, frame: FrameType | None) -> None:
+        from pipelines import flows  # imported already: the study runs in it
+
+        stopping = flows.stop_tuning(frame)  # Tune's handler sets SIGINT's back to this one
+        if embedded:
+            signal.signal(signal.SIGINT, lambda *_: leave())
+            threading.Thread(target=later, daemon=True).start()
+        else:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        if not stopping:
+            raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:

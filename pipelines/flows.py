@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any
 
 import fsspec
@@ -214,7 +216,8 @@ def reuse_workers() -> bool:
 
 
 class StudyInterrupted(KeyboardInterrupt):
-    """Ctrl-C reached Ray Tune first: it stopped the trials and saved its state, then returned.
+    """Tune was asked to stop (Ctrl-C, or SIGUSR1): it stopped the trials and saved its state,
+    then returned.
 
     The study must stop there too, not go on with a part of its trials; `seqlab resume`
     continues it from Tune's saved state.
@@ -288,20 +291,62 @@ def local_checkpoint(checkpoint: tune.Checkpoint, *where: str) -> str:
     return checkpoint.to_directory(str(settings.seqlab_home().joinpath("checkpoints", *where)))
 
 
+@dataclass
+class _Fitting:
+    """A Tuner fitting in this process: the SIGUSR1 handler in place before it started, and
+    whether it was asked to stop."""
+
+    before: object
+    stopped: bool = False
+
+
+_FITTING: list[_Fitting] = []
+
+
+def stop_tuning(frame: FrameType | None) -> bool:
+    """Ask the Tuner fitting in this process to stop as Tune's own Ctrl-C handler does.
+
+    Tune then leaves its loop at the next step, saves the experiment's state once more, with
+    every result it has processed, stops the trials and returns; `_fit` raises
+    StudyInterrupted. Ctrl-C's handler (`cli`) calls this: Tune's SIGINT handler is off (see
+    `settings`), and a KeyboardInterrupt raised in Tune's loop would skip that last save, so a
+    resumed study would train again what the last few seconds trained. Tune installs its stop
+    handler for SIGUSR1 on each fit, from the main thread only, and never removes it.
+
+    Returns:
+        False when no Tuner is fitting, or this fit's Tune has not installed its handler yet
+        (or could not: not the main thread); the caller raises KeyboardInterrupt instead.
+    """
+    if not _FITTING:
+        return False
+    fitting = _FITTING[-1]
+    handler = signal.getsignal(signal.SIGUSR1)
+    if handler is fitting.before or not callable(handler):
+        return False
+    fitting.stopped = True
+    handler(signal.SIGUSR1, frame)
+    return True
+
+
 def _fit(tuner: tune.Tuner, parent_run_id: str, kind: str, variant: str | None) -> Any:
     """Run the Tuner; whatever stops it, no MLflow run of its trials stays RUNNING.
 
-    Raises StudyInterrupted when Tune returned with trials unfinished (Ctrl-C). Otherwise,
-    runs of trials that Tune's restored state no longer knew (started after its last save,
-    before the driver died) are deleted: their trials ran again under new ids.
+    Raises StudyInterrupted when Tune returned with trials unfinished, or was asked to stop
+    (`stop_tuning`, Ctrl-C). Otherwise, runs of trials that Tune's restored state no longer
+    knew (started after its last save, before the driver died) are deleted: their trials ran
+    again under new ids.
     """
     client = tracking.client()
+    fitting = _Fitting(before=signal.getsignal(signal.SIGUSR1))
+    _FITTING.append(fitting)
     try:
         results = tuner.fit()
     finally:
+        _FITTING.remove(fitting)
         tracking.end_running(client, parent_run_id, "KILLED")
-    if results.num_terminated + results.num_errors < len(results):
-        raise StudyInterrupted(f"{len(results) - results.num_terminated} trials unfinished")
+    unfinished = len(results) - results.num_terminated - results.num_errors
+    if unfinished or fitting.stopped:
+        raise StudyInterrupted(f"{unfinished} trials unfinished")
     tracking.delete_lost(client, parent_run_id, kind, variant)
     return results
 

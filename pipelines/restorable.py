@@ -2,10 +2,11 @@
 
 Ray Tune deletes a trial's checkpoints beyond the best `keep_checkpoints` as soon as a newer one
 is registered, and saves the experiment's state (what `Tuner.restore` reads) at most every
-`TUNE_GLOBAL_CHECKPOINT_S`, uploading it in the background. A driver stopped between the two
-(Ctrl-C, a killed process) leaves a saved state whose trial's latest checkpoint Tune has since
-deleted. `Tuner.restore` then fails that trial at once: "Could not recover from checkpoint as it
-does not exist on storage anymore", again on its retry, and the study loses it.
+`TUNE_GLOBAL_CHECKPOINT_S`, uploading it in the background. A driver killed between the two
+leaves a saved state whose trial's latest checkpoint Tune has since deleted. (Ctrl-C lets Tune
+save its state last, `flows.stop_tuning`, except in the moment before Tune starts its loop.)
+`Tuner.restore` then fails that trial at once: "Could not recover from checkpoint as it does not
+exist on storage anymore", again on its retry, and the study loses it.
 
 `RestorableCheckpoints` checks, as each trial's worker starts (before Tune restores it), that the
 checkpoint Tune will restore from exists. If it is gone, the trial goes on from its newest

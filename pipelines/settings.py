@@ -102,9 +102,10 @@ def configure_environment() -> None:
         "TUNE_GLOBAL_CHECKPOINT_S": "2",
         # Ctrl-C reaches the whole foreground process group, Prefect's ephemeral API server
         # included, which stops at once. Tune's own handler would swallow the first Ctrl-C and
-        # let the study go on without its API server; a KeyboardInterrupt ends it instead, and
-        # `seqlab resume` continues from Tune's last saved state. (SIGUSR1 still asks Tune to
-        # stop gracefully: the study then stops too, see `flows.StudyInterrupted`.)
+        # let the study go on to its next phase without its API server. seqlab's handler
+        # (`cli._interruptible`) asks Tune to stop instead, through the stop handler Tune keeps
+        # for SIGUSR1 (`flows.stop_tuning`): Tune saves its state once more and returns, and the
+        # study stops there (`flows.StudyInterrupted`); `seqlab resume` continues from that state.
         "TUNE_DISABLE_SIGINT_HANDLER": "1",
         # Ray's dashboard and usage stats are not needed for an embedded run.
         "RAY_USAGE_STATS_ENABLED": "0",

@@ -200,6 +200,9 @@ def test_a_study_trains_from_the_bucket_and_resumes_from_it(s3: dict, tmp_path: 
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "resuming parent run" in result.stdout + result.stderr
+    # Ctrl-C let Tune save its state last: no checkpoint it names was gone (`RestorableCheckpoints`
+    # would say so), as when a driver stopped between Tune's saves
+    assert "no longer on storage" not in result.stderr, result.stderr[-3000:]
     # one run per trial: the finished one was not trained again; the stopped one went on, in
     # its own run, from its last checkpoint, and logged each epoch once
     rnn = _trial_runs(client, "rnn")

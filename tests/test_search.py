@@ -327,6 +327,80 @@ def test_a_resumed_trial_whose_checkpoint_tune_deleted_goes_on_from_one_that_exi
     assert sorted(steps) == list(range(epochs)), "each epoch logged once, across the resume"
 
 
+class CtrlCOnce(InterruptOnce):
+    """Sends SIGINT to this process after a trial's `epoch`-th result, as Ctrl-C in a terminal
+    does, the first time only; the handler in place is the study's (`cli._interruptible`)."""
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if result["training_iteration"] == self.epoch and not self.marker.exists():
+            self.marker.touch()
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_tuner_after_it_saves_every_result_it_has(
+    flows, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Ctrl-C while a Tuner fits: Tune stops as its own Ctrl-C handler stops it, saving the
+    experiment's state once more, so the saved state holds every epoch MLflow holds and names
+    a checkpoint that exists; `_fit` raises StudyInterrupted. Resumed, the trial goes on from
+    that checkpoint, with no lost checkpoint to repair, and logs each epoch once. (With a
+    KeyboardInterrupt raised in Tune's loop instead, as before, the saved state is older than
+    what MLflow holds.)"""
+    from pipelines import cli, settings, store, tracking
+    from pipelines.trainable import train_trial
+
+    epochs = 12
+    spec = parse_spec(
+        {**BASE, "fixed": {**BASE["fixed"], "max_epochs": epochs}, "search": {"space": {}}}
+    )
+    dataset = store.prepare("adding", spec.task.options.__dict__, 0, settings.seqlab_home())
+    client = tracking.client()
+    experiment_id = tracking.ensure_experiment(client, f"ctrl-c-{tmp_path.name}")
+    parent = client.create_run(experiment_id, tags={"kind": "study"}).info.run_id
+
+    def trainable() -> Any:  # within a Ray session: it puts the dataset in the object store
+        return flows._trainable(train_trial, spec, dataset, checkpoint_every=1)
+
+    ctrl_c = CtrlCOnce(epoch=4, marker=tmp_path / "interrupted")
+    run_config = flows._run_config(
+        "ctrl-c", [tracking.TrialRuns(client, experiment_id, parent, "trial"), ctrl_c]
+    )
+    path = str(Path(run_config.storage_path) / run_config.name)
+    with flows.ray_session():
+        tuner = tune.Tuner(
+            trainable(),
+            param_space=flows.trial_space(spec, "rnn"),
+            tune_config=tune.TuneConfig(metric=flows.METRIC, mode=flows.MODE, num_samples=1),
+            run_config=run_config,
+        )
+        with (
+            pytest.raises(KeyboardInterrupt) as stopped,
+            cli._interruptible("interrupted", embedded=False),
+        ):
+            flows._fit(tuner, parent, "trial", "rnn")
+        assert isinstance(stopped.value, flows.StudyInterrupted), "Tune returned, then _fit raised"
+        assert ctrl_c.marker.exists()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+        (run,) = tracking.child_runs(client, parent, "trial")
+        assert run.info.status == "KILLED"
+        logged = len(client.get_metric_history(run.info.run_id, "val/loss"))
+        (saved,) = tune.Tuner.restore(path, trainable=trainable()).get_results()
+        assert 4 <= saved.metrics["training_iteration"] < epochs
+        assert saved.metrics["training_iteration"] == logged, "the state is as new as MLflow"
+        assert saved.checkpoint is not None and Path(saved.checkpoint.path).is_dir()
+        with caplog.at_level("WARNING", logger="pipelines.restorable"):
+            restored = tune.Tuner.restore(path, trainable=trainable(), resume_unfinished=True)
+            (result,) = flows._fit(restored, parent, "trial", "rnn")
+    assert "no longer on storage" not in caplog.text
+    assert result.error is None and result.metrics["training_iteration"] == epochs
+    # from the newest checkpoint Tune registered: the last epoch's, or the one before when Tune
+    # stopped before it had fetched the last one (its Ctrl-C does the same)
+    assert epochs - logged <= result.metrics["iterations_since_restore"] <= epochs - logged + 1
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/loss")]
+    assert sorted(steps) == list(range(epochs)), "each epoch logged once, across the resume"
+
+
 def test_epoch_metrics_are_written_in_the_background_and_waited_for(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
