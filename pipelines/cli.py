@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -348,13 +349,14 @@ def _interruptible(message: str, embedded: bool) -> Iterator[None]:
     """Ctrl-C stops the study: a Tuner that is fitting stops as Tune's own Ctrl-C stops it
     (`flows.stop_tuning`: its state saved once more, then StudyInterrupted); anywhere else it
     raises KeyboardInterrupt at once. A second Ctrl-C raises KeyboardInterrupt wherever the
-    study is. With `embedded`, the process also exits 130 within `INTERRUPT_GRACE_S` of the
-    first Ctrl-C, printing `message`, and at once on a second one.
+    study is. With `embedded`, the process also exits 130, printing `message`: as soon as the
+    study has closed (`flows.INTERRUPTED_STUDY_CLOSED`) if Prefect's API server no longer
+    answers, at once on a second Ctrl-C, and within `INTERRUPT_GRACE_S` in any case.
 
     Ctrl-C reaches the whole foreground process group, so it stops Prefect's ephemeral API
-    server too. Prefect would then retry, for minutes, to report the crashed flow run to it.
-    The study's own clean-up (Tune's last save, its MLflow runs ended KILLED, Ray stopped)
-    takes seconds.
+    server too. Prefect would then retry, for minutes, to report the crashed flow run to it,
+    printing each failure. The study's own clean-up (Tune's last save, its MLflow runs ended
+    KILLED, Ray stopped) takes seconds.
     """
 
     def leave() -> None:
@@ -363,7 +365,12 @@ def _interruptible(message: str, embedded: bool) -> Iterator[None]:
         os._exit(130)
 
     def later() -> None:
-        time.sleep(INTERRUPT_GRACE_S)
+        from pipelines import flows
+
+        deadline = time.monotonic() + INTERRUPT_GRACE_S
+        if flows.INTERRUPTED_STUDY_CLOSED.wait(INTERRUPT_GRACE_S) and not _prefect_answers():
+            leave()  # nothing left to wait for: Prefect cannot record the crash anywhere
+        time.sleep(max(0.0, deadline - time.monotonic()))
         leave()
 
     def on_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -383,6 +390,23 @@ def _interruptible(message: str, embedded: bool) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _prefect_answers() -> bool:
+    """Whether the ephemeral Prefect API server of this process still accepts connections.
+
+    After Ctrl-C its process can live on for a while, shutting down, with its socket closed.
+    """
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    if server.port is None:
+        return False
+    try:
+        socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 def _resume(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -213,6 +214,11 @@ def reuse_workers() -> bool:
     first trials landed on, and nodes that join later stay idle.
     """
     return settings.ray_address() is None
+
+
+# Set once an interrupted study has ended its MLflow runs and stopped Ray. What the process does
+# after that is Prefect's report of the crashed flow run (`cli._interruptible` reads this).
+INTERRUPTED_STUDY_CLOSED = threading.Event()
 
 
 class StudyInterrupted(KeyboardInterrupt):
@@ -631,6 +637,8 @@ def run_study(spec: StudySpec, source: str = "", resume_run_id: str | None = Non
     except BaseException as stopped:
         interrupted = isinstance(stopped, KeyboardInterrupt)
         client.set_terminated(parent_id, "KILLED" if interrupted else "FAILED")
+        if interrupted:
+            INTERRUPTED_STUDY_CLOSED.set()
         raise
     train_seconds = sum(o.train_seconds for o in outcomes) + repeats.train_seconds
     client.log_batch(
