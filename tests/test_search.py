@@ -255,6 +255,27 @@ def test_a_crashed_trial_is_retried_from_its_last_checkpoint(flows, tmp_path: Pa
     assert sorted(steps) == [0, 1, 2, 3], "each epoch logged once, across the retry"
 
 
+def _one_trial(flows, experiment: str, epochs: int) -> tuple[StudySpec, Any, str, str, Any]:
+    """One rnn trial of `epochs` epochs that checkpoints every epoch: (its spec, the MLflow
+    client, a new experiment's id, a parent run's id, a factory of its trainable). Call the
+    factory within a Ray session: it puts the dataset in the object store."""
+    from pipelines import settings, store, tracking
+    from pipelines.trainable import train_trial
+
+    spec = parse_spec(
+        {**BASE, "fixed": {**BASE["fixed"], "max_epochs": epochs}, "search": {"space": {}}}
+    )
+    dataset = store.prepare("adding", spec.task.options.__dict__, 0, settings.seqlab_home())
+    client = tracking.client()
+    experiment_id = tracking.ensure_experiment(client, experiment)
+    parent = client.create_run(experiment_id, tags={"kind": "study"}).info.run_id
+
+    def trainable() -> Any:
+        return flows._trainable(train_trial, spec, dataset, checkpoint_every=1)
+
+    return spec, client, experiment_id, parent, trainable
+
+
 class InterruptOnce(tune.Callback):
     """Raises KeyboardInterrupt in the driver after a trial's `epoch`-th result, as Ctrl-C does
     (seqlab turns Tune's own SIGINT handler off), the first time only: `marker` records it
@@ -279,21 +300,12 @@ def test_a_resumed_trial_whose_checkpoint_tune_deleted_goes_on_from_one_that_exi
     Here that checkpoint is deleted by hand after the interruption. The resumed trial goes on
     from a checkpoint that exists (or its first epoch), finishes, and logs each epoch once;
     without `RestorableCheckpoints` Tune fails it, twice, with "does not exist on storage"."""
-    from pipelines import settings, store, tracking
-    from pipelines.trainable import train_trial
+    from pipelines import tracking
 
     epochs = 8
-    spec = parse_spec(
-        {**BASE, "fixed": {**BASE["fixed"], "max_epochs": epochs}, "search": {"space": {}}}
+    spec, client, experiment_id, parent, trainable = _one_trial(
+        flows, f"gone-{tmp_path.name}", epochs
     )
-    dataset = store.prepare("adding", spec.task.options.__dict__, 0, settings.seqlab_home())
-    client = tracking.client()
-    experiment_id = tracking.ensure_experiment(client, f"gone-{tmp_path.name}")
-    parent = client.create_run(experiment_id, tags={"kind": "study"}).info.run_id
-
-    def trainable() -> Any:  # within a Ray session: it puts the dataset in the object store
-        return flows._trainable(train_trial, spec, dataset, checkpoint_every=1)
-
     run_config = flows._run_config(
         "gone",
         [
@@ -347,21 +359,12 @@ def test_ctrl_c_stops_the_tuner_after_it_saves_every_result_it_has(
     that checkpoint, with no lost checkpoint to repair, and logs each epoch once. (With a
     KeyboardInterrupt raised in Tune's loop instead, as before, the saved state is older than
     what MLflow holds.)"""
-    from pipelines import cli, settings, store, tracking
-    from pipelines.trainable import train_trial
+    from pipelines import cli, tracking
 
     epochs = 12
-    spec = parse_spec(
-        {**BASE, "fixed": {**BASE["fixed"], "max_epochs": epochs}, "search": {"space": {}}}
+    spec, client, experiment_id, parent, trainable = _one_trial(
+        flows, f"ctrl-c-{tmp_path.name}", epochs
     )
-    dataset = store.prepare("adding", spec.task.options.__dict__, 0, settings.seqlab_home())
-    client = tracking.client()
-    experiment_id = tracking.ensure_experiment(client, f"ctrl-c-{tmp_path.name}")
-    parent = client.create_run(experiment_id, tags={"kind": "study"}).info.run_id
-
-    def trainable() -> Any:  # within a Ray session: it puts the dataset in the object store
-        return flows._trainable(train_trial, spec, dataset, checkpoint_every=1)
-
     ctrl_c = CtrlCOnce(epoch=4, marker=tmp_path / "interrupted")
     run_config = flows._run_config(
         "ctrl-c", [tracking.TrialRuns(client, experiment_id, parent, "trial"), ctrl_c]
