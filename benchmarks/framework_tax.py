@@ -28,6 +28,10 @@ what the two runs share. Figures are medians over the timed epochs of all rounds
 verdict reads the median of the paired ratios. The in-process arms use as
 many torch threads as a Ray trial with one CPU gets; a probe trial reads that number first.
 
+The in-process arms' Python function calls per training step are also counted (under
+cProfile, in extra runs: the calls of two more epochs, over their steps, validation's share
+included): a count that the machine's noise does not move, for the loop around the model.
+
 To attribute the tax, two parts are timed directly: `trainer.save_checkpoint` (what `Report`
 does before it reports, at each epoch that checkpoints; timed after the Lightning arm's fit)
 and the driver's MLflow logging per epoch (`TrialRuns.on_trial_result`, timed in the seqlab
@@ -391,13 +395,41 @@ def measure(args: argparse.Namespace, home: Path) -> dict[str, Any]:
                         flush=True,
                     )
                 partners[arm].append(len(runs["bare"]) - 1)
+        calls = python_calls_per_step(
+            {
+                "bare+deterministic": lambda c: bare_arm(c, dataset, True, args.device),
+                "lightning": lambda c: lightning_arm(c, dataset, home),
+            },
+            config,
+            steps,
+        )
     return {
+        "python_calls_per_step": calls,
         "sizes": sizes,
         "probe": probe,
         "threads": threads,
         "runs": runs,
         "partners": partners,
     }
+
+
+def python_calls_per_step(
+    arms: dict[str, Callable[[dict[str, Any]], ArmRun]], config: dict[str, Any], steps: int
+) -> dict[str, float]:
+    """The Python function calls per training step of each arm, from two runs under cProfile
+    that differ by two epochs (so set-up and warm-up cancel)."""
+    import cProfile
+    import pstats
+
+    counts = {}
+    for arm, run in arms.items():
+        totals = []
+        for epochs in (2, 4):
+            profile = cProfile.Profile()
+            profile.runcall(run, {**config, "max_epochs": epochs})
+            totals.append(pstats.Stats(profile).total_calls)
+        counts[arm] = (totals[1] - totals[0]) / (2 * steps)
+    return counts
 
 
 def gpu_name() -> str:
@@ -455,6 +487,7 @@ def summarise(measured: dict[str, Any]) -> dict[str, Any]:
         "seqlab_minus_lightning_ms_per_epoch": (ms["seqlab"] - ms["lightning"]) * steps,
         "seqlab_outside_epochs_s": [run.extra["outside_epochs_s"] for run in seqlab],
         "seqlab_wall_s": [run.wall_s for run in seqlab],
+        "python_calls_per_step": measured["python_calls_per_step"],
     }
     return {
         "rows": rows,
@@ -474,6 +507,7 @@ def summarise(measured: dict[str, Any]) -> dict[str, Any]:
 def markdown(report: dict[str, Any]) -> str:
     s, p, summary = report["sizes"], report["probe"], report["summary"]
     rows, b, steps = summary["rows"], summary["breakdown"], s["steps_per_epoch"]
+    calls = b["python_calls_per_step"]
     load = ", ".join(f"{v:.1f}" for v in report["load_average"])
     lines = [
         "```",
@@ -524,6 +558,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"{b['mlflow_log_ms_per_epoch']:.1f} ms/epoch; the rest (Tune's reporting, persisting "
         f"and driver loop, the Ray worker) {b['tune_rest_ms_per_step'] * steps:.0f} ms/epoch"
         + (" (below the noise between arms)" if b["tune_rest_ms_per_step"] < 0 else ""),
+        "Python calls per training step (validation's share included): bare loop "
+        f"{calls['bare+deterministic']:.0f}, Lightning {calls['lightning']:.0f} "
+        f"({calls['lightning'] - calls['bare+deterministic']:+.0f})",
         "seqlab trial outside its epochs (worker start, Tuner set-up and end), s: "
         + ", ".join(f"{v:.1f}" for v in b["seqlab_outside_epochs_s"]),
         f"final val/loss, round 1 (same model, same batches): {vals}",

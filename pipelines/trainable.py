@@ -181,8 +181,6 @@ def make_trainer(config: dict[str, Any], callbacks: list[L.Callback] | None = No
         callbacks.insert(0, diagnostics)
     trainer = L.Trainer(
         max_epochs=train.max_epochs,
-        gradient_clip_val=train.grad_clip if train.tbptt is None else None,
-        gradient_clip_algorithm=train.grad_clip_algorithm,
         callbacks=callbacks,
         logger=False,
         enable_checkpointing=False,

@@ -20,9 +20,16 @@ any other network gets `x` alone, and sees the padding. Likewise a network that 
 receives the batch's trees, where the batch has them (SequenceClassification). On a GPU,
 `NpzDataModule` leaves both on the CPU (`seqmodels.batch.HOST_KEYS`).
 
-Training switches (`_Module`): truncated BPTT (10.2.2, `tbptt`; manual optimization) for the
-families with a target at every step, the information-flow regularizer Omega (10.11.2,
-`info_flow`) and, under truncated BPTT, gradient clipping by norm or by value (10.11.1).
+Training switches (`_Module`): truncated BPTT (10.2.2, `tbptt`) for the families with a target
+at every step, the information-flow regularizer Omega (10.11.2, `info_flow`) and gradient
+clipping by norm or by value (10.11.1, `grad_clip`).
+
+The modules step their optimizer themselves (Lightning's manual optimization), truncated or
+not: one path for both, and less of Lightning's loop per step. Its automatic optimization
+wraps each step in a closure, a result object and more hook dispatches: for a small LSTM the
+Trainer added 1744 Python calls per step to a bare loop's 901 that way, 1461 this way
+(benchmarks/framework_tax.py counts them). So the Trainer's `gradient_clip_val` does not apply
+(Lightning refuses it under manual optimization): the module's `grad_clip` clips.
 """
 
 from __future__ import annotations
@@ -81,14 +88,12 @@ class _Module(L.LightningModule):
         lr: Adam's learning rate.
         weight_decay: Adam's weight decay.
         tbptt: truncated BPTT's length k (10.2.2), None for full BPTT. It needs a `Recurrent`
-            network (unidirectional) and a family with per-step targets, and switches the module
-            to manual optimization: each batch is cut into chunks of k steps that carry the
-            detached state forward and accumulate their gradients, then one optimizer step.
+            network (unidirectional) and a family with per-step targets: each batch is cut into
+            chunks of k steps that carry the detached state forward and accumulate their
+            gradients, then one optimizer step.
         info_flow: the weight of Pascanu's regularizer Omega (10.11.2) in the training loss,
             0 for none. It needs a unidirectional first recurrence; logged as `train/info_flow`.
-        grad_clip: under `tbptt` only, clip the gradient to this (10.11.1), None for no
-            clipping: Lightning's Trainer clips under automatic optimization only, so there its
-            `gradient_clip_val` does it and these two are unused.
+        grad_clip: clip the gradient to this before each step (10.11.1), None for no clipping.
         grad_clip_algorithm: "norm" (the whole gradient's norm) or "value" (each element).
     Raises:
         ConfigError: a switch the network or the family cannot honour, naming the switch.
@@ -110,7 +115,7 @@ class _Module(L.LightningModule):
         self.save_hyperparameters(ignore=["net"])
         self.net = net
         self._check_switches()
-        self.automatic_optimization = tbptt is None
+        self.automatic_optimization = False  # `training_step` steps (see the module's doc)
         self._train_sums: dict[str, tuple[torch.Tensor, Weight]] = {}  # name -> (sum, weight)
         self._reset()
 
@@ -179,32 +184,15 @@ class _Module(L.LightningModule):
         losses add up to `training_loss`, and the batch's weight in the epoch's mean."""
         raise NotImplementedError  # pragma: no cover - `_check_switches` stops it first
 
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
-        if self.hparams.tbptt is not None:
-            self._truncated_step(batch)
-            return None  # manual optimization: the step is done
-        with self._recording() as calls:
-            loss, weight = self.training_loss(batch)
-        self._add_to_epoch("train/loss", loss, weight)
-        if not self.hparams.info_flow:
-            return loss
-        omega = information_flow_penalty(calls[0], loss)
-        self._add_to_epoch("train/info_flow", omega, weight)
-        return loss + self.hparams.info_flow * omega
-
-    def _recording(self) -> AbstractContextManager[list[list[torch.Tensor]]]:
-        """The states h(1..T) of each call of the first recurrence, when Omega needs them."""
-        if not self.hparams.info_flow:
-            return nullcontext([])
-        recurrence = find_recurrence(self.net)  # found each time: an attribute would register it
-        return nullcontext([]) if recurrence is None else recording_states(recurrence)
-
-    def _truncated_step(self, batch: Batch) -> None:
-        """One optimizer step of truncated BPTT under manual optimization (Lightning 2's way)."""
+    def training_step(self, batch: Batch, batch_idx: int) -> None:
+        """One optimizer step: the gradients of the batch's loss (truncated or not), clipped."""
+        hp = self.hparams
         optimizer = self.optimizers()
         optimizer.zero_grad()
-        loss, omega, weight = self.truncated_backward(batch, self.manual_backward)
-        hp = self.hparams
+        if hp.tbptt is not None:
+            loss, omega, weight = self.truncated_backward(batch, self.manual_backward)
+        else:
+            loss, omega, weight = self._backward(batch)
         if hp.grad_clip is not None:
             self.clip_gradients(
                 optimizer,
@@ -215,6 +203,24 @@ class _Module(L.LightningModule):
         self._add_to_epoch("train/loss", loss, weight)
         if hp.info_flow:
             self._add_to_epoch("train/info_flow", omega, weight)
+
+    def _backward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, Weight]:
+        """Full BPTT's gradients of one batch, in `.grad`: (task loss, Omega, weight), detached."""
+        with self._recording() as calls:
+            loss, weight = self.training_loss(batch)
+        if not self.hparams.info_flow:
+            self.manual_backward(loss)
+            return loss.detach(), loss.new_zeros(()), weight
+        omega = information_flow_penalty(calls[0], loss)
+        self.manual_backward(loss + self.hparams.info_flow * omega)
+        return loss.detach(), omega.detach(), weight
+
+    def _recording(self) -> AbstractContextManager[list[list[torch.Tensor]]]:
+        """The states h(1..T) of each call of the first recurrence, when Omega needs them."""
+        if not self.hparams.info_flow:
+            return nullcontext([])
+        recurrence = find_recurrence(self.net)  # found each time: an attribute would register it
+        return nullcontext([]) if recurrence is None else recording_states(recurrence)
 
     def truncated_backward(
         self, batch: Batch, backward: Callable[[torch.Tensor], None]

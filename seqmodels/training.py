@@ -1,9 +1,9 @@
 """Training techniques of Deep Learning 10.11 and 10.2.2: gradient clipping, truncated BPTT and
 the information-flow regularizer, and the step-by-step run that exposes dL/dh(t).
 
-Gradient clipping is also one Lightning setting: `Trainer(gradient_clip_val=v,
-gradient_clip_algorithm="norm")` for clipping by norm, `"value"` for element-wise clipping.
-`clip_gradients` is the same for a hand-written loop.
+The LightningModules of `seqmodels.lit` clip by their `grad_clip` and `grad_clip_algorithm`
+("norm" or "value"): they step their optimizer themselves, so the Trainer's `gradient_clip_val`
+does not apply to them. `clip_gradients` is the same for a hand-written loop.
 
 Which networks each technique fits, by the names a spec uses (`TBPTT_ARCHITECTURES`, ...,
 declared in `seqmodels.config`): the LightningModules of `seqmodels.lit` check the networks

@@ -343,8 +343,8 @@ def test_build_module_refuses_tbptt_on_per_sequence_targets(datasets: dict) -> N
 class OptimizerSees(L.Callback):
     """Records, at every optimizer step, the largest |gradient element| the optimizer read.
 
-    A post-step hook: under automatic optimization the gradients are computed inside
-    `optimizer.step(closure)`, and Adam reads `.grad` without changing it.
+    A post-step hook, so that it sees the gradients after clipping: Adam reads `.grad`
+    without changing it.
     """
 
     def __init__(self) -> None:
@@ -385,7 +385,7 @@ def test_one_epoch_fit_with_tbptt_steps_once_per_batch(datasets: dict) -> None:
 @pytest.mark.parametrize(
     "task,variant,tbptt",
     [("adding", {"cell": "tanh"}, None), ("copy", LM, 5)],
-    ids=["automatic", "manual-tbptt"],
+    ids=["full-bptt", "tbptt"],
 )
 def test_clip_by_value_bounds_every_element_the_optimizer_sees(
     datasets: dict, task: str, variant: dict[str, Any], tbptt: int | None
@@ -398,6 +398,35 @@ def test_clip_by_value_bounds_every_element_the_optimizer_sees(
     _fit(config, datasets[task], sees)
     assert sees.largest and max(sees.largest) <= v * (1 + 1e-6)
     assert max(sees.largest) == pytest.approx(v)  # some element was clipped to exactly v
+
+
+@pytest.mark.parametrize("algorithm", ["norm", "value"])
+def test_a_trainer_step_is_a_hand_written_clipped_adam_step(datasets: dict, algorithm: str) -> None:
+    """The module steps its optimizer itself: forward, backward, clip, Adam, as a bare loop."""
+    clip = 1e-2 if algorithm == "norm" else 1e-4  # far below the raw gradients: clipping bites
+    raw = _spec("adding", ADDING, {"a": {}}, grad_clip=clip, grad_clip_algorithm=algorithm)
+    config = parse_spec(raw).trial_base("a")
+    trainer = _fit(config, datasets["adding"])
+
+    torch.manual_seed(config["seed"])  # what `L.seed_everything` does for the weights
+    net = trainable.build_net(config, datasets["adding"])
+    optimizer = torch.optim.Adam(net.parameters(), lr=config["lr"])
+    data = NpzDataModule(datasets["adding"].uri, batch_size=16, seed=config["seed"])
+    data.setup("fit")
+    for batch in data.train_dataloader():
+        loss = torch.nn.functional.mse_loss(net(batch["x"], batch["x_len"]), batch["y"])
+        optimizer.zero_grad()
+        loss.backward()
+        if algorithm == "norm":
+            torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
+        else:
+            torch.nn.utils.clip_grad_value_(net.parameters(), clip)
+        optimizer.step()
+
+    trained = trainer.lightning_module.net.state_dict()
+    assert trainer.global_step == 3  # 48 sequences, batches of 16
+    for name, value in net.state_dict().items():
+        torch.testing.assert_close(trained[name], value, msg=name)
 
 
 # -- the information-flow regularizer ----------------------------------------------------------
