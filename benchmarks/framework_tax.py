@@ -1,10 +1,15 @@
 """Framework tax: a training step under Lightning, Ray Tune and MLflow, against a bare PyTorch loop.
 
-One model, one dataset, one process tree, five arms, timed per epoch and reported per step:
+One model, one dataset, one process tree, six arms, timed per epoch and reported per step:
 
 - bare: a hand-written loop over the same network (`trainable.build_net`) and the same batches
   (`NpzDataModule`, same seed): Adam, the trial's gradient clipping by norm, the epoch's mean
-  training loss, then a validation pass, with torch's defaults. The baseline.
+  training loss, then a validation pass, with torch's defaults. The baseline of the arms that
+  run in this process.
+- bare-worker: the same loop in a Ray worker with a trial's resources (`ray.remote`): the
+  baseline of the two seqlab arms, whose trials run in such workers. The process matters: this
+  benchmark's own process holds Ray's driver, MLflow and their threads, and on 2 cores a trial
+  in a worker once ran faster than the same Trainer in this process.
 - bare+deterministic: the same loop under `torch.use_deterministic_algorithms(True)`, which the
   trial's Trainer (`deterministic=True`) switches on for the whole process, without the NaN
   fill of new tensors, which `make_trainer` turns off.
@@ -22,7 +27,7 @@ One model, one dataset, one process tree, five arms, timed per epoch and reporte
 
 Every arm's first epoch is warm-up and not counted (Trainer set-up, sanity check, worker start).
 The arms take turns, in a rotated order every round, and each run of another arm comes right
-after a run of the bare loop of its own: the machine's speed drifts (on a GPU machine the bare
+after a run of its baseline of its own: the machine's speed drifts (on a GPU machine the bare
 loop's own runs differed by 18% within minutes), and a ratio to the bare run just before cancels
 what the two runs share. Figures are medians over the timed epochs of all rounds, and the
 verdict reads the median of the paired ratios. The in-process arms use as
@@ -79,13 +84,22 @@ from common import (
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "framework_tax.json"
-ARMS = ("bare", "bare+deterministic", "lightning", "seqlab", "seqlab-fast")
+ARMS = ("bare", "bare+deterministic", "lightning", "bare-worker", "seqlab", "seqlab-fast")
 LABELS = {
     "bare": "bare PyTorch loop (baseline)",
+    "bare-worker": "bare loop in a Ray worker (the seqlab arms' baseline)",
     "bare+deterministic": "bare loop + `torch.use_deterministic_algorithms(True)`",
     "lightning": "Lightning Trainer alone (`make_trainer`, in process)",
     "seqlab": "seqlab: Tune trial + `TrialRuns` to MLflow SQLite (`tune_variant`)",
     "seqlab-fast": "seqlab with `deterministic: false` (torch's defaults, as the bare loop)",
+}
+# Each arm's run is paired with a run of its baseline just before it: the same process kind.
+BASELINE = {
+    "bare+deterministic": "bare",
+    "lightning": "bare",
+    "bare-worker": "bare",
+    "seqlab": "bare-worker",
+    "seqlab-fast": "bare-worker",
 }
 CHECKPOINT_SAVES = 5  # direct timings of `trainer.save_checkpoint` after each Lightning run
 TARGET = 1.05
@@ -210,6 +224,16 @@ def bare_arm(
 
 def differences(times: list[float]) -> list[float]:
     return [b - a for a, b in zip(times, times[1:], strict=False)]
+
+
+def bare_in_worker(
+    spec: StudySpec, config: dict[str, Any], dataset: DatasetRef, device: str
+) -> ArmRun:
+    """The bare loop in a Ray worker process with the resources of the study's trials."""
+    import ray
+
+    resources = {"num_cpus": spec.resources.cpu, "num_gpus": spec.resources.gpu}
+    return ray.get(ray.remote(**resources)(bare_arm).remote(config, dataset, False, device))
 
 
 # --- the Lightning arm --------------------------------------------------------------------------
@@ -372,21 +396,23 @@ def measure(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     runs: dict[str, list[ArmRun]] = {arm: [] for arm in ARMS}
     arms: dict[str, Callable[[int], ArmRun]] = {
         "bare": lambda i: bare_arm(config, dataset, False, args.device),
+        "bare-worker": lambda i: bare_in_worker(spec, config, dataset, args.device),
         "bare+deterministic": lambda i: bare_arm(config, dataset, True, args.device),
         "lightning": lambda i: lightning_arm(config, dataset, home),
         "seqlab": lambda i: seqlab_arm(spec, dataset, experiment_id, i),
         "seqlab-fast": lambda i: seqlab_arm(fast, dataset, experiment_id, i),
     }
-    # partners[arm][k]: the index in runs["bare"] of the bare run just before runs[arm][k]
-    partners: dict[str, list[int]] = {arm: [] for arm in ARMS[1:]}
-    others = ARMS[1:]
+    # partners[arm][k]: the index in runs[BASELINE[arm]] of the baseline's run just before
+    # runs[arm][k]
+    partners: dict[str, list[int]] = {arm: [] for arm in BASELINE}
+    others = list(BASELINE)
     with flows.ray_session():
         probe = probe_trial(spec, dataset)
         threads = args.threads or int(probe["torch_threads"])
         torch.set_num_threads(threads)  # the in-process arms get what a trial gets
         for round_ in range(args.rounds):
             for arm in others[round_ % len(others) :] + others[: round_ % len(others)]:
-                for name in ("bare", arm):
+                for name in (BASELINE[arm], arm):
                     runs[name].append(arms[name](round_))
                     print(
                         f"round {round_ + 1}/{args.rounds} {name}: "
@@ -394,7 +420,7 @@ def measure(args: argparse.Namespace, home: Path) -> dict[str, Any]:
                         file=sys.stderr,
                         flush=True,
                     )
-                partners[arm].append(len(runs["bare"]) - 1)
+                partners[arm].append(len(runs[BASELINE[arm]]) - 1)
         calls = python_calls_per_step(
             {
                 "bare+deterministic": lambda c: bare_arm(c, dataset, True, args.device),
@@ -458,11 +484,12 @@ def summarise(measured: dict[str, Any]) -> dict[str, Any]:
             "first_epoch_s": statistics.median(run.epoch_s[0] for run in arm_runs),
             "final_val_loss": [run.final_val_loss for run in arm_runs],
         }
-    base = rows["bare"]
     for arm, row in rows.items():
+        row["baseline"] = BASELINE.get(arm, arm)
+        base = rows[row["baseline"]]
         row["ratio"] = row["ms_per_step"] / base["ms_per_step"]
         row["cpu_ratio"] = row["cpu_ms_per_step"] / base["cpu_ms_per_step"]
-        # each run against the bare run just before it
+        # each run against its baseline's run just before it
         row["paired_ratios"] = [
             row["run_ms_per_step"][k] / base["run_ms_per_step"][i]
             for k, i in enumerate(measured["partners"].get(arm, []))
@@ -473,9 +500,12 @@ def summarise(measured: dict[str, Any]) -> dict[str, Any]:
     # one call per epoch; each is paid inside the next epoch's `time_this_iter_s`
     mlflow_ms = 1000 * statistics.median(s for r in seqlab for s in r.extra["mlflow_log_s"])
     ms = {arm: rows[arm]["ms_per_step"] for arm in ARMS}
-    rest = ms["seqlab"] - ms["lightning"] - (checkpoint_ms + mlflow_ms) / steps
+    # what Tune and MLflow add beyond Lightning: each arm net of its own process's bare loop
+    beyond = (ms["seqlab"] - ms["bare-worker"]) - (ms["lightning"] - ms["bare"])
+    rest = beyond - (checkpoint_ms + mlflow_ms) / steps
     cpu = {arm: rows[arm]["cpu_ms_per_step"] for arm in ARMS}
     breakdown = {
+        "worker_minus_bare_ms_per_step": ms["bare-worker"] - ms["bare"],
         "deterministic_ms_per_step": ms["bare+deterministic"] - ms["bare"],
         "deterministic_cpu_ms_per_step": cpu["bare+deterministic"] - cpu["bare"],
         "lightning_ms_per_step": ms["lightning"] - ms["bare+deterministic"],
@@ -484,7 +514,7 @@ def summarise(measured: dict[str, Any]) -> dict[str, Any]:
         "checkpoint_bytes": lightning[0].extra["checkpoint_bytes"],
         "mlflow_log_ms_per_epoch": mlflow_ms,
         "tune_rest_ms_per_step": rest,
-        "seqlab_minus_lightning_ms_per_epoch": (ms["seqlab"] - ms["lightning"]) * steps,
+        "seqlab_minus_lightning_ms_per_epoch": beyond * steps,
         "seqlab_outside_epochs_s": [run.extra["outside_epochs_s"] for run in seqlab],
         "seqlab_wall_s": [run.wall_s for run in seqlab],
         "python_calls_per_step": measured["python_calls_per_step"],
@@ -516,7 +546,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"{steps} steps/epoch; {s['model']}, {s['parameters']:,} parameters; "
         f"device: {s.get('device', 'cpu')}",
         f"{report['rounds']} rounds x {s['epochs_per_run']} epochs per arm, order rotating, each "
-        "arm's run right after a bare run of its own; first epoch of each run not counted; "
+        "arm's run right after a run of its baseline; first epoch of each run not counted; "
         "medians over the other epochs",
         f"a Ray trial (1 CPU) gets: torch threads {p['torch_threads']}, OMP_NUM_THREADS "
         f"{p['omp_num_threads']}, Ray CPUs {p['ray_cpus']:g}, CPU affinity {p['affinity']} cores, "
@@ -525,34 +555,41 @@ def markdown(report: dict[str, Any]) -> str:
         f"load average (1, 5, 15 min) at the end: {load}",
         "```",
         "",
-        "| arm | ms/step (median) | ratio to bare | median of paired ratios | paired ratios "
+        "| arm | ms/step (median) | ratio to its baseline | median of paired ratios "
+        "| paired ratios "
         "| CPU ms/step | first epoch s |",
         "|---|---:|---:|---:|---|---:|---:|",
     ]
     for arm in ARMS:
         row = rows[arm]
-        paired = ", ".join(f"{v:.3f}" for v in row["paired_ratios"]) if arm != "bare" else "-"
+        paired = ", ".join(f"{v:.3f}" for v in row["paired_ratios"]) if arm in BASELINE else "-"
         cpu = "-" if math.isnan(row["cpu_ms_per_step"]) else f"{row['cpu_ms_per_step']:.2f}"
         lines.append(
             f"| {LABELS[arm]} | {row['ms_per_step']:.2f} | {row['ratio']:.3f} "
             f"| {row['median_paired_ratio']:.3f} | {paired} | {cpu} "
             f"| {row['first_epoch_s']:.2f} |"
         )
-    bare_runs = ", ".join(f"{v:.2f}" for v in rows["bare"]["run_ms_per_step"])
+    bare_runs, worker_runs = (
+        ", ".join(f"{v:.2f}" for v in rows[arm]["run_ms_per_step"])
+        for arm in ("bare", "bare-worker")
+    )
     verdict = "meets" if summary["median_paired_ratio"] <= TARGET else "misses"
     fast_verdict = "meets" if summary["fast_median_paired_ratio"] <= TARGET else "misses"
     vals = ", ".join(f"{arm} {rows[arm]['final_val_loss'][0]:.6f}" for arm in ARMS)
     lines += [
         "",
-        f"seqlab/bare, median of paired ratios: {summary['median_paired_ratio']:.3f} "
+        "seqlab / the bare loop in a Ray worker, median of paired ratios: "
+        f"{summary['median_paired_ratio']:.3f} "
         f"({verdict} the target <= {TARGET:.2f}); with `deterministic: false`: "
         f"{summary['fast_median_paired_ratio']:.3f} ({fast_verdict} it)",
-        f"the bare loop's runs, in order, ms/step: {bare_runs}",
-        "per step, wall (CPU time of the training thread): deterministic flag "
+        f"the bare loop's runs, in order, ms/step: {bare_runs}; in a Ray worker: {worker_runs}",
+        "per step, wall (CPU time of the training thread): the bare loop in a Ray worker "
+        f"{b['worker_minus_bare_ms_per_step']:+.2f} ms against this process, deterministic flag "
         f"{b['deterministic_ms_per_step']:+.2f} ms ({b['deterministic_cpu_ms_per_step']:+.2f}), "
         f"Lightning beyond it {b['lightning_ms_per_step']:+.2f} ms "
         f"({b['lightning_cpu_ms_per_step']:+.2f})",
-        f"seqlab - Lightning: {b['seqlab_minus_lightning_ms_per_epoch']:.0f} ms/epoch; timed "
+        "seqlab - Lightning, each net of its own process's bare loop: "
+        f"{b['seqlab_minus_lightning_ms_per_epoch']:.0f} ms/epoch; timed "
         f"directly: save_checkpoint {b['checkpoint_ms_per_epoch']:.1f} ms/epoch "
         f"({b['checkpoint_bytes'] / 1024:.0f} KiB), the driver's MLflow log_batch "
         f"{b['mlflow_log_ms_per_epoch']:.1f} ms/epoch; the rest (Tune's reporting, persisting "
