@@ -45,9 +45,9 @@ class SplitDataset(Dataset):
 
     def __getitems__(self, indices: list[int]) -> Batch:
         """A whole batch, one gather per array: what a DataLoader asks for when the dataset
-        has it, instead of an item per index. For 50 sequences it took 0.15 ms where 50 items
-        and their stacking took 0.68 ms (1.55 ms against 0.26 ms for 128), on the training
-        loop's own thread."""
+        has it, instead of an item per index. On the training loop's own thread, a batch of 50
+        adding sequences took 0.15-0.22 ms where 50 items and their stacking took 0.66-0.73 ms;
+        of 128, 0.13-0.26 ms against 0.79-1.55 ms (benchmarks/README.md)."""
         index = torch.as_tensor(indices, dtype=torch.int64)
         return {key: value[index] for key, value in self.tensors.items()}
 
