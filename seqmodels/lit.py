@@ -34,10 +34,11 @@ Trainer added 1744 Python calls per step to a bare loop's 901 that way, 1461 thi
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import lightning as L
 import numpy as np
@@ -170,6 +171,20 @@ class _Module(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch_means()  # an epoch stopped early: its means still reach the loggers
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Continue the step count of a checkpoint saved under automatic optimization.
+
+        Lightning counts optimizer steps per mode, and `global_step` reads the current mode's
+        count: a trial saved before these modules stepped themselves would resume at step 0,
+        and the clock of scheduled sampling with it.
+        """
+        loops = checkpoint.get("loops", {}).get("fit_loop", {})
+        manual = loops.get("epoch_loop.manual_optimization.optim_step_progress")
+        automatic = loops.get("epoch_loop.automatic_optimization.optim_progress", {})
+        steps = automatic.get("optimizer", {}).get("step")
+        if manual and steps and not manual["total"]["completed"]:
+            loops["epoch_loop.manual_optimization.optim_step_progress"] = copy.deepcopy(steps)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         hp = self.hparams

@@ -379,6 +379,31 @@ def test_one_epoch_fit_with_tbptt_steps_once_per_batch(datasets: dict) -> None:
     assert math.isfinite(float(trainer.callback_metrics["val/loss"]))
 
 
+def test_a_checkpoint_counted_under_automatic_optimization_resumes_at_its_step(
+    datasets: dict, tmp_path: Path
+) -> None:
+    """A trial saved before the modules stepped their optimizer themselves goes on counting."""
+    config = parse_spec(_spec("adding", ADDING, {"a": {}})).trial_base("a")
+    path = tmp_path / "trial.ckpt"
+    _fit(config, datasets["adding"]).save_checkpoint(path)  # 1 epoch: 3 steps
+    checkpoint = torch.load(path, weights_only=False)
+    loops = checkpoint["loops"]["fit_loop"]
+    manual = loops["epoch_loop.manual_optimization.optim_step_progress"]
+    assert manual["total"]["completed"] == 3
+    # where Lightning kept the count when the modules optimized automatically
+    automatic = loops["epoch_loop.automatic_optimization.optim_progress"]["optimizer"]
+    automatic["step"] = copy.deepcopy(manual)
+    for counter in manual.values():
+        counter.update(dict.fromkeys(counter, 0))
+    torch.save(checkpoint, path)
+
+    module = trainable.build_module(config, datasets["adding"])
+    trainer = trainable.make_trainer({**config, "max_epochs": 2})
+    data = NpzDataModule(datasets["adding"].uri, batch_size=16, seed=config["seed"])
+    trainer.fit(module, datamodule=data, ckpt_path=path)
+    assert trainer.global_step == 6  # 3 + 3, not the second epoch's 3 alone
+
+
 # -- clipping by value --------------------------------------------------------------------------
 
 
