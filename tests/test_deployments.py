@@ -17,13 +17,19 @@ import pytest
 from conftest import ROOT, seqlab
 
 
-def _schema(flow_name: str) -> dict:
-    """The JSON schema of a flow's parameters, as the Prefect UI receives it."""
+def _schemas(*flow_names: str) -> dict[str, dict]:
+    """The JSON schemas of flows' parameters, as the Prefect UI receives them.
+
+    Read in a fresh interpreter, as `seqlab serve` builds them, and in one: the import of
+    `pipelines.deployments` (torch, Ray, Lightning, Prefect) is most of the time.
+    """
     code = (
         "import json\n"
         "from prefect.utilities.callables import parameter_schema\n"
         "from pipelines import deployments\n"
-        f"print(json.dumps(parameter_schema(deployments.{flow_name}).model_dump()))\n"
+        f"names = {list(flow_names)!r}\n"
+        "print(json.dumps({n: parameter_schema(getattr(deployments, n)).model_dump() "
+        "for n in names}))\n"
     )
     out = subprocess.run(
         [str(Path(ROOT, ".venv/bin/python")), "-c", code],
@@ -38,7 +44,7 @@ def _schema(flow_name: str) -> dict:
 
 @pytest.fixture(scope="module")
 def schemas() -> dict[str, dict]:
-    return {name: _schema(name) for name in ("study", "prepare_data", "report")}
+    return _schemas("study", "prepare_data", "report")
 
 
 def test_the_study_form_offers_every_spec_in_experiments(schemas: dict[str, dict]) -> None:
