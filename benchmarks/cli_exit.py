@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from common import machine, publish, versions
+from common import embedded_env, machine, publish, versions
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "cli_exit.json"
@@ -41,16 +41,11 @@ WAYS = {
 
 def timed(command: list[str], home: Path) -> dict[str, float]:
     """Wall seconds of `command`, and seconds from its last byte of output to its exit."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "PREFECT_API_URL", "SEQLAB_STORE")
-    }
     start = time.perf_counter()
     process = subprocess.Popen(
         command,
         cwd=ROOT,
-        env={**env, "SEQLAB_HOME": str(home)},
+        env=embedded_env(home),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import machine, write_atomically
+from common import embedded_env, machine, write_atomically
 
 ROOT = Path(__file__).resolve().parents[1]
 IMPORT = (
@@ -31,20 +31,11 @@ IMPORT = (
 )
 
 
-def _env(home: Path) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "PREFECT_API_URL", "SEQLAB_STORE")
-    }
-    return {**env, "SEQLAB_HOME": str(home)}
-
-
 def import_seconds(module: str, home: Path) -> float:
     out = subprocess.run(
         [sys.executable, "-c", IMPORT.format(module=module)],
         cwd=ROOT,
-        env=_env(home),
+        env=embedded_env(home),
         capture_output=True,
         text=True,
         check=True,
@@ -57,7 +48,7 @@ def prepare_seconds(home: Path) -> float:
     subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "data", "prepare", "adding"],
         cwd=ROOT,
-        env=_env(home),
+        env=embedded_env(home),
         capture_output=True,
         check=True,
     )

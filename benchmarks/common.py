@@ -44,6 +44,16 @@ def versions(names: tuple[str, ...] = ("torch", "lightning", "ray", "mlflow")) -
     return ", ".join(f"{name} {metadata.version(name)}" for name in names)
 
 
+# What points seqlab at servers or a bucket; without them it runs the embedded default.
+SERVER_VARS = ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "PREFECT_API_URL", "SEQLAB_STORE")
+
+
+def embedded_env(home: Path) -> dict[str, str]:
+    """This process's environment for a `seqlab` subprocess on the embedded default in `home`."""
+    env = {k: v for k, v in os.environ.items() if k not in SERVER_VARS}
+    return {**env, "SEQLAB_HOME": str(home)}
+
+
 @contextmanager
 def private_home(prefix: str) -> Iterator[Path]:
     """A temporary SEQLAB_HOME with the embedded default (no tracking server, Ray cluster or
@@ -51,7 +61,7 @@ def private_home(prefix: str) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         home = Path(tmp) / "home"
         os.environ["SEQLAB_HOME"] = str(home)
-        for var in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "PREFECT_API_URL", "SEQLAB_STORE"):
+        for var in SERVER_VARS:
             os.environ.pop(var, None)
         from pipelines import settings
 
