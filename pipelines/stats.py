@@ -46,15 +46,36 @@ class Comparison:
     significant: bool  # by the Holm-corrected Welch p-value at level alpha
 
 
-def summarize(variant: str, scores: list[float], confidence: float = 0.95) -> Summary:
-    """Mean, sample standard deviation and a t confidence interval of the mean."""
+UNBOUNDED = (-math.inf, math.inf)
+
+
+def summarize(
+    variant: str,
+    scores: list[float],
+    confidence: float = 0.95,
+    *,
+    bounds: tuple[float, float] = UNBOUNDED,
+) -> Summary:
+    """Mean, sample standard deviation and a t confidence interval of the mean.
+
+    `bounds` is the range the metric can take (`seqmodels.tasks.metrics`): the interval is
+    clipped to it. The symmetric t-interval of a few small MSEs reaches below 0, where no mean
+    can lie; clipping removes only impossible values, so the coverage is unchanged.
+    """
     x = np.asarray(scores, dtype=float)
     n, mean = len(x), float(np.mean(x)) if len(x) else math.nan
     if n < 2:
         return Summary(variant, n, mean, math.nan, math.nan, math.nan)
     std = float(np.std(x, ddof=1))
     half = float(stats.t.ppf(0.5 + confidence / 2, df=n - 1)) * std / math.sqrt(n)
-    return Summary(variant, n, mean, std, mean - half, mean + half)
+    low, high = clip_interval(mean - half, mean + half, bounds)
+    return Summary(variant, n, mean, std, low, high)
+
+
+def clip_interval(low: float, high: float, bounds: tuple[float, float]) -> tuple[float, float]:
+    """The interval [low, high] cut to `bounds`."""
+    lowest, highest = bounds
+    return max(low, lowest), min(high, highest)
 
 
 def cohens_d(a: np.ndarray, b: np.ndarray) -> float:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from pipelines.stats import cliffs_delta, cohens_d, compare, holm, summarize, winner
+from seqmodels.tasks.metrics import metric_range
 
 
 def test_t_interval_covers_the_mean_95_percent_of_the_time() -> None:
@@ -27,6 +28,18 @@ def test_summary_of_known_values() -> None:
     assert s.ci_high - s.mean == pytest.approx(3.182446 * math.sqrt(5 / 3) / 2, rel=1e-5)
     single = summarize("v", [1.0])
     assert single.n == 1 and math.isnan(single.ci_low)
+
+
+def test_interval_stays_inside_the_metric_range() -> None:
+    small_mses = [0.0001, 0.0002, 0.0018]  # three seeds, one of them much worse
+    assert summarize("v", small_mses).ci_low < 0  # the bare t-interval leaves the range
+    mse = summarize("v", small_mses, bounds=metric_range("mse").bounds)
+    assert mse.ci_low == 0.0 and mse.ci_high == summarize("v", small_mses).ci_high
+    accuracies = [0.999, 1.0, 0.97]
+    acc = summarize("v", accuracies, bounds=metric_range("accuracy").bounds)
+    assert acc.ci_high == 1.0 and 0.0 < acc.ci_low < acc.mean
+    inside = summarize("v", [10.0, 11.0, 12.0], bounds=metric_range("perplexity").bounds)
+    assert inside == summarize("v", [10.0, 11.0, 12.0])  # inside the range: untouched
 
 
 def test_holm_adjustment() -> None:

@@ -22,6 +22,7 @@ from seqmodels.tasks import FAMILIES, TASKS, Task, Vocabulary
 from seqmodels.tasks.common import sequence_metrics
 from seqmodels.tasks.dates import FORMATS
 from seqmodels.tasks.listops import OPERATORS, apply
+from seqmodels.tasks.metrics import metric_range
 
 SIZES = {"n_train": 60, "n_val": 20, "n_test": 20}
 CSV = "day,temp,rain\n" + "".join(f"{i},{math.sin(i / 3):.4f},{i % 5}\n" for i in range(80))
@@ -115,6 +116,16 @@ def test_every_task_is_registered_and_described() -> None:
         assert task_type.metrics[:1] in ((), (task_type.metric,)), "the headline comes first"
         assert isinstance(task_type.version, int) and task_type.version >= 1
         assert len(task_type.baseline_note) > 20, name
+
+
+def test_every_task_metric_has_a_declared_range() -> None:
+    for name in TASKS.names():
+        task_type = TASKS.get(name)
+        for metric in task_type.metrics or (task_type.metric,):
+            declared = metric_range(metric)  # raises for an undeclared name
+            assert declared.low < declared.high, (name, metric)
+    with pytest.raises(ValueError, match="unknown metric 'bleu'; choose from: accuracy"):
+        metric_range("bleu")
 
 
 def test_unknown_option_names_the_key_and_lists_the_valid_ones() -> None:
