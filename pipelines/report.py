@@ -18,9 +18,15 @@ from matplotlib.figure import Figure
 from mlflow.tracking import MlflowClient
 
 from pipelines import settings, stats, tracking
+from seqmodels.tasks.metrics import METRICS, metric_range
 
 # Metrics where larger is better; every other metric is minimised.
-MAXIMISED = frozenset({"accuracy", "exact_match", "token_accuracy"})
+MAXIMISED = frozenset(name for name, declared in METRICS.items() if declared.maximised)
+# `mean / baseline` only where the baseline is at least this far from 0. The baselines are
+# trivial predictors' errors, from 1.0 (PER) down to about 0.01 (copy memory at T=1000); one
+# below 1e-3 means the trivial predictor is already almost perfect, and a ratio to it
+# magnifies noise (0.0005 / 0.0001 = 5).
+RATIO_MIN_BASELINE = 1e-3
 # ||dL/dh(t)|| at lag k, what `RecurrenceDiagnostics` logs when a spec sets `diagnostics: true`
 GRAD_LAG = re.compile(r"diag/grad_h_lag_(\d+)")
 
@@ -160,7 +166,8 @@ def build(record: StudyRecord) -> Report:
         v: [r.metrics[key] for r in record.of("repeat", v) if key in r.metrics]
         for v in record.variants
     }
-    summaries = [stats.summarize(v, s) for v, s in scores.items()]
+    bounds = metric_range(metric).bounds
+    summaries = [stats.summarize(v, s, bounds=bounds) for v, s in scores.items()]
     comparisons = stats.compare(scores)
     best = stats.winner(summaries, comparisons, mode)
     table = _comparison_table(record, summaries, mode)
@@ -228,14 +235,26 @@ def _fmt(x: float, digits: int = 4) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
+def shows_ratio(mode: str, baseline: float) -> bool:
+    """Whether `mean / baseline` means something: for an error (a minimised metric), as a
+    fraction of the trivial predictor's error, and not when that error is near 0. For a
+    maximised metric a ratio to a near-0 baseline is large and says nothing (688 for an
+    exact match of 0.69 against 0.001)."""
+    return mode == "min" and math.isfinite(baseline) and baseline >= RATIO_MIN_BASELINE
+
+
 def _comparison_table(record: StudyRecord, summaries: list[stats.Summary], mode: str) -> str:
     metric, baseline = record.metric, record.baseline
     searched = sorted(record.spec["search"]["space"])
+    ratio = shows_ratio(mode, baseline)
     head = (
         f"| variant | repeats | test {metric} mean ± sd | 95% CI | baseline {metric} "
-        f"| mean / baseline | best val/loss (search) | " + " | ".join(searched) + " |"
+        + ("| mean / baseline " if ratio else "")
+        + "| best val/loss (search) | "
+        + " | ".join(searched)
+        + " |"
     )
-    lines = [head, "|---" * (7 + len(searched)) + "|"]
+    lines = [head, "|---" * (6 + ratio + len(searched)) + "|"]
     ordered = sorted(summaries, key=lambda s: s.mean if mode == "min" else -s.mean)
     for s in ordered:
         trials = record.of("trial", s.variant)
@@ -244,8 +263,8 @@ def _comparison_table(record: StudyRecord, summaries: list[stats.Summary], mode:
         lines.append(
             f"| {s.variant} | {s.n} | {_fmt(s.mean)} ± {_fmt(s.std)} "
             f"| [{_fmt(s.ci_low)}, {_fmt(s.ci_high)}] | {_fmt(baseline)} "
-            f"| {_fmt(s.mean / baseline, 3) if baseline else 'n/a'} "
-            f"| {_fmt(best_trial.best_val) if best_trial else 'n/a'} | "
+            + (f"| {_fmt(s.mean / baseline, 3)} " if ratio else "")
+            + f"| {_fmt(best_trial.best_val) if best_trial else 'n/a'} | "
             + " | ".join(_short(c) for c in config)
             + " |"
         )

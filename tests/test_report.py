@@ -1,0 +1,99 @@
+"""The report's comparison table, built from fabricated MLflow records: no misleading numbers."""
+
+from __future__ import annotations
+
+from pipelines import report
+from pipelines.report import RunRecord, StudyRecord
+
+
+def _record(metric: str, baseline: float, scores: dict[str, list[float]]) -> StudyRecord:
+    """A finished study of two variants, two trials each, with `scores` as the repeats' tests."""
+    runs = []
+    for variant, values in scores.items():
+        for i in range(2):
+            runs.append(
+                RunRecord(
+                    run_id=f"{variant}-trial-{i}",
+                    variant=variant,
+                    kind="trial",
+                    seed=0,
+                    status="FINISHED",
+                    start_time=i,
+                    params={"lr": str(0.01 * (i + 1))},
+                    metrics={"val/loss": 0.5 - 0.1 * i},
+                    history={"train/loss": [0.6, 0.5 - 0.1 * i], "val/loss": [0.6, 0.5 - 0.1 * i]},
+                )
+            )
+        for seed, value in enumerate(values, start=1):
+            runs.append(
+                RunRecord(
+                    run_id=f"{variant}-repeat-{seed}",
+                    variant=variant,
+                    kind="repeat",
+                    seed=seed,
+                    status="FINISHED",
+                    start_time=10 + seed,
+                    params={"lr": "0.02"},
+                    metrics={f"test/{metric}": value},
+                    history={"train/loss": [0.6, 0.4], "val/loss": [0.6, 0.4]},
+                )
+            )
+    spec = {
+        "name": "fabricated",
+        "description": "two variants",
+        "variants": {v: {"cell": v} for v in scores},
+        "search": {
+            "space": {"lr": {"loguniform": [0.001, 0.1]}},
+            "trials_per_variant": 2,
+            "algorithm": "random",
+            "scheduler": {"name": "fifo"},
+        },
+        "fixed": {"max_epochs": 2},
+        "seeds": 3,
+    }
+    tags = {"dataset.metric": metric, "dataset.baseline": str(baseline)}
+    return StudyRecord("fabricated", "parent", tags, spec, runs)
+
+
+def _table(built: report.Report) -> list[dict[str, str]]:
+    """The comparison table's rows, each as {column: cell}."""
+    lines = built.summary.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| variant |"))
+    head, _, *rows = lines[start : lines.index("", start)]
+
+    def cells(line: str) -> list[str]:
+        return [cell.strip() for cell in line.strip("|").split("|")]
+
+    return [dict(zip(cells(head), cells(row), strict=True)) for row in rows]
+
+
+def test_interval_of_a_small_mse_does_not_reach_below_zero() -> None:
+    built = report.build(
+        _record("mse", 0.167, {"lstm": [0.0001, 0.0002, 0.0018], "rnn": [0.16, 0.17, 0.165]})
+    )
+    rows = {row["variant"]: row for row in _table(built)}
+    low, high = (float(x) for x in rows["lstm"]["95% CI"].strip("[]").split(","))
+    assert low == 0.0 and high > 0.0016  # the t-interval alone would start near -0.0016
+    assert "[-" not in built.summary and "[-" not in built.markdown
+
+
+def test_ratio_to_the_baseline_of_an_error_metric() -> None:
+    built = report.build(_record("mse", 0.2, {"lstm": [0.01, 0.02, 0.03], "rnn": [0.2, 0.2, 0.2]}))
+    rows = {row["variant"]: row for row in _table(built)}
+    assert rows["lstm"]["mean / baseline"] == "0.100"
+    assert rows["rnn"]["mean / baseline"] == "1.000"
+
+
+def test_no_ratio_for_a_maximised_metric_or_a_baseline_near_zero() -> None:
+    exact = report.build(
+        _record("exact_match", 0.001, {"lstm": [0.68, 0.69, 0.70], "rnn": [0.1, 0.2, 0.15]})
+    )
+    assert "mean / baseline" not in exact.summary and "690.000" not in exact.summary
+    rows = {row["variant"]: row for row in _table(exact)}
+    assert rows["lstm"]["baseline exact_match"] == "0.0010"  # the baseline itself still shows
+    assert float(rows["lstm"]["95% CI"].strip("[]").split(",")[1]) <= 1.0
+    tiny = report.build(
+        _record("mse", 0.0001, {"lstm": [0.0005, 0.0006, 0.0004], "rnn": [0.1, 0.1, 0.2]})
+    )
+    assert "mean / baseline" not in tiny.summary
+    assert len(_table(tiny)) == 2
