@@ -453,9 +453,10 @@ def repeat_best(
     total = len(best) * len(seeds)
     runs = tracking.TrialRuns(tracking.client(), experiment_id, parent_run_id, "repeat")
     trainable = _trainable(train_repeat, spec, dataset)
+    tested = f"test/{dataset.metric}"  # each repeat's last report: its test metrics
     run_config = _run_config(
         f"{spec.name}-repeats",
-        [runs, Progress("repeats", total, METRIC, spec.fixed.max_epochs + 1)],
+        [runs, Progress("repeats", total, METRIC, spec.fixed.max_epochs, test_metric=tested)],
     )
     tune_config = tune.TuneConfig(
         max_concurrent_trials=spec.search.max_concurrent, reuse_actors=reuse_workers()

@@ -10,9 +10,16 @@ from typing import Any, TextIO
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
+from pipelines.failures import trial_error
+
 
 class Progress(Callback):
-    """Prints `[variant] trial 2/3 ...` lines; Ray Tune's own tables are switched off."""
+    """Prints `[variant] trial 2/3 ...` lines; Ray Tune's own tables are switched off.
+
+    `max_epochs` is the training budget of a trial. With `test_metric` (a repeat's
+    `test/<metric>`), a trial's last report is its test result, after its last epoch: it is
+    counted as no epoch, and its value is shown when the trial ends.
+    """
 
     def __init__(
         self,
@@ -22,11 +29,13 @@ class Progress(Callback):
         max_epochs: int,
         out: TextIO | None = None,
         every_s: float = 15.0,
+        test_metric: str | None = None,
     ) -> None:
         self.variant = variant
         self.total = total
         self.metric = metric
         self.max_epochs = max_epochs
+        self.test_metric = test_metric
         # None: whatever sys.stdout is at print time. Tune pickles its callbacks with the
         # experiment state, and a captured or redirected stream may not pickle.
         self.out = out
@@ -53,24 +62,30 @@ class Progress(Callback):
             self.best = min(self.best, value)
         if time.monotonic() - self.last_line >= self.every_s:
             running = sum(t.status == Trial.RUNNING for t in trials)
-            epoch = int(result.get("training_iteration", 0))
+            epoch = self._epochs(result)
             number = self.numbers.get(trial.trial_id, "?")
+            where = "tested" if self._is_test(result) else f"at epoch {epoch}/{self.max_epochs}"
             self._say(
                 f"running {running}, done {self.finished}/{self.total}, "
-                f"trial {number} at epoch {epoch}/{self.max_epochs}, "
-                f"best so far {self.best:.4f}"
+                f"trial {number} {where}, best so far {self.best:.4f}"
             )
 
     def on_trial_complete(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
         self.finished += 1
-        epochs = int(trial.last_result.get("training_iteration", 0))
+        last = trial.last_result or {}
+        epochs = self._epochs(last)
         how = "finished" if epochs >= self.max_epochs else f"stopped early at epoch {epochs}"
+        tested = (
+            f", {self.test_metric} {float(last[self.test_metric]):.4f}"
+            if self._is_test(last)
+            else ""
+        )
         running = sum(t.status == Trial.RUNNING for t in trials if t is not trial)
         self._say(
             f"trial {self.numbers.get(trial.trial_id, '?')}/{self.total} {how}: "
-            f"best {self.metric} {self.trial_best.get(trial.trial_id, math.nan):.4f} | "
+            f"best {self.metric} {self.trial_best.get(trial.trial_id, math.nan):.4f}{tested} | "
             f"done {self.finished}/{self.total}, running {running}, best so far {self.best:.4f}"
         )
 
@@ -78,7 +93,16 @@ class Progress(Callback):
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
         self.finished += 1
-        self._say(f"trial {self.numbers.get(trial.trial_id, '?')}/{self.total} FAILED")
+        line, _ = trial_error(trial)  # the traceback goes to its MLflow run and the study's log
+        self._say(f"trial {self.numbers.get(trial.trial_id, '?')}/{self.total} FAILED: {line}")
+
+    def _is_test(self, result: dict) -> bool:
+        return self.test_metric is not None and self.test_metric in result
+
+    def _epochs(self, result: dict) -> int:
+        """Epochs trained by the time of `result`: Tune counts the test report as one more."""
+        reports = int(result.get("training_iteration", 0))
+        return reports - 1 if self._is_test(result) else reports
 
     def _say(self, line: str) -> None:
         print(f"[{self.variant}] {line}", file=self.out or sys.stdout, flush=True)

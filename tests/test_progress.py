@@ -1,0 +1,65 @@
+"""The live progress lines, driven through Tune's callback hooks with real `Trial` objects."""
+
+from __future__ import annotations
+
+import io
+
+from ray.tune.experiment import Trial
+
+from pipelines.progress import Progress
+
+MAX_EPOCHS = 12
+
+
+def _trial(trial_id: str) -> Trial:
+    trial = Trial("train", trial_id=trial_id, evaluated_params={"lr": 0.01}, stub=True)
+    trial.set_status(Trial.RUNNING)
+    return trial
+
+
+def _report(progress: Progress, trials: list[Trial], trial: Trial, result: dict) -> None:
+    """What Tune does with a result: the trial keeps it, then the callbacks see it."""
+    trial.update_last_result(dict(result))
+    progress.on_trial_result(0, trials, trial, trial.last_result)
+
+
+def _complete(progress: Progress, trials: list[Trial], trial: Trial) -> None:
+    trial.set_status(Trial.TERMINATED)
+    progress.on_trial_complete(0, trials, trial)
+
+
+def test_a_repeat_counts_its_epochs_and_shows_its_test_report() -> None:
+    out = io.StringIO()
+    progress = Progress(
+        "repeats", 2, "val/loss", MAX_EPOCHS, out=out, every_s=0.0, test_metric="test/mse"
+    )
+    trial, other = _trial("a"), _trial("b")
+    trials = [trial, other]
+    progress.on_trial_start(0, trials, trial)
+    for epoch in range(1, MAX_EPOCHS + 1):
+        _report(progress, trials, trial, {"training_iteration": epoch, "val/loss": 1.0 / epoch})
+    # The repeat's last report: its test metrics, which Tune counts as iteration 13.
+    _report(progress, trials, trial, {"training_iteration": MAX_EPOCHS + 1, "test/mse": 0.0123})
+    _complete(progress, trials, trial)
+    lines = out.getvalue().splitlines()
+    assert f"trial 1 at epoch {MAX_EPOCHS}/{MAX_EPOCHS}," in lines[-3]
+    assert "trial 1 tested," in lines[-2]
+    assert not any(f"/{MAX_EPOCHS + 1}" in line or "epoch 13" in line for line in lines)
+    assert lines[-1].startswith(
+        "[repeats] trial 1/2 finished: best val/loss 0.0833, test/mse 0.0123"
+    )
+    assert "done 1/2, running 1" in lines[-1]
+
+
+def test_a_search_trial_stopped_early_says_at_which_epoch() -> None:
+    out = io.StringIO()
+    progress = Progress("lstm", 3, "val/loss", MAX_EPOCHS, out=out, every_s=0.0)
+    trial = _trial("c")
+    progress.on_trial_start(0, [trial], trial)
+    for epoch in range(1, 5):
+        _report(progress, [trial], trial, {"training_iteration": epoch, "val/loss": 0.5})
+    _complete(progress, [trial], trial)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "[lstm] trial 1/3 started  lr=0.01"
+    assert "trial 1 at epoch 4/12, best so far 0.5000" in lines[-2]
+    assert lines[-1].startswith("[lstm] trial 1/3 stopped early at epoch 4: best val/loss 0.5000 |")
