@@ -348,16 +348,82 @@ def _study(
         "prefect_start": result.began_at - called_at,
         **result.phases,
     }
-    overhead = total - result.train_seconds
-    print(
+    cpus = None if settings.ray_address() else os.cpu_count()  # flows.ray_session's local Ray
+    for line in time_summary(phases, total, result.train_seconds, spec.resources.cpu, cpus):
+        print(line)
+    print(f"MLflow parent run {result.parent_run_id} in experiment {spec.name!r}. To browse it:")
+    for line in browse_lines(settings.tracking_uri(), result.experiment_id, result.parent_run_id):
+        print(f"  {line}")
+    return _left_out(spec, result.left_out)
+
+
+TRAINING_PHASES = ("trials", "repeats")  # the phases in which Tune runs trials (flows.run_study)
+
+
+def time_summary(
+    phases: dict[str, float],
+    total: float,
+    train_seconds: float,
+    cpus_per_trial: float,
+    cpus: int | None,
+) -> list[str]:
+    """The study's timing lines: each phase's wall seconds, then what training used of them.
+
+    `train_seconds` sums every trial's and repeat's own training time; trials run in parallel,
+    so it can exceed the wall time, and a difference of the two says nothing. What it says is
+    how many trials ran at once on average, and (with the `cpus` of the local Ray; None on a
+    cluster, whose size is not known here) the share of the CPU-seconds of the training phases
+    that trials held: train_seconds x cpus_per_trial / (their wall time x cpus).
+    """
+    lines = [
         "time: "
         + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in phases.items())
-        + f"; total {total:.1f}s, of which training {result.train_seconds:.1f}s "
-        f"(summed over trials and repeats) and orchestration {overhead:.1f}s"
+        + f"; total {total:.1f}s"
+    ]
+    wall = sum(phases.get(name, 0.0) for name in TRAINING_PHASES)
+    if wall <= 0:
+        return lines
+    used = f"training {train_seconds:.1f}s summed over trials and repeats, in {wall:.1f}s of wall"
+    used += f" time: {train_seconds / wall:.2f} at once on average"
+    if cpus:
+        share = training_share(train_seconds, wall, cpus_per_trial, cpus)
+        used += (
+            f", {share:.0%} of the {wall * cpus:.1f} CPU-seconds of {cpus} CPUs "
+            f"({cpus_per_trial:g} per trial)"
+        )
+    return [*lines, used]
+
+
+def training_share(
+    train_seconds: float, wall_seconds: float, cpus_per_trial: float, cpus: float
+) -> float:
+    """The share of `cpus` x `wall_seconds` CPU-seconds that trials reserved while training."""
+    return train_seconds * cpus_per_trial / (wall_seconds * cpus)
+
+
+def _left_out(spec: StudySpec, left_out: dict[str, str]) -> int:
+    """The study's exit status: 1, with one line on stderr, when it went on without a variant.
+
+    The report, printed above, says why for each; the line says which, in brief, and where the
+    tracebacks of failed trials are.
+    """
+    if not left_out:
+        return 0
+    from pipelines.failures import log_path
+
+    which = ", ".join(f"{v} ({why.partition(':')[0]})" for v, why in left_out.items())
+    if len(left_out) == len(spec.variants):
+        what = f"every variant failed or diverged, no result: {which}"
+    else:
+        what = (
+            f"{len(left_out)} of {len(spec.variants)} variants left out of the comparison: {which}"
+        )
+    print(
+        f"seqlab: study {spec.name!r}: {what}; the report says why, "
+        f"tracebacks in {log_path(spec.name)}",
+        file=sys.stderr,
     )
-    print(f"MLflow parent run {result.parent_run_id} in experiment {spec.name!r}. To browse it:")
-    print(f"  {_ui_command()}")
-    return 0
+    return 1
 
 
 INTERRUPT_GRACE_S = 30.0  # after Ctrl-C, how long the study may take to wind down
@@ -467,6 +533,10 @@ def _report(args: argparse.Namespace) -> int:
     report.write(built, out)
     print(built.markdown)
     print(f"written to {out / 'report.md'} and {out / 'plots'}/")
+    experiment_id = tracking.client().get_run(run_id).info.experiment_id
+    print(f"MLflow parent run {run_id} in experiment {args.study!r}. To browse it:")
+    for line in browse_lines(settings.tracking_uri(), experiment_id, run_id):
+        print(f"  {line}")
     return 0
 
 
@@ -896,11 +966,27 @@ def _print_status(states: list[stack.State]) -> None:
         print(f"  {state.name:8} {state.url or '-':28} {health}")
 
 
-def _ui_command() -> str:
-    uri = settings.tracking_uri()
-    if uri.startswith(("http://", "https://")):
-        return f"open {uri}"
-    return f"mlflow ui --backend-store-uri {uri} --port 5000  # then open http://127.0.0.1:5000"
+UI_PORT = 5000  # `mlflow ui`'s own default
+
+
+def browse_lines(
+    tracking_uri: str, experiment_id: str, run_id: str, port: int = UI_PORT
+) -> list[str]:
+    """Where to see a study in MLflow's UI: its training runs, and its parent run.
+
+    The links are routes of MLflow's UI (a hash router; `#/experiments/:experimentId/runs` and
+    `#/experiments/:experimentId/runs/:runUuid` in MLflow 3.x, tests/test_cli_output.py finds
+    them in the served bundle): MLflow 3 opens its bare URL on the GenAI overview, not on the
+    runs. A tracking server (http) is linked directly; any other store gets the `mlflow ui`
+    command that serves it on 127.0.0.1:`port` first.
+    """
+    if tracking_uri.startswith(("http://", "https://")):
+        base, start = tracking_uri.rstrip("/"), []
+    else:
+        base = f"http://127.0.0.1:{port}"
+        start = [f"mlflow ui --backend-store-uri {tracking_uri} --port {port}", "then open:"]
+    runs = f"{base}/#/experiments/{experiment_id}/runs"
+    return [*start, f"{runs}  (the study's runs)", f"{runs}/{run_id}  (this parent run)"]
 
 
 if __name__ == "__main__":
