@@ -23,7 +23,7 @@ from seqmodels.tasks.metrics import METRICS, metric_range
 # Metrics where larger is better; every other metric is minimised.
 MAXIMISED = frozenset(name for name, declared in METRICS.items() if declared.maximised)
 # `mean / baseline` only where the baseline is at least this far from 0. The baselines are
-# trivial predictors' errors, from 1.0 (PER) down to about 0.01 (copy memory at T=1000); one
+# trivial predictors' errors, from 1.0 (PER) down to about 0.02 (copy memory at T=1000); one
 # below 1e-3 means the trivial predictor is already almost perfect, and a ratio to it
 # magnifies noise (0.0005 / 0.0001 = 5).
 RATIO_MIN_BASELINE = 1e-3
