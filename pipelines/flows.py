@@ -7,6 +7,7 @@ at import time.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import threading
@@ -38,7 +39,7 @@ from ray.tune.schedulers import (
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from pipelines import report, resume, serving, settings, store, tracking
+from pipelines import failures, report, resume, serving, settings, store, tracking
 from pipelines.data_flows import prepare_data
 from pipelines.progress import Progress
 from pipelines.report import Report
@@ -71,12 +72,26 @@ class VariantOutcome:
 
 
 @dataclass
+class LeftOut:
+    """A variant the study goes on without, and why, in one line.
+
+    Every trial of it failed or diverged, or a seeded repeat of its best configuration diverged
+    (or every one failed). One variant that cannot train must not sink the others' finished
+    work: the study repeats, registers and compares the rest, and its report names this one.
+    """
+
+    variant: str
+    reason: str
+
+
+@dataclass
 class Repeats:
     """What the seeded repeats cost; their scores live on their MLflow runs."""
 
     runs: int
     failed: int
     train_seconds: float
+    left_out: list[LeftOut] = field(default_factory=list)
 
 
 @dataclass
@@ -91,6 +106,7 @@ class StudyResult:
     phases: dict[str, float]
     train_seconds: float
     began_at: float  # time.time() when the flow body began: after Prefect's start-up
+    left_out: dict[str, str] = field(default_factory=dict)  # variant -> why, in one line
 
 
 @dataclass
@@ -363,13 +379,22 @@ def keep_checkpoints(spec: StudySpec) -> int:
     return max(keep, 4) if spec.search.scheduler.name == "pbt" else keep
 
 
+def divergence(dataset: DatasetRef) -> failures.Divergence:
+    """The study's divergence rule, against its task's metric and baseline."""
+    return failures.Divergence(dataset.metric, dataset.baseline)
+
+
 @task(name="tune-variant")
 def tune_variant(
     spec: StudySpec, variant: str, dataset: DatasetRef, experiment_id: str, parent_run_id: str
-) -> VariantOutcome:
-    """Search the nuisance space for one variant with its equal share of the budget."""
+) -> VariantOutcome | LeftOut:
+    """Search the nuisance space for one variant with its equal share of the budget.
+
+    Returns LeftOut when no trial of it trained: each failed or diverged.
+    """
     trials = spec.search.trials_per_variant
-    runs = tracking.TrialRuns(tracking.client(), experiment_id, parent_run_id, "trial")
+    diverged = divergence(dataset)
+    runs = tracking.TrialRuns(tracking.client(), experiment_id, parent_run_id, "trial", diverged)
     trainable = _trainable(train_trial, spec, dataset, checkpoint_every=checkpoint_every(spec))
     run_config = _run_config(
         f"{spec.name}-{variant}",
@@ -401,12 +426,36 @@ def tune_variant(
         ),
     )
     results = _fit(tuner, parent_run_id, "trial", variant)
-    failed = sum(r.error is not None for r in results)
-    if failed == len(results):
-        raise RuntimeError(f"every trial of variant {variant!r} failed: {results[0].error}")
-    best = results.get_best_result(metric=METRIC, mode=MODE, scope="all")
-    checkpoint, metrics = min(best.best_checkpoints, key=lambda cm: cm[1][METRIC])
-    ok = [r for r in results if r.error is None]
+    return variant_outcome(spec, variant, results, parent_run_id, diverged)
+
+
+def variant_outcome(
+    spec: StudySpec,
+    variant: str,
+    results: tune.ResultGrid,
+    parent_run_id: str,
+    diverged: failures.Divergence,
+) -> VariantOutcome | LeftOut:
+    """The variant's best trial from its Tuner's results, or LeftOut when none can be used.
+
+    Only trials that neither failed nor diverged count, and among their kept checkpoints only
+    finite `val/loss` scores: Tune's own `get_best_result` would pick a trial that blew up
+    after a good epoch, and a NaN score compares as neither better nor worse than any other.
+    The best is the lowest score of any epoch (Tune's `scope="all"`).
+    """
+    errors = [r.error for r in results if r.error is not None]
+    trained = [r for r in results if r.error is None]
+    reasons = [why for r in trained if (why := diverged(r.metrics)) is not None]
+    usable = [r for r in trained if diverged(r.metrics) is None]
+    scored = [
+        (float(metrics[METRIC]), checkpoint, r)
+        for r in usable
+        for checkpoint, metrics in r.best_checkpoints
+        if math.isfinite(float(metrics.get(METRIC, math.nan)))
+    ]
+    if not scored:
+        return LeftOut(variant, _unusable(len(results), errors, reasons))
+    best_val, checkpoint, best = min(scored, key=lambda s: s[0])
     run_ids = {
         run.data.tags["trial_id"]: run.info.run_id
         for run in tracking.child_runs(tracking.client(), parent_run_id, "trial", variant)
@@ -414,14 +463,28 @@ def tune_variant(
     return VariantOutcome(
         variant=variant,
         config=best.config,
-        best_val=float(metrics[METRIC]),
+        best_val=best_val,
         checkpoint_dir=local_checkpoint(checkpoint, parent_run_id, variant),
         run_id=run_ids[best.metrics["trial_id"]],
         trials=len(results),
-        stopped_early=sum(r.metrics["training_iteration"] < spec.fixed.max_epochs for r in ok),
-        failed=failed,
-        train_seconds=sum(float(r.metrics.get("time_total_s", 0.0)) for r in ok),
+        stopped_early=sum(r.metrics["training_iteration"] < spec.fixed.max_epochs for r in trained),
+        failed=len(errors),
+        train_seconds=sum(float(r.metrics.get("time_total_s", 0.0)) for r in trained),
     )
+
+
+def _unusable(trials: int, errors: list[BaseException], reasons: list[str]) -> str:
+    """Why no trial of a variant can be used, in one line: the first error, the first reason."""
+    if errors and reasons:
+        return (
+            f"{len(errors)} of {trials} trials failed ({failures.error_line(errors[0])}), "
+            f"{len(reasons)} diverged ({reasons[0]})"
+        )
+    if errors and len(errors) == trials:
+        return f"every trial failed: {failures.error_line(errors[0])}"
+    if reasons and len(reasons) == trials:
+        return f"every trial diverged: {reasons[0]}"
+    return "no trial kept a checkpoint with a finite val/loss"
 
 
 def repeat_seeds(spec: StudySpec) -> list[int]:
@@ -451,7 +514,8 @@ def repeat_best(
         **{key: tune.sample_from(_follow(best, key)) for key in keys},
     }
     total = len(best) * len(seeds)
-    runs = tracking.TrialRuns(tracking.client(), experiment_id, parent_run_id, "repeat")
+    diverged = divergence(dataset)
+    runs = tracking.TrialRuns(tracking.client(), experiment_id, parent_run_id, "repeat", diverged)
     trainable = _trainable(train_repeat, spec, dataset)
     tested = f"test/{dataset.metric}"  # each repeat's last report: its test metrics
     run_config = _run_config(
@@ -476,7 +540,30 @@ def repeat_best(
         runs=len(results),
         failed=len(results) - len(ok),
         train_seconds=sum(float(r.metrics.get("time_total_s", 0.0)) for r in ok),
+        left_out=repeats_left_out(list(best), results, diverged),
     )
+
+
+def repeats_left_out(
+    variants: list[str], results: tune.ResultGrid, diverged: failures.Divergence
+) -> list[LeftOut]:
+    """The variants whose seeded repeats cannot be compared: one diverged, or every one failed.
+
+    One diverged repeat is enough: its score (1e12, NaN) would make the variant's mean and
+    interval meaningless, and "no significant difference" would hide that it blew up.
+    """
+    left_out = []
+    for variant in variants:
+        mine = [r for r in results if r.config.get("variant") == variant]
+        errors = [r.error for r in mine if r.error is not None]
+        reasons = [why for r in mine if r.error is None and (why := diverged(r.metrics))]
+        if reasons:
+            reason = f"{len(reasons)} of {len(mine)} seeded repeats diverged: {reasons[0]}"
+            left_out.append(LeftOut(variant, reason))
+        elif mine and len(errors) == len(mine):
+            reason = f"every seeded repeat failed: {failures.error_line(errors[0])}"
+            left_out.append(LeftOut(variant, reason))
+    return left_out
 
 
 def _follow(best: dict[str, dict[str, Any]], key: str) -> Any:
@@ -620,15 +707,24 @@ def run_study(spec: StudySpec, source: str = "", resume_run_id: str | None = Non
     logger.info("MLflow parent run %s %s in experiment %r", parent_id, verb, spec.name)
 
     outcomes: list[VariantOutcome] = []
+    left_out: list[LeftOut] = []
+    repeats = Repeats(runs=0, failed=0, train_seconds=0.0)
     try:  # from here on, any way out ends the parent run: none is left RUNNING
         with ExitStack() as stack:
+            stack.enter_context(failures.study_log(spec.name))
             with timings.phase("ray_start"):
                 stack.enter_context(ray_session())
             for variant in spec.variants:
                 with timings.phase("trials"):
-                    outcomes.append(tune_variant(spec, variant, dataset, experiment_id, parent_id))
-            with timings.phase("repeats"):
-                repeats = repeat_best(spec, outcomes, dataset, experiment_id, parent_id)
+                    tuned = tune_variant(spec, variant, dataset, experiment_id, parent_id)
+                (left_out if isinstance(tuned, LeftOut) else outcomes).append(tuned)
+            if outcomes:  # the variants that trained go on without those that could not
+                with timings.phase("repeats"):
+                    repeats = repeat_best(spec, outcomes, dataset, experiment_id, parent_id)
+                left_out += repeats.left_out
+            _record_left_out(client, parent_id, left_out, logger)
+        dropped = {gone.variant for gone in left_out}
+        outcomes = [o for o in outcomes if o.variant not in dropped]
         with timings.phase("register"):
             for outcome in outcomes:
                 if not client.search_model_versions(f"run_id = '{outcome.run_id}'"):
@@ -659,4 +755,16 @@ def run_study(spec: StudySpec, source: str = "", resume_run_id: str | None = Non
         phases=timings.phases,
         train_seconds=train_seconds,
         began_at=began_at,
+        left_out={gone.variant: gone.reason for gone in left_out},
     )
+
+
+def _record_left_out(
+    client: MlflowClient, parent_id: str, left_out: list[LeftOut], logger: Any
+) -> None:
+    """Tag the parent run `left_out.<variant>` with why (the report reads them), and say so."""
+    for gone in left_out:
+        client.set_tag(parent_id, f"left_out.{gone.variant}", gone.reason)
+        line = f"variant {gone.variant} is left out of the comparison: {gone.reason}"
+        logger.warning(line)
+        logging.getLogger("seqlab").warning(line)  # the study's log file

@@ -48,6 +48,7 @@ class RunRecord:
     params: dict[str, str]
     metrics: dict[str, float]
     history: dict[str, list[float]] = field(default_factory=dict)  # key -> value per epoch
+    tags: dict[str, str] = field(default_factory=dict)  # `diverged`, `error`: why it FAILED
 
     @property
     def epochs(self) -> int:
@@ -79,6 +80,13 @@ class StudyRecord:
     @property
     def variants(self) -> list[str]:
         return list(self.spec["variants"])
+
+    @property
+    def left_out(self) -> dict[str, str]:
+        """The variants the study went on without, and why (`flows.LeftOut`, tagged on the
+        parent run as `left_out.<variant>`), in the spec's order."""
+        tags = self.tags
+        return {v: tags[f"left_out.{v}"] for v in self.variants if f"left_out.{v}" in tags}
 
     def of(self, kind: str, variant: str | None = None) -> list[RunRecord]:
         return [
@@ -136,6 +144,7 @@ def collect(client: MlflowClient, parent_run_id: str) -> StudyRecord:
                 params=dict(child.data.params),
                 metrics=dict(child.data.metrics),
                 history=history,
+                tags=dict(tags),
             )
         )
     runs.sort(key=lambda r: (r.start_time, r.run_id))
@@ -159,20 +168,27 @@ class Report:
 
 
 def build(record: StudyRecord) -> Report:
-    """Statistics, tables and plots of a study."""
+    """Statistics, tables and plots of a study.
+
+    A variant left out (every trial failed or diverged, or a seeded repeat diverged) is in no
+    table and no decision: its scores, if any, are no result. It has a section of its own.
+    """
     metric, mode = record.metric, metric_mode(record.metric)
     key = f"test/{metric}"
+    left_out = record.left_out
     scores = {
         v: [r.metrics[key] for r in record.of("repeat", v) if key in r.metrics]
         for v in record.variants
+        if v not in left_out
     }
     bounds = metric_range(metric).bounds
     summaries = [stats.summarize(v, s, bounds=bounds) for v, s in scores.items()]
     comparisons = stats.compare(scores)
     best = stats.winner(summaries, comparisons, mode)
-    table = _comparison_table(record, summaries, mode)
+    table = _comparison_table(record, summaries, mode) if summaries else ""
     pairwise = _pairwise_table(comparisons)
-    verdict = _verdict(best, summaries, mode, metric)
+    verdict = _verdict(best, summaries, mode, metric, list(left_out))
+    gone = _left_out(record)
     figures = {
         "learning_curves.png": _learning_curves(record),
         "final_metric.png": _final_metric(record, scores),
@@ -192,6 +208,7 @@ def build(record: StudyRecord) -> Report:
         "",
         table,
         pairwise,
+        gone,
         _budget(record),
         _reproduce(record),
         "## Figures",
@@ -199,7 +216,7 @@ def build(record: StudyRecord) -> Report:
         ", ".join(f"`plots/{name}`" for name in figures),
         "",
     ]
-    summary = "\n".join([f"## {record.study}: {verdict}", "", table, pairwise])
+    summary = "\n".join([f"## {record.study}: {verdict}", "", table, pairwise, gone])
     return Report("\n".join(sections), summary, figures, best)
 
 
@@ -219,16 +236,46 @@ def write(report: Report, directory: Path) -> None:
         figure.savefig(directory / "plots" / name, dpi=100)
 
 
-def _verdict(best: str | None, summaries: list[stats.Summary], mode: str, metric: str) -> str:
+def _verdict(
+    best: str | None,
+    summaries: list[stats.Summary],
+    mode: str,
+    metric: str,
+    left_out: list[str] | None = None,
+) -> str:
+    gone = f" Left out of the comparison: {', '.join(left_out)} (see below)." if left_out else ""
+    if not summaries:
+        return "**No result:** every variant failed or diverged (see below)."
     if best is not None:
         return (
             f"**Winner: {best}.** Its test {metric} is significantly "
             f"{'lower' if mode == 'min' else 'higher'} than every other variant's "
-            "(Welch's t-test, Holm-corrected, alpha 0.05)."
+            "(Welch's t-test, Holm-corrected, alpha 0.05)." + gone
         )
+    if len(summaries) == 1 and left_out:
+        return f"No winner declared: only {summaries[0].variant} is left to compare." + gone
     if any(s.n < 2 for s in summaries):
-        return "No winner declared: significance needs at least two seeded repeats per variant."
-    return "**No significant difference** between the best variant and every other."
+        return (
+            "No winner declared: significance needs at least two seeded repeats per variant." + gone
+        )
+    return "**No significant difference** between the best variant and every other." + gone
+
+
+def _left_out(record: StudyRecord) -> str:
+    """The variants left out, why, and each of their runs with its status and what it says."""
+    left_out = record.left_out
+    if not left_out:
+        return ""
+    lines = ["## Left out of the comparison", ""]
+    for variant, reason in left_out.items():
+        lines.append(f"- **{variant}**: {reason}")
+        for run in record.of("trial", variant) + record.of("repeat", variant):
+            if "diverged" in run.tags:
+                said = f", diverged: {run.tags['diverged']}"
+            else:
+                said = f": {run.tags['error']}" if "error" in run.tags else ""
+            lines.append(f"  - {run.kind} run `{run.run_id}` {run.status}{said}")
+    return "\n".join(lines) + "\n"
 
 
 def _fmt(x: float, digits: int = 4) -> str:
@@ -308,15 +355,17 @@ def _budget(record: StudyRecord) -> str:
         f"{search['scheduler']['name']} scheduler, at most {max_epochs} epochs each; then "
         f"{record.spec['seeds']} seeded repeats of each variant's best configuration.",
         "",
-        "| variant | trials | early-stopped | failed | epochs trained |",
-        "|---|---|---|---|---|",
+        "| variant | trials | early-stopped | failed | diverged | epochs trained |",
+        "|---|---|---|---|---|---|",
     ]
     for v in record.variants:
         trials = record.of("trial", v)
-        failed = sum(r.status == "FAILED" for r in trials)
+        diverged = sum("diverged" in r.tags for r in trials)
+        failed = sum(r.status == "FAILED" for r in trials) - diverged
         early = sum(r.status != "FAILED" and r.epochs < max_epochs for r in trials)
         lines.append(
-            f"| {v} | {len(trials)} | {early} | {failed} | {sum(r.epochs for r in trials)} |"
+            f"| {v} | {len(trials)} | {early} | {failed} | {diverged} "
+            f"| {sum(r.epochs for r in trials)} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -393,7 +442,8 @@ def _best_so_far(record: StudyRecord) -> Figure:
             ax.step(range(1, len(best) + 1), np.minimum.accumulate(best), where="post", label=v)
     ax.set(xlabel="trials started", ylabel="best val/loss so far", title="Search progress")
     ax.set_yscale("log")
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:  # none when every trial failed: matplotlib would warn
+        ax.legend()
     figure.tight_layout()
     return figure
 

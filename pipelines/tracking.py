@@ -26,6 +26,7 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from pipelines import settings
+from pipelines.failures import Divergence, trial_error
 
 if TYPE_CHECKING:
     from pipelines.store import DatasetRef
@@ -235,17 +236,29 @@ class TrialRuns(Callback):
     ends, and whenever Tune saves the experiment's state (`get_state`), so that MLflow never
     holds fewer epochs than that state, which a resumed study starts from.
 
+    A trial that raised ends FAILED, tagged `error` with the error's line, its traceback in the
+    artifact `error.txt`. A trial that diverged (`failures.Divergence`: non-finite, or far above
+    the baseline, at its end) ends FAILED too, tagged `diverged` with the reason: it is no
+    result, and the MLflow UI shows it among the failures, not the finished runs.
+
     Args:
         kind: `trial` for a search trial, `repeat` for a seeded repeat of a chosen config.
+        diverged: the study's divergence rule; None: no run is judged.
     """
 
     def __init__(
-        self, mlflow: MlflowClient, experiment_id: str, parent_run_id: str, kind: str
+        self,
+        mlflow: MlflowClient,
+        experiment_id: str,
+        parent_run_id: str,
+        kind: str,
+        diverged: Divergence | None = None,
     ) -> None:
         self.mlflow = mlflow
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.kind = kind
+        self.diverged = diverged
         self.run_ids: dict[str, str] = {}  # trial id -> MLflow run id
         self.open: set[str] = set()  # trial ids whose run has not been ended
         self.placed: dict[str, dict[str, str]] = {}  # trial id -> placement tags on its run
@@ -323,11 +336,24 @@ class TrialRuns(Callback):
     def on_trial_complete(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
-        self._end(trial, RunStatus.FINISHED)
+        reason = self.diverged(trial.last_result) if self.diverged else None
+        run_id = self.run_ids.get(trial.trial_id)
+        if reason is None or run_id is None:
+            self._end(trial, RunStatus.FINISHED)
+            return
+        self.wait()
+        self.mlflow.set_tag(run_id, "diverged", reason)
+        self._end(trial, RunStatus.FAILED)
 
     def on_trial_error(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
+        run_id = self.run_ids.get(trial.trial_id)
+        if run_id is not None:
+            line, text = trial_error(trial)
+            self.wait()
+            self.mlflow.set_tag(run_id, "error", line)
+            self.mlflow.log_text(run_id, text or line, "error.txt")
         self._end(trial, RunStatus.FAILED)
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
