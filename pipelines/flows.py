@@ -12,7 +12,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
@@ -432,7 +432,7 @@ def tune_variant(
 def variant_outcome(
     spec: StudySpec,
     variant: str,
-    results: tune.ResultGrid,
+    results: Iterable[tune.Result],
     parent_run_id: str,
     diverged: failures.Divergence,
 ) -> VariantOutcome | LeftOut:
@@ -443,6 +443,7 @@ def variant_outcome(
     after a good epoch, and a NaN score compares as neither better nor worse than any other.
     The best is the lowest score of any epoch (Tune's `scope="all"`).
     """
+    results = list(results)  # a ResultGrid, or some of its results
     errors = [r.error for r in results if r.error is not None]
     trained = [r for r in results if r.error is None]
     reasons = [why for r in trained if (why := diverged(r.metrics)) is not None]
@@ -545,14 +546,14 @@ def repeat_best(
 
 
 def repeats_left_out(
-    variants: list[str], results: tune.ResultGrid, diverged: failures.Divergence
+    variants: list[str], results: Iterable[tune.Result], diverged: failures.Divergence
 ) -> list[LeftOut]:
     """The variants whose seeded repeats cannot be compared: one diverged, or every one failed.
 
     One diverged repeat is enough: its score (1e12, NaN) would make the variant's mean and
     interval meaningless, and "no significant difference" would hide that it blew up.
     """
-    left_out = []
+    results, left_out = list(results), []
     for variant in variants:
         mine = [r for r in results if r.config.get("variant") == variant]
         errors = [r.error for r in mine if r.error is not None]
