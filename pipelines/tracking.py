@@ -246,6 +246,9 @@ class TrialRuns(Callback):
         diverged: the study's divergence rule; None: no run is judged.
     """
 
+    # An instance Tune pickled before the rule existed (a study interrupted then) has none.
+    diverged: Divergence | None = None
+
     def __init__(
         self,
         mlflow: MlflowClient,
