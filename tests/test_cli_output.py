@@ -111,7 +111,8 @@ def test_the_printed_command_serves_the_runs_routes_of_the_study(tmp_path: Path)
         server.wait(timeout=30)
 
 
-def _get(url: str, server: subprocess.Popen, timeout_s: float = 90) -> bytes:
+def _get(url: str, server: subprocess.Popen, timeout_s: float = 180) -> bytes:
+    """GET `url` once the server answers; its start took 77 s on 2 busy cores."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
