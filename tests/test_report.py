@@ -78,7 +78,9 @@ def test_interval_of_a_small_mse_does_not_reach_below_zero() -> None:
 
 
 def test_ratio_to_the_baseline_of_an_error_metric() -> None:
-    built = report.build(_record("mse", 0.2, {"lstm": [0.01, 0.02, 0.03], "rnn": [0.2, 0.2, 0.2]}))
+    built = report.build(
+        _record("mse", 0.2, {"lstm": [0.01, 0.02, 0.03], "rnn": [0.19, 0.2, 0.21]})
+    )
     rows = {row["variant"]: row for row in _table(built)}
     assert rows["lstm"]["mean / baseline"] == "0.100"
     assert rows["rnn"]["mean / baseline"] == "1.000"
