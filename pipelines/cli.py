@@ -384,11 +384,11 @@ def time_summary(
     if wall <= 0:
         return lines
     used = f"training {train_seconds:.1f}s summed over trials and repeats, in {wall:.1f}s of wall"
-    used += f" time: {train_seconds / wall:.2f} at once on average"
+    used += f" time: on average {train_seconds / wall:.2f} trials at a time"
     if cpus:
         share = training_share(train_seconds, wall, cpus_per_trial, cpus)
         used += (
-            f", {share:.0%} of the {wall * cpus:.1f} CPU-seconds of {cpus} CPUs "
+            f", holding {share:.0%} of the {wall * cpus:.1f} CPU-seconds of {cpus} CPUs "
             f"({cpus_per_trial:g} per trial)"
         )
     return [*lines, used]

@@ -37,8 +37,8 @@ def test_parallel_training_is_a_share_of_the_cpu_seconds_not_a_negative_overhead
     assert first.startswith("time: imports 3.0s, prefect_start 1.0s,") and "total 24.0s" in first
     assert "orchestration" not in first + training and not re.search(r"-\d", first + training)
     assert training == (
-        "training 27.0s summed over trials and repeats, in 15.0s of wall time: 1.80 at once on "
-        "average, 90% of the 30.0 CPU-seconds of 2 CPUs (1 per trial)"
+        "training 27.0s summed over trials and repeats, in 15.0s of wall time: on average 1.80 "
+        "trials at a time, holding 90% of the 30.0 CPU-seconds of 2 CPUs (1 per trial)"
     )
     assert training_share(27.0, 15.0, 2.0, 4) == pytest.approx(0.9)  # 2 CPUs per trial on 4
     # What the benchmarks read from the first line (quickstart_wall.py, scale.py).
@@ -49,7 +49,7 @@ def test_parallel_training_is_a_share_of_the_cpu_seconds_not_a_negative_overhead
 
 def test_on_a_cluster_of_unknown_size_only_the_concurrency_is_shown() -> None:
     _, training = time_summary(PHASES, 24.0, 27.0, 1.0, None)
-    assert training.endswith("in 15.0s of wall time: 1.80 at once on average")
+    assert training.endswith("in 15.0s of wall time: on average 1.80 trials at a time")
     (only,) = time_summary({"imports": 1.0}, 1.0, 0.0, 1.0, 2)  # a study that trained nothing
     assert only == "time: imports 1.0s; total 1.0s"
 
