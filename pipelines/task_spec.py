@@ -43,11 +43,24 @@ def task_union() -> Any:
             f"{name.title()}TaskSpec",
             __config__=STRICT,
             name=(Literal[name], ...),
-            options=(options_type, Field(default_factory=options_type)),
+            options=(options_type, _options_default(options_type)),
             seed=(int, Field(0, ge=0, description="seed of data generation")),
         )
         members.append(member)
     return Annotated[Union[tuple(members)], Discriminator("name")]  # noqa: UP007
+
+
+def _options_default(options_type: type) -> Any:
+    """All defaults where the task has them; required where it has none (a user's `path`).
+
+    A default factory that raises would be called whenever pydantic compares a value with the
+    default (`model_dump(exclude_defaults=True)`, which the spec's digest uses).
+    """
+    try:
+        options_type()
+    except (ConfigError, ValidationError, TypeError):
+        return Field(description="the task's options; it has required ones")
+    return Field(default_factory=options_type)
 
 
 @cache

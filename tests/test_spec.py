@@ -206,3 +206,24 @@ def test_a_recorded_spec_validates_again_to_the_same_digest(path: Path) -> None:
     spec = load_spec(path)
     recorded = json.loads(json.dumps(spec.model_dump(mode="json")))  # what spec.json holds
     assert recorded_spec(recorded, "spec.json").digest() == spec.digest()
+
+
+@pytest.mark.parametrize("task", ["text", "series_csv", "pairs_jsonl"])
+def test_a_spec_on_a_users_file_has_a_digest(tmp_path: Path, task: str) -> None:
+    """A task option with no default (the file's `path`): the digest compares each field with
+    its default, and the options' default must not be built (it would raise: no path)."""
+    from tests.tiny import tiny_options, write_user_files
+
+    architecture = {"text": "recurrent", "series_csv": "seq2one", "pairs_jsonl": "attention"}
+    options = tiny_options(task, write_user_files(tmp_path))
+    raw = {
+        "name": "mine",
+        "task": {"name": task, "options": options},
+        "variants": {"v": {"architecture": architecture[task]}},
+    }
+    spec = parse_spec(raw)
+    assert spec.digest() == parse_spec(json.loads(json.dumps(raw))).digest()
+    moved = {**raw, "task": {"name": task, "options": {**options, "path": "elsewhere"}}}
+    assert parse_spec(moved).digest() != spec.digest()
+    with pytest.raises(SpecError, match=r"task\.options: required"):
+        parse_spec({**raw, "task": {"name": task}})
