@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from seqmodels.config import LSTMOptions
 from seqmodels.errors import ConfigError
 from seqmodels.models import (
     CELLS,
@@ -329,3 +330,39 @@ def test_good_options_parse() -> None:
     config = ModelConfig(cell="esn", cell_options={"spectral_radius": 1, "leak_rate": 0.3})
     options = config.options()
     assert options.spectral_radius == 1 and options.leak_rate == 0.3 and options.input_scaling == 1
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["torch", "cell-by-cell"])
+@pytest.mark.parametrize("forget_bias", [1.0, 2.5, 0.0])
+def test_the_lstm_forget_gate_starts_at_its_bias(fast_path: bool, forget_bias: float) -> None:
+    """10.10.1: the forget gate's bias at initialisation is the option's value, on both paths;
+    the other biases keep torch's uniform draw."""
+    H = 5
+    rnn = build_recurrence("lstm", LSTMOptions(forget_bias=forget_bias), 3, H, 2, True, fast_path)
+    if fast_path:
+        biases = [
+            getattr(rnn.rnn, f"bias_ih_{s}") + getattr(rnn.rnn, f"bias_hh_{s}")
+            for s in ("l0", "l0_reverse", "l1", "l1_reverse")
+        ]
+    else:
+        biases = [cell.U.bias for layer in rnn.layers for cell in layer]
+    for bias in biases:
+        assert torch.equal(bias[H : 2 * H], torch.full((H,), forget_bias))
+        assert bias[:H].abs().max() > 0 and not torch.equal(bias[:H], bias[H : 2 * H])
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["torch", "cell-by-cell"])
+def test_a_forget_bias_of_one_lets_the_gradient_reach_far_back(fast_path: bool) -> None:
+    """At initialisation, with f ~ 0.5, the gradient through s halves at every step; at the
+    book's bias of 1 it survives 32 steps about 10^5 times better (measured on the same
+    weights otherwise)."""
+
+    def reach(forget_bias: float) -> float:
+        torch.manual_seed(0)
+        options = LSTMOptions(forget_bias=forget_bias)
+        rnn = build_recurrence("lstm", options, 2, 16, fast_path=fast_path)
+        x = torch.randn(8, 33, 2, requires_grad=True)
+        rnn(x)[:, -1].sum().backward()
+        return float(x.grad[:, 0].norm() / x.grad[:, -1].norm())  # lag 32 against lag 0
+
+    assert reach(1.0) > 1e3 * reach(0.0)

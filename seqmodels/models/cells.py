@@ -77,6 +77,11 @@ class StepCell(nn.Module):
         function as this cell with `options`, or None when only the cell-by-cell path can."""
         return None
 
+    @classmethod
+    def init_torch(cls, rnn: nn.RNNBase, options: CellOptions) -> None:
+        """Initialise torch's module (the fast path) as this cell initialises itself, where the
+        cell departs from torch's initialisation (the LSTM's forget bias); else leave it."""
+
     def project(self, x: torch.Tensor) -> torch.Tensor:
         """`b + U x(t)` for every t at once: (B, T, I) -> (B, T, kH)."""
         return self.U(x)
@@ -207,6 +212,11 @@ class Leaky(StepCell):
 # --- LSTM (10.10.1, eqs 10.40-10.44) ----------------------------------------------------------
 
 
+def forget_gate(hidden_size: int) -> slice:
+    """The forget gate's rows in torch's LSTM gate order (i, f, g, o)."""
+    return slice(hidden_size, 2 * hidden_size)
+
+
 @CELLS.register("lstm")
 class LSTM(StepCell):
     """LSTM cell, Deep Learning eqs 10.40-10.44.
@@ -216,6 +226,8 @@ class LSTM(StepCell):
             cuDNN and `torch.nn.LSTM` use "tanh".
         peepholes: the cell state as an extra gate input, one weight per unit (Gers et al.):
             f and g see s(t-1), q sees s(t).
+        forget_bias: the forget gate's bias at initialisation (`LSTMOptions` says why 1);
+            the other weights and biases start as torch's do.
     """
 
     options_type = LSTMOptions
@@ -228,15 +240,19 @@ class LSTM(StepCell):
         hidden_size: int,
         cell_input: str = "tanh",
         peepholes: bool = False,
+        forget_bias: float = 1.0,
     ) -> None:
         super().__init__(input_size, hidden_size, state_count=2)  # state = (h, s)
         # chunks in torch's gate order (i, f, g, o) = (g, f, input, q), so weights copy as they are
         self.U = nn.Linear(input_size, 4 * hidden_size)
         self.W = nn.Linear(hidden_size, 4 * hidden_size, bias=False)
         self.cell_input = cell_input
+        self.forget_bias = forget_bias
         peep = nn.Parameter(torch.empty(3, hidden_size)) if peepholes else None  # for f, g, q
         self.register_parameter("peep", peep)
         init_uniform(hidden_size, *self.parameters())
+        with torch.no_grad():
+            self.U.bias[forget_gate(hidden_size)] = forget_bias
 
     def forward(self, ux: torch.Tensor, state: State) -> State:
         h, s = state
@@ -257,9 +273,19 @@ class LSTM(StepCell):
         assert isinstance(options, LSTMOptions)
         return "LSTM" if options.cell_input == "tanh" and not options.peepholes else None
 
+    @classmethod
+    @torch.no_grad()
+    def init_torch(cls, rnn: nn.RNNBase, options: CellOptions) -> None:
+        """The forget bias on torch's module: its two biases add up, so b_ih holds it all."""
+        assert isinstance(options, LSTMOptions)
+        gate = forget_gate(rnn.hidden_size)
+        for name, bias in rnn.named_parameters():
+            if name.startswith("bias_"):
+                bias[gate] = options.forget_bias if name.startswith("bias_ih") else 0.0
+
     @torch.no_grad()
     def load_torch(self, weights: TorchLayerWeights, mode: str) -> None:
-        options = LSTMOptions(self.cell_input, self.peep is not None)
+        options = LSTMOptions(self.cell_input, self.peep is not None, self.forget_bias)
         self._check_mode(mode, self.torch_mode(options), f" with {options}")
         self.U.weight.copy_(weights.weight_ih)
         self.U.bias.copy_(weights.bias_ih + weights.bias_hh)

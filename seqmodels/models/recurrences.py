@@ -305,7 +305,9 @@ def build_recurrence(
     cell_type = CELLS.get(cell)
     mode = cell_type.torch_mode(options)
     if fast_path and mode is not None:
-        return TorchRecurrence(input_size, hidden_size, num_layers, mode, bidirectional)
+        fast = TorchRecurrence(input_size, hidden_size, num_layers, mode, bidirectional)
+        cell_type.init_torch(fast.rnn, options)
+        return fast
     return Unrolled(input_size, hidden_size, num_layers, cell_type, options, bidirectional)
 
 
