@@ -31,12 +31,14 @@ from pipelines.task_spec import (
 from seqmodels.config import (
     INFO_FLOW_ARCHITECTURES,
     INFO_FLOW_FIXED_CELLS,
+    SEQ2SEQ_ARCHITECTURES,
     TBPTT_ARCHITECTURES,
+    WIRINGS,
     TBPTT_FAMILIES,
     ModelConfig,
 )
 from seqmodels.errors import ConfigError
-from seqmodels.tasks import TASKS
+from seqmodels.tasks import TASKS, Task
 
 ModelSpec = validated(ModelConfig)
 
@@ -374,6 +376,7 @@ def check_training_switches(spec: StudySpec) -> None:
     task = TASKS.get(spec.task.name)
     family = task.family
     for name, variant in spec.variants.items():
+        _check_reads_the_task(name, variant, task)
         if task.per_step:
             _check_emits_per_step(name, variant, task.name)
         searched = {key: (f"search.space.{key}", d) for key, d in spec.search.space.items()}
@@ -417,6 +420,39 @@ def _searched_values(key: str, dist: Distribution, field: str) -> list[Any]:
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise ConfigError(field, f"{value!r}: give a weight >= 0")
     return values
+
+
+def _check_reads_the_task(name: str, variant: ModelConfig, task: type[Task]) -> None:
+    """The architecture fits what the task's data is: a decoder for a seq2seq task and only
+    there, an embedding only of token ids, and output-to-hidden feedback only of real values."""
+    where = f"variants.{name}"
+    decodes = variant.architecture in SEQ2SEQ_ARCHITECTURES
+    if task.family == "seq2seq" and not decodes:
+        raise ConfigError(
+            f"{where}.architecture",
+            f"task {task.name!r} maps a sequence to a target sequence of its own length; "
+            f"choose from: {', '.join(SEQ2SEQ_ARCHITECTURES)}",
+        )
+    if task.family != "seq2seq" and decodes:
+        others = [a for a in WIRINGS if a not in SEQ2SEQ_ARCHITECTURES]
+        raise ConfigError(
+            f"{where}.architecture",
+            f"{variant.architecture!r} decodes a target sequence, and task {task.name!r} "
+            f"({task.family}) has none; choose from: {', '.join(others)}",
+        )
+    if task.token_inputs or decodes:
+        if task.token_inputs and variant.architecture == "output_recurrent":
+            raise ConfigError(
+                f"{where}.architecture",
+                f"'output_recurrent' feeds its real-valued output o(t-1) back in, and task "
+                f"{task.name!r} predicts token ids; use recurrent (pattern 1)",
+            )
+        return
+    if getattr(variant.arch(), "embedding_size", 0):
+        raise ConfigError(
+            f"{where}.arch_options.embedding_size",
+            f"task {task.name!r} reads float features, not token ids: leave it 0",
+        )
 
 
 # The architectures with an output at every input step, (B, T, O), which a task with a target

@@ -200,6 +200,9 @@ WIRINGS: Mapping[str, Wiring] = {
     "attention": Wiring(AttentionOptions),
 }
 
+# The architectures that decode a target sequence of its own length: the seq2seq family's.
+SEQ2SEQ_ARCHITECTURES = ("encoder_decoder", "attention")
+
 # Truncated BPTT carries the state of a per-step network across chunks of the sequence: the
 # `recurrent` architecture (pattern 1, `Recurrent.run`), trained on a target at every step.
 TBPTT_ARCHITECTURES = ("recurrent",)
@@ -272,6 +275,7 @@ __all__ = [
     "CELL_OPTIONS",
     "INFO_FLOW_ARCHITECTURES",
     "INFO_FLOW_FIXED_CELLS",
+    "SEQ2SEQ_ARCHITECTURES",
     "TBPTT_ARCHITECTURES",
     "TBPTT_FAMILIES",
     "WIRINGS",

@@ -9,24 +9,35 @@ from seqmodels.batch import PAD
 
 
 class InputLayer(nn.Module):
-    """Float features pass through; token ids (B, T) int64 go through an embedding.
+    """Float features pass through; token ids (B, T) int64 go through an embedding, or, with no
+    embedding, become one-hot vectors, as the book's figures draw a token input x(t).
 
     Args:
-        input_size: features per step, or the vocabulary size when `embedding_size` > 0.
-        embedding_size: 0 for float inputs (B, T, F); else the embedding width for ids.
+        input_size: features per step, or the number of token ids (the vocabulary's size).
+        embedding_size: > 0: the embedding width for ids; 0: ids are one-hot, (B, T, input_size).
     """
 
     def __init__(self, input_size: int, embedding_size: int = 0) -> None:
         super().__init__()
+        self.input_size = input_size
         self.embedding = (
             nn.Embedding(input_size, embedding_size, padding_idx=PAD) if embedding_size else None
         )
         self.output_size = embedding_size or input_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.embedding is None:
+        if self.embedding is not None:
+            return self.embedding(x)  # (B, T) -> (B, T, E)
+        if x.is_floating_point():
             return x
-        return self.embedding(x)  # (B, T) -> (B, T, E)
+        return one_hot(x, self.input_size)  # (B, T) -> (B, T, V)
+
+
+def one_hot(ids: torch.Tensor, size: int) -> torch.Tensor:
+    """Token ids as one-hot float vectors, PAD as the zero vector (as an embedding's padding
+    row): (...) int64 -> (..., size)."""
+    vectors = nn.functional.one_hot(ids, size).to(torch.get_default_dtype())
+    return vectors * (ids != PAD).unsqueeze(-1)
 
 
 def reverse_padded(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:

@@ -310,15 +310,22 @@ class SequenceAutoencoder(Architecture):
 
     On a padded batch the code is each sequence's own summary (`Recurrence.final` at x_len);
     the decoder still runs all T steps, and what it emits past x_len is for the loss to mask.
-    Shapes: `forward(x: (B, T, F), x_len: (B,) | None) -> (B, T, output_size)`, output_size = F
+    Shapes: `forward(x: (B, T, F) or ids (B, T), x_len: (B,) | None) -> (B, T, output_size)`, output_size = F
     to reconstruct; `encode(x, x_len) -> (B, D*H)`.
     """
 
     book = "10.4; reading note 2"
     summary = "encode a sequence into h(tau), then rebuild it from that code alone"
 
-    def __init__(self, encoder: Recurrence, decoder: Recurrence, output_size: int) -> None:
+    def __init__(
+        self,
+        encoder: Recurrence,
+        decoder: Recurrence,
+        output_size: int,
+        inputs: InputLayer | None = None,
+    ) -> None:
         super().__init__()
+        self.inputs = inputs if inputs is not None else InputLayer(encoder.input_size)
         self.encoder = encoder
         self.decoder = decoder
         self.bridge = nn.Linear(encoder.output_size, decoder.hidden_size)
@@ -328,13 +335,14 @@ class SequenceAutoencoder(Architecture):
     def from_config(
         cls, config: ModelConfig, input_size: int, output_size: int
     ) -> SequenceAutoencoder:
-        encoder = recurrence_for(config, input_size)
+        inputs = InputLayer(input_size)  # token ids one-hot
+        encoder = recurrence_for(config, inputs.output_size)
         decoder = recurrence_for(config, encoder.output_size, bidirectional=False)
-        return cls(encoder, decoder, output_size)
+        return cls(encoder, decoder, output_size, inputs)
 
     def encode(self, x: torch.Tensor, x_len: torch.Tensor | None = None) -> torch.Tensor:
-        """The code h(tau): (B, T, F) -> (B, D*H)."""
-        h = self.encoder(x, x_len)  # (B, T, D*H)
+        """The code h(tau): (B, T, F) or token ids (B, T) -> (B, D*H)."""
+        h = self.encoder(self.inputs(x), x_len)  # (B, T, D*H)
         return self.encoder.final(h, x_len)
 
     def decode(self, code: torch.Tensor, steps: int) -> torch.Tensor:

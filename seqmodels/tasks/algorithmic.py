@@ -49,6 +49,7 @@ class SymbolSequenceOptions:
 class SymbolSequenceTask(Task):
     """A seq2seq task over symbols "0".."A-1"; subclasses define `transform`."""
 
+    token_inputs: ClassVar[bool] = True
     options_type: ClassVar[type] = SymbolSequenceOptions
     family: ClassVar[Literal["seq2seq"]] = "seq2seq"
     metric: ClassVar[str] = "exact_match"
@@ -154,6 +155,7 @@ class AdditionTask(Task):
     """Integer addition written as characters: "123+45" -> "168" (Zaremba & Sutskever 2014,
     "Learning to Execute", read a program's text and write its output)."""
 
+    token_inputs: ClassVar[bool] = True
     name: ClassVar[str] = "addition"
     options_type: ClassVar[type] = AdditionOptions
     version: ClassVar[int] = 1

@@ -43,6 +43,8 @@ class Task:
             `reconstruct`): then the network must emit at every step, and truncated BPTT
             (10.2.2) has something to truncate. False: one target per sequence, or a target
             sequence of its own length (seq2seq).
+        token_inputs: whether x holds token ids (N, T) int64 rather than float features
+            (N, T, F): then an architecture embeds them (`embedding_size`) or reads them one-hot.
 
     Token tasks (`vocabulary` is not None) use the ids of `seqmodels.batch`: PAD, BOS, EOS, then
     `vocabulary[i]` has id FIRST_SYMBOL + i. Their `input_size` is the number of ids.
@@ -58,6 +60,7 @@ class Task:
     metrics: ClassVar[tuple[str, ...]] = ()
     baseline_note: ClassVar[str]
     per_step: ClassVar[bool] = False
+    token_inputs: ClassVar[bool] = False
 
     @classmethod
     def from_options(cls, options: dict[str, object]) -> Task:

@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import ClassVar
 
 import numpy as np
 
@@ -58,6 +59,8 @@ class TokenTask(Task):
 
     Subclasses define `_vocab` (usually a cached property); the sizes follow from it.
     """
+
+    token_inputs: ClassVar[bool] = True
 
     @property
     def _vocab(self) -> Vocabulary:

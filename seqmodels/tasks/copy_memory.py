@@ -47,6 +47,7 @@ class CopyTask(Task):
     steps: cross-entropy 10 ln 8 / (T+20) for A = 8.
     """
 
+    token_inputs: ClassVar[bool] = True
     name: ClassVar[str] = "copy"
     options_type: ClassVar[type] = CopyOptions
     version: ClassVar[int] = 1

@@ -81,6 +81,7 @@ class DatesOptions:
 class DatesTask(Task):
     """Translate a date written in one of `FORMATS` into ISO 8601, character by character."""
 
+    token_inputs: ClassVar[bool] = True
     name: ClassVar[str] = "dates"
     options_type: ClassVar[type] = DatesOptions
     version: ClassVar[int] = 1

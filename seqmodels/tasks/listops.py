@@ -91,6 +91,7 @@ def _longest(depth: int, args: int) -> int:
 class ListOpsTask(Task):
     """Classify an expression by its value (10 classes); tokens in x, the tree in x_parent."""
 
+    token_inputs: ClassVar[bool] = True
     name: ClassVar[str] = "listops"
     options_type: ClassVar[type] = ListOpsOptions
     version: ClassVar[int] = 1
