@@ -626,6 +626,13 @@ def _tasks(args: argparse.Namespace) -> int:
         also = f" (also {', '.join(others)})" if others else ""
         print(f"  metric: {row['metric']}{also}")
         print(f"  baseline: {row['baseline_note']}")
+        inputs = (
+            "token ids (one-hot, or arch_options.embedding_size)"
+            if row["token_inputs"]
+            else "float features"
+        )
+        print(f"  inputs: {inputs}")
+        print(f"  architectures: {', '.join(row['architectures'])}")
         print("  options:")
         for option in row["options"]:
             default = "required" if option["required"] else json.dumps(option["default"])
@@ -637,6 +644,7 @@ def _describe_task(task: type) -> dict:
     """A registered task's public facts, read from its class: no data is touched."""
     import dataclasses
 
+    from pipelines.spec import fitting_architectures
     from seqmodels.errors import ConfigError
 
     try:  # a default that the options refuse (a user task's empty `path`) must be given
@@ -668,6 +676,8 @@ def _describe_task(task: type) -> dict:
         "metric": task.metric,
         "metrics": list(task.metrics or (task.metric,)),
         "baseline_note": task.baseline_note,
+        "token_inputs": task.token_inputs,
+        "architectures": fitting_architectures(task),
         "version": task.version,
         "description": " ".join((task.__doc__ or "").strip().split("\n\n")[0].split()),
         "options": options,

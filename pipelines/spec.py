@@ -33,8 +33,8 @@ from seqmodels.config import (
     INFO_FLOW_FIXED_CELLS,
     SEQ2SEQ_ARCHITECTURES,
     TBPTT_ARCHITECTURES,
-    WIRINGS,
     TBPTT_FAMILIES,
+    WIRINGS,
     ModelConfig,
 )
 from seqmodels.errors import ConfigError
@@ -422,9 +422,14 @@ def _searched_values(key: str, dist: Distribution, field: str) -> list[Any]:
     return values
 
 
+# Architectures whose output at step t depends on inputs after t.
+READS_AHEAD = ("bidirectional", "autoencoder")
+
+
 def _check_reads_the_task(name: str, variant: ModelConfig, task: type[Task]) -> None:
     """The architecture fits what the task's data is: a decoder for a seq2seq task and only
-    there, an embedding only of token ids, and output-to-hidden feedback only of real values."""
+    there, no reading ahead where the target is the next input, an embedding only of token
+    ids, and output-to-hidden feedback only of real values."""
     where = f"variants.{name}"
     decodes = variant.architecture in SEQ2SEQ_ARCHITECTURES
     if task.family == "seq2seq" and not decodes:
@@ -440,6 +445,13 @@ def _check_reads_the_task(name: str, variant: ModelConfig, task: type[Task]) -> 
             f"{variant.architecture!r} decodes a target sequence, and task {task.name!r} "
             f"({task.family}) has none; choose from: {', '.join(others)}",
         )
+    if task.next_input and (variant.bidirectional or variant.architecture in READS_AHEAD):
+        field = "bidirectional" if variant.bidirectional else "architecture"
+        raise ConfigError(
+            f"{where}.{field}",
+            f"task {task.name!r} predicts the next input, and a network that reads ahead of "
+            f"step t sees its target there; use recurrent or deep, one direction",
+        )
     if task.token_inputs or decodes:
         if task.token_inputs and variant.architecture == "output_recurrent":
             raise ConfigError(
@@ -453,6 +465,29 @@ def _check_reads_the_task(name: str, variant: ModelConfig, task: type[Task]) -> 
             f"{where}.arch_options.embedding_size",
             f"task {task.name!r} reads float features, not token ids: leave it 0",
         )
+
+
+def fitting_architectures(task: type[Task]) -> list[str]:
+    """The architectures a variant on `task` may name, by the same checks a spec gets (`deep`
+    where one of its `output`s fits); what `seqlab tasks` lists."""
+    fits = []
+    for architecture, wiring in WIRINGS.items():
+        cell = wiring.cells[0] if wiring.cells else "tanh"
+        outputs = ("every_step", "final") if architecture == "deep" else (None,)
+        for output in outputs:
+            options = {"output": output} if output else {}
+            variant = ModelConfig(architecture=architecture, cell=cell, arch_options=options)
+            try:
+                _check_reads_the_task("v", variant, task)
+                if task.per_step:
+                    _check_emits_per_step("v", variant, task.name)
+                elif task.family in ONE_TARGET_FAMILIES:
+                    _check_emits_one_output("v", variant, task.name)
+            except ConfigError:
+                continue
+            fits.append(architecture)
+            break
+    return fits
 
 
 # The architectures with an output at every input step, (B, T, O), which a task with a target

@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.spec import SpecError, parse_spec
+from pipelines.spec import SpecError, fitting_architectures, parse_spec
 from pipelines.store import DatasetRef, prepare
 from pipelines.trainable import build_module
 from seqmodels.config import CELL_OPTIONS, WIRINGS
@@ -222,3 +222,34 @@ def test_each_task_declares_the_inputs_it_prepares(datasets: dict[str, Prepared]
     for name, (_, dataset) in datasets.items():
         _, inputs, _ = input_kind(dataset)
         assert TASKS.get(name).token_inputs == (inputs == "token"), name
+
+
+def test_seqlab_tasks_lists_the_architectures_the_validator_accepts(
+    datasets: dict[str, Prepared],
+) -> None:
+    """`fitting_architectures`, which `seqlab tasks` prints, says what a spec would: each
+    listed architecture validates on the task with some cell, and no other does."""
+    for name, (options, _) in datasets.items():
+        accepted = set()
+        for _, variant in variants():
+            try:
+                _spec(name, options, variant)
+            except SpecError:
+                continue
+            accepted.add(variant["architecture"])
+        assert set(fitting_architectures(TASKS.get(name))) == accepted, name
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {"architecture": "bidirectional"},
+        {"architecture": "autoencoder"},
+        {"architecture": "recurrent", "bidirectional": True},
+    ],
+)
+def test_a_language_model_cannot_read_ahead(datasets: dict[str, Prepared], variant: dict) -> None:
+    """charlm's target at t is the input at t+1: a network that reads ahead sees it."""
+    with pytest.raises(SpecError, match="predicts the next input"):
+        _spec("charlm", datasets["charlm"].options, {**variant, "cell": "gru"})
+    _spec("copy", datasets["copy"].options, {**variant, "cell": "gru"})  # copy's are the past

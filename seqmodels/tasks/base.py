@@ -45,6 +45,8 @@ class Task:
             sequence of its own length (seq2seq).
         token_inputs: whether x holds token ids (N, T) int64 rather than float features
             (N, T, F): then an architecture embeds them (`embedding_size`) or reads them one-hot.
+        next_input: whether y(t) is x(t+1) (language modelling): a network that reads ahead of
+            t (a backward direction, an autoencoder's code of the whole input) sees its target.
 
     Token tasks (`vocabulary` is not None) use the ids of `seqmodels.batch`: PAD, BOS, EOS, then
     `vocabulary[i]` has id FIRST_SYMBOL + i. Their `input_size` is the number of ids.
@@ -61,6 +63,7 @@ class Task:
     baseline_note: ClassVar[str]
     per_step: ClassVar[bool] = False
     token_inputs: ClassVar[bool] = False
+    next_input: ClassVar[bool] = False
 
     @classmethod
     def from_options(cls, options: dict[str, object]) -> Task:

@@ -88,6 +88,7 @@ class CharLMTask(TokenTask):
 
     family: ClassVar[Literal["lm"]] = "lm"
     per_step: ClassVar[bool] = True  # the next character at every step
+    next_input: ClassVar[bool] = True
     metric: ClassVar[str] = "bits_per_char"
     metrics: ClassVar[tuple[str, ...]] = LM_METRICS
 
