@@ -93,7 +93,7 @@ def _like(value: Any) -> st.SearchStrategy:
         return st.booleans()
     if isinstance(value, int):
         return st.integers(-2, 2 * abs(value) + 2)
-    if isinstance(value, float):
+    if isinstance(value, float) and math.isfinite(value):
         return st.floats(-1.0, 2 * abs(value) + 1.0) | st.sampled_from([0.0, math.nan, math.inf])
     if isinstance(value, str):
         return st.sampled_from(NAMES)
