@@ -1,0 +1,202 @@
+"""Every spec that validates runs: a real study of every registered task, and of every file in
+`experiments/`, through the real stack (a Prefect flow run, a local Ray, an MLflow SQLite store).
+
+The studies run through the CLI in-process (`pipelines.cli.main`), one after another in one home
+with a study name each: the imports, Prefect's ephemeral API server and MLflow's database are
+paid once for all of them instead of once a study (a `seqlab run` subprocess costs about a minute
+of start-up on 2 cores), and one local Ray, started here, serves every study (`flows.ray_session`
+reuses an initialised Ray). Per-study homes would not isolate more in one process anyway: Prefect
+reads its home once, when it is imported. What each study left is read back from MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from seqmodels.tasks import TASKS
+from tests.conftest import ROOT
+from tests.tiny import tiny_options, write_user_files
+
+pytestmark = pytest.mark.slow
+
+# One variant per task, which its family accepts; together they exercise most architectures
+# and every cell. Token tasks read ids one-hot where a variant has no embedding_size.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "adding": {"architecture": "seq2one", "cell": "gru", "cell_options": {"reset": "before"}},
+    "addition": {
+        "architecture": "attention",
+        "cell": "lstm",
+        "arch_options": {"embedding_size": 8},
+    },
+    "charlm": {"architecture": "recurrent", "cell": "lstm"},  # one-hot characters
+    "copy": {
+        "architecture": "deep",
+        "cell": "relu",
+        "arch_options": {"embedding_size": 4, "transition_layers": 1, "skip": True},
+    },
+    "dates": {
+        "architecture": "encoder_decoder",
+        "cell": "gru",
+        "arch_options": {"embedding_size": 8},
+    },
+    "g2p": {
+        "architecture": "attention",
+        "cell": "tanh",
+        "arch_options": {"embedding_size": 8, "attention_size": 8, "reverse_source": True},
+    },
+    "listops": {"architecture": "recursive", "cell": "tanh"},  # one-hot tokens, over the tree
+    "pairs_jsonl": {
+        "architecture": "encoder_decoder",
+        "cell": "lstm",
+        "arch_options": {"embedding_size": 8, "context": "initial"},
+    },
+    "reconstruct": {"architecture": "autoencoder", "cell": "gru"},
+    "reverse": {
+        "architecture": "encoder_decoder",
+        "cell": "leaky",
+        "arch_options": {"embedding_size": 8},
+    },
+    "seq_digits": {"architecture": "seq2one", "cell": "skip", "bidirectional": True},
+    "series_csv": {"architecture": "seq2one", "cell": "leaky", "cell_options": {"alpha": 0.7}},
+    "sort": {"architecture": "attention", "cell": "gru", "arch_options": {"embedding_size": 8}},
+    "sunspots": {"architecture": "seq2one", "cell": "esn"},
+    "text": {"architecture": "recurrent", "cell": "tanh"},  # one-hot characters, no embedding
+}
+HIDDEN = 8
+SEEDS = 1
+
+
+@dataclass(frozen=True)
+class Lab:
+    """The module's home, its MLflow client, and the user-data files the studies read."""
+
+    home: Path
+    specs: Path
+    files: dict[str, str]
+    client: Any  # mlflow.tracking.MlflowClient
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    root = tmp_path_factory.mktemp("every_task")
+    saved = dict(os.environ)
+    os.environ["SEQLAB_HOME"] = str(root / "home")
+    for var in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "PREFECT_API_URL", "SEQLAB_STORE"):
+        os.environ.pop(var, None)
+    from pipelines import settings
+
+    settings.configure_environment()  # before Ray is imported: a single-machine Ray
+    import ray
+    from mlflow.tracking import MlflowClient
+
+    ours = not ray.is_initialized()
+    if ours:
+        ray.init(
+            address="local",
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.ERROR,
+        )
+    try:
+        yield Lab(
+            home=root / "home",
+            specs=root / "specs",
+            files=write_user_files(root / "data"),
+            client=MlflowClient(tracking_uri=settings.tracking_uri()),
+        )
+    finally:
+        if ours:
+            ray.shutdown()
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def run_cli(*args: str) -> int:
+    """`seqlab ARGS` in this process; its exit status."""
+    from pipelines.cli import main
+
+    started = time.perf_counter()
+    code = main(list(args))
+    print(f"seqlab {' '.join(args)}: exit {code} in {time.perf_counter() - started:.1f}s")
+    return code
+
+
+def assert_study_landed(lab: Lab, study: str, variants: list[str], trials: int, seeds: int) -> None:
+    """MLflow holds the study: one FINISHED parent with its report, a FINISHED child run per
+    trial and per repeat of each variant, and each variant's champion from one of its trials."""
+    client = lab.client
+    experiment = client.get_experiment_by_name(study)
+    assert experiment is not None, f"no MLflow experiment {study!r}"
+    runs = client.search_runs([experiment.experiment_id], max_results=500)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert [p.info.status for p in parents] == ["FINISHED"]
+    parent_id = parents[0].info.run_id
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent_id}
+    statuses = {c.info.run_name: c.info.status for c in children}
+    assert set(statuses.values()) == {"FINISHED"}, statuses  # none RUNNING, none FAILED
+    for variant in variants:
+        mine = [c for c in children if c.data.tags["variant"] == variant]
+        kinds = sorted(c.data.tags["kind"] for c in mine)
+        assert kinds == ["repeat"] * seeds + ["trial"] * trials, (variant, kinds)
+        version = client.get_model_version_by_alias(f"{study}-{variant}", "champion")
+        trial_ids = {c.info.run_id for c in mine if c.data.tags["kind"] == "trial"}
+        assert version.run_id in trial_ids, f"{study}-{variant}@champion is no trial of it"
+    report = Path(client.download_artifacts(parent_id, "report.md")).read_text()
+    assert report.startswith(f"# {study}") or study in report.splitlines()[0], report[:300]
+    assert "## Result" in report
+    for variant in variants:
+        assert f"| {variant} |" in report, report
+
+
+@pytest.mark.parametrize("task", TASKS.names())
+def test_a_tiny_study_of_every_task_runs(lab: Lab, task: str) -> None:
+    variant = VARIANTS[task]  # a task registered without a variant here fails, never skips
+    study = f"task-{task}"
+    spec = {
+        "name": study,
+        "task": {"name": task, "options": tiny_options(task, lab.files)},
+        "variants": {"only": {**variant, "hidden_size": HIDDEN}},
+        "search": {"space": {"lr": {"loguniform": [0.003, 0.01]}}, "trials_per_variant": 1},
+        "fixed": {"max_epochs": 1, "batch_size": 16},
+        "seeds": SEEDS,
+        "resources": {"cpu": 1, "gpu": 0},
+    }
+    lab.specs.mkdir(exist_ok=True)
+    path = lab.specs / f"{task}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    assert run_cli("run", str(path)) == 0
+    assert_study_landed(lab, study, ["only"], trials=1, seeds=SEEDS)
+
+
+EXPERIMENTS = sorted((ROOT / "experiments").glob("*.yaml"))
+# Every experiment runs shrunk: one epoch, one trial, two seeds (the report's tests need two),
+# and its task at the tiny options the per-task studies use.
+SHRINK = {"fixed.max_epochs": 1, "search.trials_per_variant": 1, "seeds": 2, "fixed.batch_size": 16}
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=[p.stem for p in EXPERIMENTS])
+def test_every_experiment_smoke_runs(lab: Lab, path: Path) -> None:
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    task = raw["task"]["name"]
+    shrink = {
+        **SHRINK,
+        **{f"task.options.{k}": v for k, v in tiny_options(task, lab.files).items()},
+    }
+    study = f"experiment-{raw['name']}"
+    overrides = [f"name={study}"] + [f"{k}={json.dumps(v)}" for k, v in shrink.items()]
+    args = [item for override in overrides for item in ("--set", override)]
+    assert run_cli("run", str(path), *args) == 0
+    variants = list(raw["variants"])
+    assert_study_landed(lab, study, variants, trials=1, seeds=SHRINK["seeds"])
