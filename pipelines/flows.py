@@ -6,6 +6,8 @@ at import time.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import math
 import os
@@ -585,10 +587,13 @@ def evaluate_and_register(
     name = f"{spec.name}-{outcome.variant}"
     client = tracking.client()
     ended = client.get_run(outcome.run_id).info
-    with mlflow.start_run(run_id=outcome.run_id):
+    said = io.StringIO()  # MLflow prints each registration to stderr; the study's log keeps it
+    with mlflow.start_run(run_id=outcome.run_id), contextlib.redirect_stderr(said):
         mlflow.log_metrics(metrics)
         # A pyfunc model per task family, which `mlflow models serve` and `seqlab sample` load.
         info = serving.log_champion(module.net, outcome.config, dataset, registered_model_name=name)
+    for line in said.getvalue().splitlines():
+        logging.getLogger("seqlab").info(line)
     client.set_terminated(outcome.run_id, ended.status, end_time=ended.end_time)
     client.set_registered_model_alias(name, "champion", info.registered_model_version)
     return metrics

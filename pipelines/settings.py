@@ -145,3 +145,5 @@ def quiet_known_warnings() -> None:
     # MLflow announces, at INFO, each table it creates in a new SQLite store.
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # MLflow says, at INFO, that it checks each champion's input example against its signature.
+    logging.getLogger("mlflow.pyfunc").setLevel(logging.WARNING)
