@@ -716,27 +716,27 @@ def run_study(spec: StudySpec, source: str = "", resume_run_id: str | None = Non
     left_out: list[LeftOut] = []
     repeats = Repeats(runs=0, failed=0, train_seconds=0.0)
     try:  # from here on, any way out ends the parent run: none is left RUNNING
-        with ExitStack() as stack:
-            stack.enter_context(failures.study_log(spec.name))
-            with timings.phase("ray_start"):
-                stack.enter_context(ray_session())
-            for variant in spec.variants:
-                with timings.phase("trials"):
-                    tuned = tune_variant(spec, variant, dataset, experiment_id, parent_id)
-                (left_out if isinstance(tuned, LeftOut) else outcomes).append(tuned)
-            if outcomes:  # the variants that trained go on without those that could not
-                with timings.phase("repeats"):
-                    repeats = repeat_best(spec, outcomes, dataset, experiment_id, parent_id)
-                left_out += repeats.left_out
-            _record_left_out(client, parent_id, left_out, logger)
-        dropped = {gone.variant for gone in left_out}
-        outcomes = [o for o in outcomes if o.variant not in dropped]
-        with timings.phase("register"):
-            for outcome in outcomes:
-                if not client.search_model_versions(f"run_id = '{outcome.run_id}'"):
-                    evaluate_and_register(spec, outcome, dataset)  # not yet, if resumed
-        with timings.phase("report"):
-            built = publish_report(spec, parent_id)
+        with failures.study_log(spec.name):  # the study's log file, up to its report
+            with ExitStack() as stack:
+                with timings.phase("ray_start"):
+                    stack.enter_context(ray_session())
+                for variant in spec.variants:
+                    with timings.phase("trials"):
+                        tuned = tune_variant(spec, variant, dataset, experiment_id, parent_id)
+                    (left_out if isinstance(tuned, LeftOut) else outcomes).append(tuned)
+                if outcomes:  # the variants that trained go on without those that could not
+                    with timings.phase("repeats"):
+                        repeats = repeat_best(spec, outcomes, dataset, experiment_id, parent_id)
+                    left_out += repeats.left_out
+                _record_left_out(client, parent_id, left_out, logger)
+            dropped = {gone.variant for gone in left_out}
+            outcomes = [o for o in outcomes if o.variant not in dropped]
+            with timings.phase("register"):
+                for outcome in outcomes:
+                    if not client.search_model_versions(f"run_id = '{outcome.run_id}'"):
+                        evaluate_and_register(spec, outcome, dataset)  # not yet, if resumed
+            with timings.phase("report"):
+                built = publish_report(spec, parent_id)
     except BaseException as stopped:
         interrupted = isinstance(stopped, KeyboardInterrupt)
         client.set_terminated(parent_id, "KILLED" if interrupted else "FAILED")
