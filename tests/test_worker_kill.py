@@ -4,13 +4,12 @@ A SIGKILL of a worker (the kernel's OOM killer, a lost node) costs a trial one o
 retries (`flows._run_config`); the retry must then train on to the end. One local Ray session
 (2 CPUs, one per trial, as on a 2-core laptop) runs the same two-trial search three times, with
 the study's own Tune settings (`flows`: the retry budget, checkpoints, reused workers). In
-each, one trial's worker process is killed by its PID in the middle of an epoch, at a moment
-that sends the retry to a different kind of worker:
-- early, while the other trial still trains: Tune starts a fresh worker for the retry;
-- as the other trial ends: the retry takes that trial's finished worker (`reuse_workers()`)
-  and Tune removes the worker it had asked for;
-- midway: either, as the machine's speed decides.
-Every trial must end FINISHED in Tune and in MLflow, with each epoch logged once.
+each, one trial's worker process is killed by its PID in the middle of an epoch: early, midway,
+and as the other trial ends. Tune starts a fresh worker for the retry; when the other trial
+ends before that worker is up (a few seconds on an idle laptop, 10-30 s on a busy 2-core
+machine), the retry takes the other trial's finished worker instead (`reuse_workers()`) and
+Tune removes the one it had started. Every trial must end FINISHED in Tune and in MLflow, with
+each epoch logged once, whichever worker its retry ran in.
 """
 
 from __future__ import annotations
@@ -148,7 +147,7 @@ def test_a_trial_whose_worker_is_killed_mid_epoch_finishes(flows, tmp_path: Path
     try:
         for label, killer in schedules.items():
             results, parent = _search(flows, client, experiment_id, killer, label)
-            where = f"{label}: killed {killer.killed}, workers by trial {killer.pids}"
+            where = f"{label}: killed {killer.killed}, the PIDs each trial reported {killer.pids}"
             assert len(killer.killed) == 1, where
             for result in results:
                 assert result.error is None, f"{where}: {result.error}"
