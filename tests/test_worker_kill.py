@@ -87,16 +87,18 @@ class KillMidEpoch(tune.Callback):
 
 @pytest.fixture(scope="module")
 def flows(tmp_path_factory: pytest.TempPathFactory):
-    """pipelines.flows, imported with a private SEQLAB_HOME (Prefect reads it at import)."""
-    os.environ["SEQLAB_HOME"] = str(tmp_path_factory.mktemp("killed") / "home")
-    for var in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "PREFECT_API_URL"):
-        os.environ.pop(var, None)
-    from pipelines import settings
+    """pipelines.flows, imported with a private SEQLAB_HOME (Prefect reads it at import) and
+    no servers configured: the embedded default, a local Ray."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SEQLAB_HOME", str(tmp_path_factory.mktemp("killed") / "home"))
+        for var in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "PREFECT_API_URL"):
+            patch.delenv(var, raising=False)
+        from pipelines import settings
 
-    settings.configure_environment()
-    from pipelines import flows
+        settings.configure_environment()
+        from pipelines import flows
 
-    return flows
+        yield flows
 
 
 def _search(flows, client, experiment_id: str, killer: KillMidEpoch, label: str):
