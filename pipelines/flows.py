@@ -400,7 +400,7 @@ def tune_variant(
     trainable = _trainable(train_trial, spec, dataset, checkpoint_every=checkpoint_every(spec))
     run_config = _run_config(
         f"{spec.name}-{variant}",
-        [runs, Progress(variant, trials, METRIC, spec.fixed.max_epochs)],
+        [runs, Progress(variant, trials, METRIC, spec.fixed.max_epochs, diverged=diverged)],
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=keep_checkpoints(spec),
             checkpoint_score_attribute=METRIC,
@@ -523,7 +523,17 @@ def repeat_best(
     tested = f"test/{dataset.metric}"  # each repeat's last report: its test metrics
     run_config = _run_config(
         f"{spec.name}-repeats",
-        [runs, Progress("repeats", total, METRIC, spec.fixed.max_epochs, test_metric=tested)],
+        [
+            runs,
+            Progress(
+                "repeats",
+                total,
+                METRIC,
+                spec.fixed.max_epochs,
+                test_metric=tested,
+                diverged=diverged,
+            ),
+        ],
     )
     tune_config = tune.TuneConfig(
         max_concurrent_trials=spec.search.max_concurrent, reuse_actors=reuse_workers()

@@ -10,7 +10,7 @@ from typing import Any, TextIO
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
-from pipelines.failures import trial_error
+from pipelines.failures import Divergence, trial_error
 
 
 class Progress(Callback):
@@ -18,7 +18,8 @@ class Progress(Callback):
 
     `max_epochs` is the training budget of a trial. With `test_metric` (a repeat's
     `test/<metric>`), a trial's last report is its test result, after its last epoch: it is
-    counted as no epoch, and its value is shown when the trial ends.
+    counted as no epoch, and its value is shown when the trial ends. With `diverged` (the
+    study's rule), a trial that ends diverged says so, and why, in place of its score.
     """
 
     def __init__(
@@ -30,12 +31,14 @@ class Progress(Callback):
         out: TextIO | None = None,
         every_s: float = 15.0,
         test_metric: str | None = None,
+        diverged: Divergence | None = None,
     ) -> None:
         self.variant = variant
         self.total = total
         self.metric = metric
         self.max_epochs = max_epochs
         self.test_metric = test_metric
+        self.diverged = diverged
         # None: whatever sys.stdout is at print time. Tune pickles its callbacks with the
         # experiment state, and a captured or redirected stream may not pickle.
         self.out = out
@@ -83,9 +86,14 @@ class Progress(Callback):
             else ""
         )
         running = sum(t.status == Trial.RUNNING for t in trials if t is not trial)
+        why = self.diverged(last) if self.diverged is not None else None
+        score = (
+            f"DIVERGED: {why}"
+            if why
+            else f"best {self.metric} {self.trial_best.get(trial.trial_id, math.nan):.4f}{tested}"
+        )
         self._say(
-            f"trial {self.numbers.get(trial.trial_id, '?')}/{self.total} {how}: "
-            f"best {self.metric} {self.trial_best.get(trial.trial_id, math.nan):.4f}{tested} | "
+            f"trial {self.numbers.get(trial.trial_id, '?')}/{self.total} {how}: {score} | "
             f"done {self.finished}/{self.total}, running {running}, best so far {self.best:.4f}"
         )
 

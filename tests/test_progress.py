@@ -6,6 +6,7 @@ import io
 
 from ray.tune.experiment import Trial
 
+from pipelines.failures import Divergence
 from pipelines.progress import Progress
 
 MAX_EPOCHS = 12
@@ -63,3 +64,20 @@ def test_a_search_trial_stopped_early_says_at_which_epoch() -> None:
     assert lines[0] == "[lstm] trial 1/3 started  lr=0.01"
     assert "trial 1 at epoch 4/12, best so far 0.5000" in lines[-2]
     assert lines[-1].startswith("[lstm] trial 1/3 stopped early at epoch 4: best val/loss 0.5000 |")
+
+
+def test_a_diverged_trial_says_so_and_why() -> None:
+    """A trial that ends with a NaN loss, or far above the baseline, is not 'finished: best'."""
+    out = io.StringIO()
+    rule = Divergence("mse", 0.167)
+    progress = Progress("wild", 2, "val/loss", 3, out=out, every_s=1e9, diverged=rule)
+    blown, fine = _trial("d"), _trial("e")
+    for trial, losses in ((blown, [0.5, 3e4, 1.9e12]), (fine, [0.5, 0.3, 0.2])):
+        progress.on_trial_start(0, [blown, fine], trial)
+        for epoch, loss in enumerate(losses, 1):
+            result = {"training_iteration": epoch, "val/loss": loss, "train/loss": loss}
+            _report(progress, [blown, fine], trial, result)
+        _complete(progress, [blown, fine], trial)
+    lines = out.getvalue().splitlines()
+    assert "trial 1/2 finished: DIVERGED: val/loss 1.9e+12 at epoch 3 is over 1000x" in lines[1]
+    assert "trial 2/2 finished: best val/loss 0.2000" in lines[-1]
