@@ -294,28 +294,36 @@ def _comparison_table(record: StudyRecord, summaries: list[stats.Summary], mode:
     metric, baseline = record.metric, record.baseline
     searched = sorted(record.spec["search"]["space"])
     ratio = shows_ratio(mode, baseline)
-    head = (
-        f"| variant | repeats | test {metric} mean ± sd | 95% CI | baseline {metric} "
-        + ("| mean / baseline " if ratio else "")
-        + "| best val/loss (search) | "
-        + " | ".join(searched)
-        + " |"
-    )
-    lines = [head, "|---" * (6 + ratio + len(searched)) + "|"]
+    head = ["variant", "repeats", f"test {metric} mean ± sd", "95% CI", f"baseline {metric}"]
+    head += ["mean / baseline"] if ratio else []
+    head += ["best val/loss (search)", *searched]
+    lines = [_row(head), "|---" * len(head) + "|"]
     ordered = sorted(summaries, key=lambda s: s.mean if mode == "min" else -s.mean)
     for s in ordered:
-        trials = record.of("trial", s.variant)
-        best_trial = min(trials, key=lambda r: r.best_val, default=None)
+        best_trial = _chosen_trial(record.of("trial", s.variant))
         config = [best_trial.params.get(k, "") if best_trial else "" for k in searched]
-        lines.append(
-            f"| {s.variant} | {s.n} | {_fmt(s.mean)} ± {_fmt(s.std)} "
-            f"| [{_fmt(s.ci_low)}, {_fmt(s.ci_high)}] | {_fmt(baseline)} "
-            + (f"| {_fmt(s.mean / baseline, 3)} " if ratio else "")
-            + f"| {_fmt(best_trial.best_val) if best_trial else 'n/a'} | "
-            + " | ".join(_short(c) for c in config)
-            + " |"
-        )
+        cells = [s.variant, str(s.n), f"{_fmt(s.mean)} ± {_fmt(s.std)}"]
+        cells += [f"[{_fmt(s.ci_low)}, {_fmt(s.ci_high)}]", _fmt(baseline)]
+        cells += [_fmt(s.mean / baseline, 3)] if ratio else []
+        cells += [_fmt(best_trial.best_val) if best_trial else "n/a"]
+        cells += [_short(c) for c in config]
+        lines.append(_row(cells))
     return "\n".join(lines) + "\n"
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _chosen_trial(trials: list[RunRecord]) -> RunRecord | None:
+    """The search trial whose configuration the repeats retrained, as the flow chose it: the
+    lowest finite val/loss among the trials that neither failed nor diverged."""
+    usable = [
+        r
+        for r in trials
+        if r.status != "FAILED" and "diverged" not in r.tags and math.isfinite(r.best_val)
+    ]
+    return min(usable, key=lambda r: r.best_val, default=None)
 
 
 def _short(value: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from pipelines import report
 from pipelines.report import RunRecord, StudyRecord
 
@@ -99,3 +101,28 @@ def test_no_ratio_for_a_maximised_metric_or_a_baseline_near_zero() -> None:
     )
     assert "mean / baseline" not in tiny.summary
     assert len(_table(tiny)) == 2
+
+
+def test_the_table_shows_the_trial_the_repeats_retrained() -> None:
+    """A trial that diverged after a good epoch is not the search's best, as the flow chose."""
+    record = _record("mse", 0.2, {"lstm": [0.01, 0.02, 0.03], "rnn": [0.19, 0.2, 0.21]})
+    blown = dataclasses.replace(
+        record.runs[0],
+        run_id="lstm-trial-blown",
+        status="FAILED",
+        params={"lr": "1000000.0"},
+        history={"val/loss": [0.001, float("nan")]},
+        tags={"diverged": "val/loss is nan at epoch 2"},
+    )
+    record.runs.append(blown)
+    rows = {row["variant"]: row for row in _table(report.build(record))}
+    assert rows["lstm"]["best val/loss (search)"] == "0.4000"
+    assert rows["lstm"]["lr"] == "0.02"
+
+
+def test_a_table_without_a_shared_search_space_has_no_empty_column() -> None:
+    record = _record("mse", 0.2, {"lstm": [0.01, 0.02, 0.03], "rnn": [0.19, 0.2, 0.21]})
+    record.spec["search"]["space"] = {}
+    table = [line for line in report.build(record).summary.splitlines() if line.startswith("|")]
+    assert len({line.count("|") for line in table}) == 1
+    assert "|  |" not in table[0] and table[0].endswith("| best val/loss (search) |")
