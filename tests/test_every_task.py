@@ -145,8 +145,8 @@ def assert_study_landed(lab: Lab, study: str, variants: list[str], trials: int, 
     assert [p.info.status for p in parents] == ["FINISHED"]
     parent_id = parents[0].info.run_id
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent_id}
-    statuses = {c.info.run_name: c.info.status for c in children}
-    assert set(statuses.values()) == {"FINISHED"}, statuses  # none RUNNING, none FAILED
+    unfinished = [(c.info.run_name, c.info.status) for c in children if c.info.status != "FINISHED"]
+    assert children and not unfinished, unfinished  # none RUNNING, none FAILED or KILLED
     for variant in variants:
         mine = [c for c in children if c.data.tags["variant"] == variant]
         kinds = sorted(c.data.tags["kind"] for c in mine)
