@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -113,7 +114,9 @@ def compare(scores: dict[str, list[float]], alpha: float = 0.05) -> list[Compari
     raw = []
     for a, b in pairs:
         xa, xb = np.asarray(scores[a], float), np.asarray(scores[b], float)
-        welch = stats.ttest_ind(xa, xb, equal_var=False).pvalue
+        with warnings.catch_warnings():  # identical scores: the test's NaN says it, below
+            warnings.filterwarnings("ignore", "Precision loss occurred", RuntimeWarning)
+            welch = stats.ttest_ind(xa, xb, equal_var=False).pvalue
         raw.append((xa, xb, 1.0 if math.isnan(welch) else float(welch)))
     adjusted = holm([p for _, _, p in raw])
     out = []

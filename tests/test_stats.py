@@ -84,3 +84,13 @@ def test_no_winner_without_significance() -> None:
     assert not comparisons[0].significant
     assert winner(summaries, comparisons, "min") is None
     assert winner([summarize("a", [1.0])], [], "min") is None
+
+
+def test_identical_repeats_compare_without_a_warning_on_the_terminal() -> None:
+    """Two repeats with the same score (a seq2seq task's exact match, say) are a real outcome."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (comparison,) = compare({"a": [0.3333, 0.3333], "b": [0.3333, 0.3333]})
+    assert not comparison.significant
