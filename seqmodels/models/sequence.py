@@ -310,8 +310,8 @@ class SequenceAutoencoder(Architecture):
 
     On a padded batch the code is each sequence's own summary (`Recurrence.final` at x_len);
     the decoder still runs all T steps, and what it emits past x_len is for the loss to mask.
-    Shapes: `forward(x: (B, T, F) or ids (B, T), x_len: (B,) | None) -> (B, T, output_size)`, output_size = F
-    to reconstruct; `encode(x, x_len) -> (B, D*H)`.
+    Token ids (B, T) are read one-hot. Shapes: `forward(x: (B, T, F), x_len: (B,) | None) ->
+    (B, T, output_size)`, output_size = F to reconstruct; `encode(x, x_len) -> (B, D*H)`.
     """
 
     book = "10.4; reading note 2"
