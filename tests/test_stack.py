@@ -313,10 +313,17 @@ def stacked_study(team_stack: dict) -> dict:
 def test_run_logs_to_the_mlflow_server_not_to_sqlite(stacked_study: dict) -> None:
     from mlflow.tracking import MlflowClient
 
-    assert f"open {stacked_study['mlflow']}" in stacked_study["run"].stdout
     client = MlflowClient(tracking_uri=stacked_study["mlflow"])
     experiment = client.get_experiment_by_name("smoke")
     assert experiment is not None
+    runs = f"{stacked_study['mlflow']}/#/experiments/{experiment.experiment_id}/runs"
+    assert (
+        f"{runs}  (the study's runs)" in stacked_study["run"].stdout
+    )  # the server, no `mlflow ui`
+    assert (
+        f"{runs}/{stacked_study['parent_run_id']}  (this parent run)" in stacked_study["run"].stdout
+    )
+    assert "mlflow ui" not in stacked_study["run"].stdout
     assert experiment.artifact_location.startswith("mlflow-artifacts:")  # served by the server
     parent_id = stacked_study["parent_run_id"]
     children = client.search_runs(
