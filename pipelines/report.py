@@ -18,10 +18,8 @@ from matplotlib.figure import Figure
 from mlflow.tracking import MlflowClient
 
 from pipelines import settings, stats, tracking
-from seqmodels.tasks.metrics import METRICS, metric_range
+from seqmodels.tasks.metrics import metric_range
 
-# Metrics where larger is better; every other metric is minimised.
-MAXIMISED = frozenset(name for name, declared in METRICS.items() if declared.maximised)
 # `mean / baseline` only where the baseline is at least this far from 0. The baselines are
 # trivial predictors' errors, from 1.0 (PER) down to about 0.02 (copy memory at T=1000); one
 # below 1e-3 means the trivial predictor is already almost perfect, and a ratio to it
@@ -32,7 +30,7 @@ GRAD_LAG = re.compile(r"diag/grad_h_lag_(\d+)")
 
 
 def metric_mode(metric: str) -> stats.Mode:
-    return "max" if metric in MAXIMISED else "min"
+    return "max" if metric_range(metric).maximised else "min"
 
 
 @dataclass(frozen=True)
