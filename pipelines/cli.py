@@ -982,21 +982,18 @@ UI_PORT = 5000  # `mlflow ui`'s own default
 def browse_lines(
     tracking_uri: str, experiment_id: str, run_id: str, port: int = UI_PORT
 ) -> list[str]:
-    """Where to see a study in MLflow's UI: its training runs, and its parent run.
-
-    The links are routes of MLflow's UI (a hash router; `#/experiments/:experimentId/runs` and
-    `#/experiments/:experimentId/runs/:runUuid` in MLflow 3.x, tests/test_cli_output.py finds
-    them in the served bundle): MLflow 3 opens its bare URL on the GenAI overview, not on the
-    runs. A tracking server (http) is linked directly; any other store gets the `mlflow ui`
-    command that serves it on 127.0.0.1:`port` first.
+    """Where to see a study in MLflow's UI (`settings.mlflow_ui_url`): its training runs, and
+    its parent run. A tracking server (http) is linked directly; any other store gets the
+    `mlflow ui` command that serves it on 127.0.0.1:`port` first.
     """
     if tracking_uri.startswith(("http://", "https://")):
-        base, start = tracking_uri.rstrip("/"), []
+        base, start = tracking_uri, []
     else:
         base = f"http://127.0.0.1:{port}"
         start = [f"mlflow ui --backend-store-uri {tracking_uri} --port {port}", "then open:"]
-    runs = f"{base}/#/experiments/{experiment_id}/runs"
-    return [*start, f"{runs}  (the study's runs)", f"{runs}/{run_id}  (this parent run)"]
+    runs = settings.mlflow_ui_url(base, experiment_id)
+    parent = settings.mlflow_ui_url(base, experiment_id, run_id)
+    return [*start, f"{runs}  (the study's runs)", f"{parent}  (this parent run)"]
 
 
 if __name__ == "__main__":

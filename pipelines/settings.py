@@ -51,6 +51,17 @@ def tracking_uri() -> str:
     )
 
 
+def mlflow_ui_url(base: str, experiment_id: str, run_id: str | None = None) -> str:
+    """A page of the MLflow UI served at `base`: an experiment's training runs, or one run.
+
+    Routes of MLflow 3.x's hash router (`#/experiments/:experimentId/runs[/:runUuid]`;
+    tests/test_cli_output.py finds them in the served bundle). Its bare URL opens on the GenAI
+    overview, not on the runs.
+    """
+    runs = f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs"
+    return f"{runs}/{run_id}" if run_id else runs
+
+
 def artifact_root() -> str:
     """Where new experiments keep artifacts in the embedded default (a file URI under the home)."""
     return (seqlab_home() / "mlartifacts").as_uri()

@@ -54,10 +54,10 @@ def ensure_experiment(mlflow: MlflowClient, name: str) -> str:
 
 def run_url(experiment_id: str, run_id: str) -> str | None:
     """The run's page in the MLflow UI, when a tracking server serves it; None otherwise."""
-    uri = settings.tracking_uri().rstrip("/")
+    uri = settings.tracking_uri()
     if not uri.startswith(("http://", "https://")):
         return None
-    return f"{uri}/#/experiments/{experiment_id}/runs/{run_id}"
+    return settings.mlflow_ui_url(uri, experiment_id, run_id)
 
 
 def artifact_access_problem(mlflow: MlflowClient, name: str) -> str | None:
