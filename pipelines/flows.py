@@ -448,8 +448,9 @@ def variant_outcome(
     results = list(results)  # a ResultGrid, or some of its results
     errors = [r.error for r in results if r.error is not None]
     trained = [r for r in results if r.error is None]
-    reasons = [why for r in trained if (why := diverged(r.metrics)) is not None]
-    usable = [r for r in trained if diverged(r.metrics) is None]
+    judged = [(r, diverged(r.metrics)) for r in trained]
+    reasons = [why for _, why in judged if why is not None]
+    usable = [r for r, why in judged if why is None]
     scored = [
         (float(metrics[METRIC]), checkpoint, r)
         for r in usable
