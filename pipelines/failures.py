@@ -144,13 +144,46 @@ class _Worth(logging.Filter):
 
 
 @contextmanager
+def _raylet_messages_to(logger: logging.Logger) -> Iterator[None]:
+    """Sends the raylet's messages to the driver ("A worker died or was killed ...") to `logger`
+    instead of stdout.
+
+    Ray's driver prints them, colour codes included, from its `ray_listen_error_messages`
+    thread, which every driver starts whatever `log_to_driver` says, through the module-level
+    `ray._private.worker.print_to_stdstream`, looked up at each call: replacing that name is the
+    only hook Ray leaves. Everything else it prints passes through unchanged. Where a Ray
+    release drops the name, the messages reach the terminal as before.
+    """
+    import ray._private.worker as ray_worker
+
+    printer = getattr(ray_worker, "print_to_stdstream", None)
+    if printer is None:
+        yield
+        return
+
+    def print_to_stdstream(data: dict[str, Any], ignore_prefix: bool) -> None:
+        if data.get("pid") != "raylet":
+            printer(data, ignore_prefix)
+            return
+        for line in data.get("lines", []):
+            logger.warning("raylet: %s", " ".join(ANSI.sub("", str(line)).split()))
+
+    ray_worker.print_to_stdstream = print_to_stdstream
+    try:
+        yield
+    finally:
+        ray_worker.print_to_stdstream = printer
+
+
+@contextmanager
 def study_log(study: str) -> Iterator[Path]:
     """While the study runs, Ray Tune's warnings and errors go to its log file, and its errors
     do not reach the terminal, where each failed trial gets one line (`progress.Progress`).
 
     Ray's driver logs a failed trial's whole traceback, colour codes included, through the
     `ray.tune` loggers, to the `ray` logger's stderr handler. A `seqlab`-logger record goes to
-    the file too. Yields the file's path.
+    the file too, and so do the raylet's messages, such as the one on a worker that died
+    (`_raylet_messages_to`). Yields the file's path.
     """
     path = log_path(study)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -168,7 +201,8 @@ def study_log(study: str) -> Iterator[Path]:
     for h in terminal:
         h.addFilter(quiet)
     try:
-        yield path
+        with _raylet_messages_to(logging.getLogger("seqlab.raylet")):
+            yield path
     finally:
         for h in terminal:
             h.removeFilter(quiet)

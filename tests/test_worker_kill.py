@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -134,8 +135,10 @@ def _search(flows, client, experiment_id: str, killer: KillMidEpoch, label: str)
     return flows._fit(tuner, parent, "trial", "rnn"), parent
 
 
-def test_a_trial_whose_worker_is_killed_mid_epoch_finishes(flows, tmp_path: Path) -> None:
-    from pipelines import tracking
+def test_a_trial_whose_worker_is_killed_mid_epoch_finishes(
+    flows, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from pipelines import failures, tracking
 
     assert flows.reuse_workers(), "the local default, where Tune reuses workers"
     client = tracking.client()
@@ -147,25 +150,37 @@ def test_a_trial_whose_worker_is_killed_mid_epoch_finishes(flows, tmp_path: Path
     }
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        for label, killer in schedules.items():
-            results, parent = _search(flows, client, experiment_id, killer, label)
-            where = f"{label}: killed {killer.killed}, the PIDs each trial reported {killer.pids}"
-            assert len(killer.killed) == 1, where
-            for result in results:
-                assert result.error is None, f"{where}: {result.error}"
-                assert result.metrics["training_iteration"] == EPOCHS, where
-            (killed,) = [r for r in results if r.metrics["trial_id"] == killer.target]
-            # resumed from a checkpoint in another worker, not trained again from its start
-            assert killed.metrics["iterations_since_restore"] < EPOCHS, where
-            assert killer.pids[killer.target][-1] != killer.killed[0], where
-            runs = tracking.child_runs(client, parent, "trial")
-            assert sorted(r.data.tags["trial_id"] for r in runs) == sorted(
-                r.metrics["trial_id"] for r in results
-            ), f"{where}: one MLflow run per trial"
-            for run in runs:
-                assert run.info.status == "FINISHED", f"{where}: {run.info.status}"
-                history = client.get_metric_history(run.info.run_id, "val/loss")
-                steps = sorted(m.step for m in history)
-                assert steps == list(range(EPOCHS)), f"{where}: each epoch once, {steps}"
+        with failures.study_log(SPEC["name"]) as log:
+            _kill_each(flows, client, experiment_id, schedules)
+            time.sleep(2)  # the raylet's message on the last death arrives after the search
     finally:
         ray.shutdown()
+    # the terminal got nothing of Ray's on those deaths; the study's log has the raylet's word
+    out, err = capfd.readouterr()
+    assert "(raylet)" not in out + err and "\x1b[" not in out + err, out + err
+    assert "A worker died or was killed" in log.read_text()
+
+
+def _kill_each(flows, client, experiment_id: str, schedules: dict[str, KillMidEpoch]) -> None:
+    from pipelines import tracking
+
+    for label, killer in schedules.items():
+        results, parent = _search(flows, client, experiment_id, killer, label)
+        where = f"{label}: killed {killer.killed}, the PIDs each trial reported {killer.pids}"
+        assert len(killer.killed) == 1, where
+        for result in results:
+            assert result.error is None, f"{where}: {result.error}"
+            assert result.metrics["training_iteration"] == EPOCHS, where
+        (killed,) = [r for r in results if r.metrics["trial_id"] == killer.target]
+        # resumed from a checkpoint in another worker, not trained again from its start
+        assert killed.metrics["iterations_since_restore"] < EPOCHS, where
+        assert killer.pids[killer.target][-1] != killer.killed[0], where
+        runs = tracking.child_runs(client, parent, "trial")
+        assert sorted(r.data.tags["trial_id"] for r in runs) == sorted(
+            r.metrics["trial_id"] for r in results
+        ), f"{where}: one MLflow run per trial"
+        for run in runs:
+            assert run.info.status == "FINISHED", f"{where}: {run.info.status}"
+            history = client.get_metric_history(run.info.run_id, "val/loss")
+            steps = sorted(m.step for m in history)
+            assert steps == list(range(EPOCHS)), f"{where}: each epoch once, {steps}"
