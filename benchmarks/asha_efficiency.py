@@ -5,7 +5,7 @@ Both searches run the same N configurations on the adding problem, drawn once fr
 search space (`lr` log-uniform, `hidden_size` a choice) with a seeded generator, and handed to
 Tune as a grid over a point index, so the two Tuners see the same configurations in the same
 order. Each trial is the study's own: `trainable.train_trial` under `flows._trainable`, with the
-`tracking.TrialRuns` callback logging to an MLflow SQLite store in a temporary SEQLAB_HOME,
+`trial_runs.TrialRuns` callback logging to an MLflow SQLite store in a temporary SEQLAB_HOME,
 on a local Ray (`flows.ray_session`). Every trial trains with the same seed, so a configuration
 follows the same curve in both searches (the script checks this).
 
@@ -40,8 +40,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from pipelines.spec import Distribution, StudySpec
-    from pipelines.store import DatasetRef
+    from pipelines.data.store import DatasetRef
+    from pipelines.spec.study import Distribution, StudySpec
 
 from common import (
     add_adding_arguments,
@@ -88,7 +88,7 @@ class Search:
 
 def study_spec(args: argparse.Namespace) -> StudySpec:
     """The study both searches share: its space, budget per trial and ASHA's settings."""
-    from pipelines.spec import parse_spec
+    from pipelines.spec.study import parse_spec
 
     raw = adding_study(
         "asha-efficiency",
@@ -148,8 +148,10 @@ def run_search(
     from ray import tune
     from ray.tune.schedulers import FIFOScheduler
 
-    from pipelines import flows, tracking
-    from pipelines.trainable import train_trial
+    from pipelines import tracking
+    from pipelines.study import flows
+    from pipelines.tracking import trial_runs
+    from pipelines.trial.trainable import train_trial
 
     search = Search(kind)
 
@@ -177,7 +179,7 @@ def run_search(
     }
     client = tracking.client()
     parent_id = client.create_run(experiment_id, run_name=label, tags={"kind": "study"}).info.run_id
-    runs = tracking.TrialRuns(client, experiment_id, parent_id, "trial")
+    runs = trial_runs.TrialRuns(client, experiment_id, parent_id, "trial")
     run_config = flows._run_config(
         label,
         [runs, Arrivals()],
@@ -275,7 +277,9 @@ def spearman(xs: list[float], ys: list[float]) -> float:
 
 
 def measure(args: argparse.Namespace, home: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    from pipelines import flows, store, tracking
+    from pipelines import tracking
+    from pipelines.data import store
+    from pipelines.study import flows
 
     spec = study_spec(args)
     dataset = store.prepare(spec.task.name, spec.task.options.__dict__, spec.task.seed, home)

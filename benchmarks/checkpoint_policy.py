@@ -2,7 +2,7 @@
 the epochs that lower its validation loss (and its last one) do, as trials now do by default.
 
 Two arms, one trial each, through the real stack: `flows.tune_variant` (its function, without
-Prefect) inside `flows.ray_session()`, the `tracking.TrialRuns` callback logging to an MLflow
+Prefect) inside `flows.ray_session()`, the `trial_runs.TrialRuns` callback logging to an MLflow
 SQLite store in a temporary SEQLAB_HOME.
 
 - every-epoch: `search.checkpoint_every: 1`, what every trial did before.
@@ -56,7 +56,7 @@ VARIANT = "lstm"
 
 def study_spec(args: argparse.Namespace, checkpoint_every: int | None) -> Any:
     """A one-variant, one-trial study spec whose trial runs every epoch (FIFO)."""
-    from pipelines.spec import parse_spec
+    from pipelines.spec.study import parse_spec
 
     raw = adding_study(
         "checkpoint-policy",
@@ -113,7 +113,9 @@ def run_arm(spec: Any, dataset: Any, experiment_id: str, index: int) -> dict[str
 
 
 def measure(args: argparse.Namespace, home: Path) -> dict[str, Any]:
-    from pipelines import flows, store, tracking
+    from pipelines import tracking
+    from pipelines.data import store
+    from pipelines.study import flows
 
     specs = {arm: study_spec(args, every) for arm, every in ARMS.items()}
     spec = specs["improvements"]

@@ -32,7 +32,7 @@ from common import embedded_env, machine, publish, versions
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "cli_exit.json"
-WITHOUT_FREEZE = "import sys; from pipelines.cli import main; sys.exit(main())"
+WITHOUT_FREEZE = "import sys; from pipelines.cli.app import main; sys.exit(main())"
 WAYS = {
     "baseline": [sys.executable, "-c", WITHOUT_FREEZE],
     "seqlab": [str(Path(sys.executable).with_name("seqlab"))],

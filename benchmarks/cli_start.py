@@ -2,8 +2,8 @@
 
 Two measurements, each the median of `--repeats` fresh subprocesses:
 
-1. Import time of the module that holds the `prepare-data` Prefect task, `pipelines.data_flows`
-   (Prefect and the store), against `pipelines.flows` (the whole training stack: torch,
+1. Import time of the module that holds the `prepare-data` Prefect task, `pipelines.data.prepare`
+   (Prefect and the store), against `pipelines.study.flows` (the whole training stack: torch,
    Lightning, Ray, MLflow), which held it before. Their ratio is the import share saved.
 2. Wall time of `seqlab data prepare adding` as a user runs it, with Prefect's ephemeral API:
    into an empty store, then again on the store that now holds the dataset (a cache hit).
@@ -26,7 +26,7 @@ from common import embedded_env, machine, write_atomically
 
 ROOT = Path(__file__).resolve().parents[1]
 IMPORT = (
-    "import time; from pipelines import settings; settings.configure_environment(); "
+    "import time; from pipelines.ops import settings; settings.configure_environment(); "
     "t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
 )
 
@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, help="write the results here (atomically)")
     args = parser.parse_args()
-    imports: dict[str, list[float]] = {"pipelines.data_flows": [], "pipelines.flows": []}
+    imports: dict[str, list[float]] = {"pipelines.data.prepare": [], "pipelines.study.flows": []}
     cold: list[float] = []
     cached: list[float] = []
     for _ in range(args.repeats):
@@ -81,7 +81,7 @@ def main() -> None:
     ]:
         runs = ", ".join(f"{t:.1f}" for t in times)
         print(f"| {label} | {statistics.median(times):.1f} | {runs} |")
-    ratio = medians["pipelines.data_flows"] / medians["pipelines.flows"]
+    ratio = medians["pipelines.data.prepare"] / medians["pipelines.study.flows"]
     print(f"import ratio data_flows / flows: {ratio:.2f}")
     if args.json:
         write_atomically(

@@ -63,7 +63,7 @@ def private_home(prefix: str) -> Iterator[Path]:
         os.environ["SEQLAB_HOME"] = str(home)
         for var in SERVER_VARS:
             os.environ.pop(var, None)
-        from pipelines import settings
+        from pipelines.ops import settings
 
         settings.configure_environment()  # before flows imports Prefect
         settings.quiet_known_warnings()
@@ -111,7 +111,8 @@ def one_trial(spec: Any, variant: str, dataset: Any, experiment_id: str, index: 
     Raises:
         RuntimeError: the trial failed or stopped before `max_epochs`.
     """
-    from pipelines import flows, tracking
+    from pipelines import tracking
+    from pipelines.study import flows
 
     client = tracking.client()
     parent = client.create_run(experiment_id, run_name=f"round-{index}", tags={"kind": "study"})

@@ -1,6 +1,6 @@
 """Data preparation: time to prepare each task, the cached re-run, and whether loading keeps up.
 
-Three measurements, all through `pipelines.store.prepare`, the function the Prefect task
+Three measurements, all through `pipelines.data.store.prepare`, the function the Prefect task
 `prepare_data` calls (Prefect's own start-up is not counted; `quickstart_wall.py` measures it):
 
 1. preparation time of every built-in task at its default size, median of `--repeats` runs, each
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from pipelines.store import prepare
+from pipelines.data.store import prepare
 from seqmodels.data import NpzDataModule
 from seqmodels.lit import Seq2Seq, SequenceRegression
 from seqmodels.models import ModelConfig, build_model
@@ -73,7 +73,7 @@ def loader_rate(root: str, batch: int, max_batches: int) -> float:
 
 def step_rate(root: str, config: ModelConfig, module_type: type, batch: int, steps: int) -> float:
     """Samples per second consumed by training steps on batches already in memory."""
-    from pipelines.store import read_ref
+    from pipelines.data.store import read_ref
 
     ref = read_ref(Path(root))
     module = module_type(build_model(config, ref.input_size, ref.output_size))

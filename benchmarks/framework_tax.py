@@ -17,7 +17,7 @@ One model, one dataset, one process tree, six arms, timed per epoch and reported
   (`trainable.build_module`) in this process, without Tune or MLflow.
 - seqlab: the real stack, as a study runs a trial (`deterministic: true`, the default):
   `flows.tune_variant` (its function, without Prefect) inside `flows.ray_session()`, one trial
-  of `trainable.train_trial` under a Tuner with the `tracking.TrialRuns` callback logging to an
+  of `trainable.train_trial` under a Tuner with the `trial_runs.TrialRuns` callback logging to an
   MLflow SQLite store in a temporary SEQLAB_HOME. Its epoch time is Tune's `time_this_iter_s`:
   the time between two reports in the trial, which includes the checkpoint, Tune's reporting,
   and the driver's handling of the previous result (MLflow logging included), because a function
@@ -69,8 +69,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pipelines.spec import StudySpec
-    from pipelines.store import DatasetRef
+    from pipelines.data.store import DatasetRef
+    from pipelines.spec.study import StudySpec
 
 from common import (
     add_adding_arguments,
@@ -120,7 +120,7 @@ class ArmRun:
 
 def study_spec(args: argparse.Namespace, deterministic: bool = True) -> StudySpec:
     """A one-variant, one-trial study spec: the trial config every arm trains."""
-    from pipelines.spec import parse_spec
+    from pipelines.spec.study import parse_spec
 
     raw = adding_study(
         "framework-tax",
@@ -158,7 +158,7 @@ def bare_arm(
     from torch import nn
     from torch.nn import functional as F
 
-    from pipelines.trainable import build_net
+    from pipelines.trial.trainable import build_net
     from seqmodels.data import NpzDataModule
 
     began = time.perf_counter()
@@ -247,7 +247,7 @@ def lightning_arm(config: dict[str, Any], dataset: DatasetRef, scratch: Path) ->
     import lightning as L
     import torch
 
-    from pipelines.trainable import build_module, make_trainer
+    from pipelines.trial.trainable import build_module, make_trainer
     from seqmodels.data import NpzDataModule
 
     class EpochClock(L.Callback):
@@ -294,12 +294,12 @@ def lightning_arm(config: dict[str, Any], dataset: DatasetRef, scratch: Path) ->
 def timed_mlflow_logging() -> Iterator[list[float]]:
     """Time `TrialRuns.on_trial_result` (the driver's MLflow `log_batch` for each epoch).
 
-    `flows.tune_variant` builds its callback from `tracking.TrialRuns` when called, so a subclass
+    `flows.tune_variant` builds its callback from `trial_runs.TrialRuns` when called, so a subclass
     put there for the duration times the real calls; it changes nothing else.
     """
-    from pipelines import tracking
+    from pipelines.tracking import trial_runs
 
-    original = tracking.TrialRuns
+    original = trial_runs.TrialRuns
     seconds: list[float] = []
 
     class TimedTrialRuns(original):  # type: ignore[misc, valid-type]
@@ -308,11 +308,11 @@ def timed_mlflow_logging() -> Iterator[list[float]]:
             super().on_trial_result(*args, **kwargs)
             seconds.append(time.perf_counter() - start)
 
-    tracking.TrialRuns = TimedTrialRuns
+    trial_runs.TrialRuns = TimedTrialRuns
     try:
         yield seconds
     finally:
-        tracking.TrialRuns = original
+        trial_runs.TrialRuns = original
 
 
 def seqlab_arm(spec: StudySpec, dataset: DatasetRef, experiment_id: str, index: int) -> ArmRun:
@@ -332,7 +332,8 @@ def probe_trial(spec: StudySpec, dataset: DatasetRef) -> dict[str, Any]:
     """What a trial's process gets: torch threads, OMP_NUM_THREADS, Ray's CPUs, CPU affinity."""
     from ray import tune
 
-    from pipelines import flows, settings
+    from pipelines.ops import settings
+    from pipelines.study import flows
 
     def probe(config: dict[str, Any], dataset: DatasetRef) -> None:
         import os
@@ -369,8 +370,10 @@ def measure(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     """Prepare the data, start Ray, probe a trial, then run the arms round by round."""
     import torch
 
-    from pipelines import flows, store, tracking
-    from pipelines.trainable import build_net
+    from pipelines import tracking
+    from pipelines.data import store
+    from pipelines.study import flows
+    from pipelines.trial.trainable import build_net
 
     spec, fast = study_spec(args), study_spec(args, deterministic=False)
     options = spec.task.options.__dict__

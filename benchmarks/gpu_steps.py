@@ -136,9 +136,9 @@ def run_case(case: Case, args: argparse.Namespace, scratch: Path) -> dict[str, A
     import lightning as L
     import torch
 
-    from pipelines.spec import parse_spec
-    from pipelines.store import prepare
-    from pipelines.trainable import build_module, make_trainer
+    from pipelines.data.store import prepare
+    from pipelines.spec.study import parse_spec
+    from pipelines.trial.trainable import build_module, make_trainer
     from seqmodels.data import NpzDataModule
 
     cuda = args.device == "cuda"
@@ -250,7 +250,7 @@ def main() -> int:
 
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no GPU")
-    from pipelines import settings
+    from pipelines.ops import settings
 
     settings.quiet_known_warnings()
     cases = [c for c in CASES if not args.only or any(k in c.name for k in args.only)]

@@ -23,8 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipelines.cli import training_share
-from pipelines.spec import load_spec
+from pipelines.cli.app import training_share
+from pipelines.spec.study import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 

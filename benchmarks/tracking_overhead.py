@@ -1,6 +1,6 @@
 """Per-trial cost of logging to the MLflow tracking server against the embedded SQLite store.
 
-A trial's logging is what `pipelines.tracking.TrialRuns` sends for one Tune trial: a child run
+A trial's logging is what `pipelines.tracking.runs.TrialRuns` sends for one Tune trial: a child run
 with its tags, one batch of params, one batch of metrics per epoch (placement tags with the
 first), and the end of the run. The baseline, timed in the same process, is the embedded
 SQLite store that `seqlab run` uses without a stack; the other store is a real `mlflow server`

@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 import torch
 
-from pipelines import settings
+from pipelines.ops import settings
 from tests.conftest import ROOT
 
 STUDY, TRIALS, SEEDS = "cluster", 8, 2
@@ -66,7 +66,7 @@ resources: {{cpu: {CPU_PER_TRIAL}, gpu: {GPU_PER_TRIAL}}}
 def test_every_report_says_where_the_trial_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     import ray.tune
 
-    from pipelines.trainable import Report
+    from pipelines.trial.trainable import Report
 
     reports: list[dict[str, Any]] = []
     monkeypatch.setattr(
@@ -98,7 +98,7 @@ class FakeMlflow:
 
 
 def test_trial_runs_tag_the_placement_once_and_again_if_it_moves() -> None:
-    from pipelines.tracking import TrialRuns
+    from pipelines.tracking.trial_runs import TrialRuns
 
     mlflow = FakeMlflow()
     runs = TrialRuns(mlflow, "1", "parent", "trial")  # type: ignore[arg-type]

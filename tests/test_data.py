@@ -11,7 +11,7 @@ import fsspec
 import numpy as np
 import pytest
 
-from pipelines.store import dataset_digest, is_prepared, prepare
+from pipelines.data.store import dataset_digest, is_prepared, prepare
 from seqmodels.data import NpzDataModule, load_split
 from seqmodels.errors import ConfigError
 from seqmodels.files import read_card

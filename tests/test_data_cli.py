@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import main
+from pipelines.cli.app import main
 from seqmodels.tasks import TASKS
 from tests.conftest import ROOT, SEQLAB, seqlab
 
@@ -74,7 +74,7 @@ def lanes(tmp_path_factory: pytest.TempPathFactory) -> dict:
             ["data", "prepare", "pairs_jsonl", "--set", f"path={few}"],
         ]
         code = (
-            "import json, sys; from pipelines.cli import main; "
+            "import json, sys; from pipelines.cli.app import main; "
             "codes = [main(argv) for argv in json.loads(sys.argv[1])]; "
             "print(json.dumps(codes), file=sys.stderr)"
         )
@@ -180,7 +180,7 @@ def test_tasks_lists_every_task(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_tasks_json_is_complete_and_imports_no_orchestration() -> None:
     code = (
-        "import sys; from pipelines.cli import main; rc = main(['tasks', '--json']); "
+        "import sys; from pipelines.cli.app import main; rc = main(['tasks', '--json']); "
         "heavy = {'ray', 'prefect', 'mlflow'} & set(sys.modules); "
         "sys.exit(f'imported {heavy}' if heavy else rc)"
     )
@@ -337,8 +337,8 @@ def test_bad_input_in_a_real_process_has_no_traceback(home: Path, files: Path) -
 def test_log_dataset_records_the_digest_on_the_run(tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
-    from pipelines.store import prepare
-    from pipelines.tracking import log_dataset
+    from pipelines.data.store import prepare
+    from pipelines.tracking.runs import log_dataset
 
     ref = prepare("adding", {"length": 6, "n_train": 8, "n_val": 4, "n_test": 4}, 0, tmp_path)
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")

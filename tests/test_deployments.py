@@ -21,12 +21,12 @@ def _schemas(*flow_names: str) -> dict[str, dict]:
     """The JSON schemas of flows' parameters, as the Prefect UI receives them.
 
     Read in a fresh interpreter, as `seqlab serve` builds them, and in one: the import of
-    `pipelines.deployments` (torch, Ray, Lightning, Prefect) is most of the time.
+    `pipelines.ops.deployments` (torch, Ray, Lightning, Prefect) is most of the time.
     """
     code = (
         "import json\n"
         "from prefect.utilities.callables import parameter_schema\n"
-        "from pipelines import deployments\n"
+        "from pipelines.ops import deployments\n"
         f"names = {list(flow_names)!r}\n"
         "print(json.dumps({n: parameter_schema(getattr(deployments, n)).model_dump() "
         "for n in names}))\n"

@@ -18,7 +18,8 @@ from tests.conftest import ROOT, descendants, embedded_env
 
 PROBE = """
 import json
-from pipelines import cli, settings
+from pipelines.cli import app as cli
+from pipelines.ops import settings
 
 settings.configure_environment()
 ready = cli._start_embedded_prefect()
@@ -78,7 +79,7 @@ def test_with_a_prefect_server_configured_nothing_is_started(configured: dict) -
     from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import temporary_settings
 
-    from pipelines import cli
+    from pipelines.cli import app as cli
 
     before = dict(SubprocessASGIServer._instances)
     children = set(descendants(os.getpid()))

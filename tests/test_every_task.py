@@ -1,7 +1,7 @@
 """Every spec that validates runs: a real study of every registered task, and of every file in
 `experiments/`, through the real stack (a Prefect flow run, a local Ray, an MLflow SQLite store).
 
-The studies run through the CLI in-process (`pipelines.cli.main`), one after another in one home
+The studies run through the CLI in-process (`pipelines.cli.app`), one after another in one home
 with a study name each: the imports, Prefect's ephemeral API server and MLflow's database are
 paid once for all of them instead of once a study (a `seqlab run` subprocess costs about a minute
 of start-up on 2 cores), and one local Ray, started here, serves every study (`flows.ray_session`
@@ -94,7 +94,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     os.environ["SEQLAB_HOME"] = str(root / "home")
     for var in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "PREFECT_API_URL", "SEQLAB_STORE"):
         os.environ.pop(var, None)
-    from pipelines import settings
+    from pipelines.ops import settings
 
     settings.configure_environment()  # before Ray is imported: a single-machine Ray
     import ray
@@ -125,7 +125,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 def run_cli(*args: str) -> int:
     """`seqlab ARGS` in this process; its exit status."""
-    from pipelines.cli import main
+    from pipelines.cli.app import main
 
     started = time.perf_counter()
     code = main(list(args))

@@ -20,8 +20,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from pipelines import report
-from pipelines.failures import DIVERGENCE_FACTOR, Divergence, error_line
-from pipelines.report import RunRecord, StudyRecord
+from pipelines.report.markdown import RunRecord, StudyRecord
+from pipelines.study.failures import DIVERGENCE_FACTOR, Divergence, error_line
 from tests.conftest import embedded_env, seqlab
 
 ADDING = Divergence("mse", 1 / 6)
@@ -181,14 +181,14 @@ def bad_trainable(config: dict[str, Any]) -> None:
 
 @pytest.fixture(scope="module")
 def flows(tmp_path_factory: pytest.TempPathFactory):
-    """pipelines.flows with a private SEQLAB_HOME, read by Prefect at import."""
+    """pipelines.study.flows with a private SEQLAB_HOME, read by Prefect at import."""
     os.environ["SEQLAB_HOME"] = str(tmp_path_factory.mktemp("failures") / "home")
     for var in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "PREFECT_API_URL"):
         os.environ.pop(var, None)
-    from pipelines import settings
+    from pipelines.ops import settings
 
     settings.configure_environment()
-    from pipelines import flows
+    from pipelines.study import flows
 
     return flows
 
@@ -199,9 +199,11 @@ def test_tune_results_of_trials_that_raise_nan_and_blow_up(flows, capfd) -> None
     import ray.cloudpickle
     from ray import tune
 
-    from pipelines import failures, tracking
-    from pipelines.progress import Progress
-    from pipelines.spec import parse_spec
+    from pipelines import tracking
+    from pipelines.spec.study import parse_spec
+    from pipelines.study import failures
+    from pipelines.study.progress import Progress
+    from pipelines.tracking import trial_runs
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers lack `tests`
     spec = parse_spec(
@@ -217,7 +219,7 @@ def test_tune_results_of_trials_that_raise_nan_and_blow_up(flows, capfd) -> None
     parent = client.create_run(experiment, tags={"kind": "study"}).info.run_id
     diverged = Divergence("mse", 1 / 6)
     ends = ["well", "raise", "nan", "huge"]
-    runs = tracking.TrialRuns(client, experiment, parent, "trial", diverged)
+    runs = trial_runs.TrialRuns(client, experiment, parent, "trial", diverged)
     run_config = flows._run_config(
         "failing",
         [runs, Progress("a", len(ends), "val/loss", 1)],

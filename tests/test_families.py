@@ -17,9 +17,9 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from pipelines.spec import StudySpec, parse_spec
-from pipelines.store import prepare
-from pipelines.trainable import build_module, evaluate, make_trainer
+from pipelines.data.store import prepare
+from pipelines.spec.study import StudySpec, parse_spec
+from pipelines.trial.trainable import build_module, evaluate, make_trainer
 from seqmodels.data import NpzDataModule
 from seqmodels.lit import SequenceRegression
 from seqmodels.models import ModelConfig, build_model

@@ -32,9 +32,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.spec import SpecError, fitting_architectures, parse_spec
-from pipelines.store import DatasetRef, prepare
-from pipelines.trainable import build_module
+from pipelines.data.store import DatasetRef, prepare
+from pipelines.spec.study import SpecError, fitting_architectures, parse_spec
+from pipelines.trial.trainable import build_module
 from seqmodels.config import CELL_OPTIONS, WIRINGS
 from seqmodels.data import NpzDataModule
 from seqmodels.files import read_arrays

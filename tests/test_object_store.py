@@ -115,7 +115,7 @@ def test_tunes_saved_state_is_found_in_the_bucket(
     """What `seqlab resume` asks of an experiment in the bucket before `Tuner.restore`."""
     for key, value in s3.items():
         monkeypatch.setenv(key, value)
-    from pipelines import flows
+    from pipelines.study import flows
 
     experiment = f"s3://{BUCKET}/resume/ray_results/study-rnn-20261127-120000"
     assert not flows._saved_state(experiment)

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from conftest import free_port, seqlab
 
-from pipelines import stack
+from pipelines.ops import stack
 
 pytestmark = pytest.mark.slow
 

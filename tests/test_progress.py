@@ -6,8 +6,8 @@ import io
 
 from ray.tune.experiment import Trial
 
-from pipelines.failures import Divergence
-from pipelines.progress import Progress
+from pipelines.study.failures import Divergence
+from pipelines.study.progress import Progress
 
 MAX_EPOCHS = 12
 

@@ -17,10 +17,10 @@ import torch
 import yaml
 from torch.nn import functional as F
 
-from pipelines.cli import main
-from pipelines.spec import SpecError, load_spec, parse_spec
-from pipelines.store import DatasetRef, _sha256, prepare
-from pipelines.trainable import build_module, make_trainer
+from pipelines.cli.app import main
+from pipelines.data.store import DatasetRef, _sha256, prepare
+from pipelines.spec.study import SpecError, load_spec, parse_spec
+from pipelines.trial.trainable import build_module, make_trainer
 from seqmodels.data import NpzDataModule
 from seqmodels.errors import ConfigError
 from seqmodels.models import OutputRecurrent, SequenceAutoencoder

@@ -15,7 +15,7 @@ from ray.train._internal.checkpoint_manager import _CheckpointManager
 from ray.train._internal.session import _TrainingResult
 from ray.tune.trainable.metadata import _TrainingRunMetadata
 
-from pipelines.restorable import drop_missing
+from pipelines.trial.restorable import drop_missing
 
 
 def _trial(tmp_path: Path, losses: list[float]) -> SimpleNamespace:

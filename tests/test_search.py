@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from ray import tune
 
-from pipelines.spec import SpecError, StudySpec, parse_spec
+from pipelines.spec.study import SpecError, StudySpec, parse_spec
 
 BASE: dict[str, Any] = {
     "name": "search",
@@ -30,12 +30,12 @@ def _spec(**search: Any) -> StudySpec:
 
 @pytest.fixture(scope="module")
 def flows(tmp_path_factory: pytest.TempPathFactory):
-    """pipelines.flows, imported with a private SEQLAB_HOME (Prefect reads it at import)."""
+    """pipelines.study.flows, imported with a private SEQLAB_HOME (Prefect reads it at import)."""
     os.environ["SEQLAB_HOME"] = str(tmp_path_factory.mktemp("search") / "home")
-    from pipelines import settings
+    from pipelines.ops import settings
 
     settings.configure_environment()
-    from pipelines import flows
+    from pipelines.study import flows
 
     return flows
 
@@ -120,7 +120,9 @@ def test_pbt_needs_a_training_hyperparameter_to_perturb() -> None:
 def test_real_search_on_local_ray(flows, tmp_path: Path, search: dict[str, Any]) -> None:
     from mlflow.tracking import MlflowClient
 
-    from pipelines import settings, store, tracking
+    from pipelines import tracking
+    from pipelines.data import store
+    from pipelines.ops import settings
 
     variants = {"rnn": {"cell": "leaky" if "per_variant" in search else "tanh", "hidden_size": 4}}
     spec = parse_spec(
@@ -227,8 +229,11 @@ class KillOnce(tune.Callback):
 
 @pytest.mark.slow
 def test_a_crashed_trial_is_retried_from_its_last_checkpoint(flows, tmp_path: Path) -> None:
-    from pipelines import settings, store, tracking
-    from pipelines.trainable import train_trial
+    from pipelines import tracking
+    from pipelines.data import store
+    from pipelines.ops import settings
+    from pipelines.tracking import trial_runs
+    from pipelines.trial.trainable import train_trial
 
     spec = _spec(space={"lr": {"choice": [0.01]}}, trials_per_variant=1)
     dataset = store.prepare("adding", spec.task.options.__dict__, 0, settings.seqlab_home())
@@ -236,7 +241,7 @@ def test_a_crashed_trial_is_retried_from_its_last_checkpoint(flows, tmp_path: Pa
     experiment_id = tracking.ensure_experiment(client, f"retry-{tmp_path.name}")
     parent = client.create_run(experiment_id, tags={"kind": "study"}).info.run_id
     killer = KillOnce(epoch=2)
-    runs = tracking.TrialRuns(client, experiment_id, parent, "trial")
+    runs = trial_runs.TrialRuns(client, experiment_id, parent, "trial")
     tuner = tune.Tuner(
         flows._trainable(train_trial, spec, dataset),
         param_space=flows.trial_space(spec, "rnn"),
@@ -259,8 +264,10 @@ def _one_trial(flows, experiment: str, epochs: int) -> tuple[StudySpec, Any, str
     """One rnn trial of `epochs` epochs that checkpoints every epoch: (its spec, the MLflow
     client, a new experiment's id, a parent run's id, a factory of its trainable). Call the
     factory within a Ray session: it puts the dataset in the object store."""
-    from pipelines import settings, store, tracking
-    from pipelines.trainable import train_trial
+    from pipelines import tracking
+    from pipelines.data import store
+    from pipelines.ops import settings
+    from pipelines.trial.trainable import train_trial
 
     spec = parse_spec(
         {**BASE, "fixed": {**BASE["fixed"], "max_epochs": epochs}, "search": {"space": {}}}
@@ -301,6 +308,7 @@ def test_a_resumed_trial_whose_checkpoint_tune_deleted_goes_on_from_one_that_exi
     from a checkpoint that exists (or its first epoch), finishes, and logs each epoch once;
     without `RestorableCheckpoints` Tune fails it, twice, with "does not exist on storage"."""
     from pipelines import tracking
+    from pipelines.tracking import trial_runs
 
     epochs = 8
     spec, client, experiment_id, parent, trainable = _one_trial(
@@ -309,7 +317,7 @@ def test_a_resumed_trial_whose_checkpoint_tune_deleted_goes_on_from_one_that_exi
     run_config = flows._run_config(
         "gone",
         [
-            tracking.TrialRuns(client, experiment_id, parent, "trial"),
+            trial_runs.TrialRuns(client, experiment_id, parent, "trial"),
             InterruptOnce(epoch=5, marker=tmp_path / "interrupted"),
         ],
         checkpoint_config=tune.CheckpointConfig(
@@ -325,7 +333,7 @@ def test_a_resumed_trial_whose_checkpoint_tune_deleted_goes_on_from_one_that_exi
             run_config=run_config,
         )
         flows._fit(tuner, parent, "trial", "rnn")
-    with flows.ray_session(), caplog.at_level("WARNING", logger="pipelines.restorable"):
+    with flows.ray_session(), caplog.at_level("WARNING", logger="pipelines.trial.restorable"):
         (saved,) = tune.Tuner.restore(path, trainable=trainable()).get_results()
         assert saved.checkpoint is not None and Path(saved.checkpoint.path).is_dir()
         shutil.rmtree(saved.checkpoint.path)  # what Tune deleted after it last saved its state
@@ -360,6 +368,7 @@ def test_ctrl_c_stops_the_tuner_after_it_saves_every_result_it_has(
     KeyboardInterrupt raised in Tune's loop instead, as before, the saved state is older than
     what MLflow holds.)"""
     from pipelines import cli, tracking
+    from pipelines.tracking import trial_runs
 
     epochs = 12
     spec, client, experiment_id, parent, trainable = _one_trial(
@@ -367,7 +376,7 @@ def test_ctrl_c_stops_the_tuner_after_it_saves_every_result_it_has(
     )
     ctrl_c = CtrlCOnce(epoch=4, marker=tmp_path / "interrupted")
     run_config = flows._run_config(
-        "ctrl-c", [tracking.TrialRuns(client, experiment_id, parent, "trial"), ctrl_c]
+        "ctrl-c", [trial_runs.TrialRuns(client, experiment_id, parent, "trial"), ctrl_c]
     )
     path = str(Path(run_config.storage_path) / run_config.name)
     with flows.ray_session():
@@ -392,7 +401,7 @@ def test_ctrl_c_stops_the_tuner_after_it_saves_every_result_it_has(
         assert 4 <= saved.metrics["training_iteration"] < epochs
         assert saved.metrics["training_iteration"] == logged, "the state is as new as MLflow"
         assert saved.checkpoint is not None and Path(saved.checkpoint.path).is_dir()
-        with caplog.at_level("WARNING", logger="pipelines.restorable"):
+        with caplog.at_level("WARNING", logger="pipelines.trial.restorable"):
             restored = tune.Tuner.restore(path, trainable=trainable(), resume_unfinished=True)
             (result,) = flows._fit(restored, parent, "trial", "rnn")
     assert "no longer on storage" not in caplog.text
@@ -414,7 +423,7 @@ def test_epoch_metrics_are_written_in_the_background_and_waited_for(
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
     from mlflow.tracking import MlflowClient
 
-    from pipelines import tracking
+    from pipelines.tracking import trial_runs
 
     write = SqlAlchemyStore.log_batch
 
@@ -426,7 +435,7 @@ def test_epoch_metrics_are_written_in_the_background_and_waited_for(
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment_id = client.create_experiment("background")
     parent = client.create_run(experiment_id).info.run_id
-    runs = tracking.TrialRuns(client, experiment_id, parent, "trial")
+    runs = trial_runs.TrialRuns(client, experiment_id, parent, "trial")
     trial = SimpleNamespace(trial_id="t1", config={"variant": "rnn", "seed": 0})
     runs.on_trial_start(0, [], trial)  # type: ignore[arg-type]
     run_id = runs.run_ids["t1"]
@@ -455,11 +464,11 @@ def test_a_failed_background_write_is_raised_in_the_driver(tmp_path: Path) -> No
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from pipelines import tracking
+    from pipelines.tracking import trial_runs
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment_id = client.create_experiment("failing")
-    runs = tracking.TrialRuns(client, experiment_id, "parent", "trial")
+    runs = trial_runs.TrialRuns(client, experiment_id, "parent", "trial")
     runs.run_ids["t1"] = "no-such-run"
     trial = SimpleNamespace(trial_id="t1", config={})
     runs.on_trial_result(0, [], trial, {"training_iteration": 1, "val/loss": 1.0})  # type: ignore[arg-type]
@@ -492,7 +501,7 @@ def _checkpointed_epochs(
     checkpoint."""
     import torch
 
-    from pipelines.trainable import CHECKPOINT_FILE, Report
+    from pipelines.trial.trainable import CHECKPOINT_FILE, Report
 
     saved: list[tuple[int, Any]] = []
     reported: list[int] = []
@@ -545,7 +554,7 @@ def test_checkpoint_every_adds_a_checkpoint_at_least_that_often(
 
 
 def test_a_restored_trial_goes_on_with_the_rule_it_saved(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipelines.trainable import Report
+    from pipelines.trial.trainable import Report
 
     _, state = _checkpointed_epochs(monkeypatch, LOSSES[:6])  # last saved: epoch 6, 0.7
     restored = Report({}, every=None)

@@ -21,7 +21,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel
 from torch import nn
 
-from pipelines import serving, store
+from pipelines import serving
+from pipelines.data import store
 from seqmodels.batch import BOS, EOS
 from seqmodels.generate import beam_search
 from seqmodels.models import ModelConfig, build_model

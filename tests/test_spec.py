@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.spec import SpecError, StudySpec, load_spec, parse_spec
+from pipelines.spec.study import SpecError, StudySpec, load_spec, parse_spec
 from tests.conftest import ROOT, seqlab
 
 SPECS = sorted((ROOT / "experiments").glob("*.yaml"))
@@ -201,7 +201,7 @@ def test_a_spec_is_immutable() -> None:
 
 @pytest.mark.parametrize("path", SPECS, ids=[p.name for p in SPECS])
 def test_a_recorded_spec_validates_again_to_the_same_digest(path: Path) -> None:
-    from pipelines.resume import recorded_spec
+    from pipelines.study.resume import recorded_spec
 
     spec = load_spec(path)
     recorded = json.loads(json.dumps(spec.model_dump(mode="json")))  # what spec.json holds

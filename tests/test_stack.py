@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, SEQLAB, descendants, free_port, seqlab
 
-from pipelines import settings, stack
+from pipelines.ops import settings, stack
 
 # --- the plan and the records, nothing started -------------------------------------------------
 
@@ -47,9 +47,9 @@ def test_every_service_binds_loopback_by_default(tmp_path: Path) -> None:
 # listening sockets of the process and everything it started.
 RAY_SESSION = """
 import sys
-from pipelines import settings
+from pipelines.ops import settings
 settings.configure_environment()  # as every seqlab command does, before Ray is imported
-from pipelines import flows
+from pipelines.study import flows
 with flows.ray_session():
     print("up", flush=True)
     sys.stdin.readline()

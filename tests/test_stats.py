@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from pipelines.stats import cliffs_delta, cohens_d, compare, holm, summarize, winner
+from pipelines.report.stats import cliffs_delta, cohens_d, compare, holm, summarize, winner
 from seqmodels.tasks.metrics import metric_range
 
 

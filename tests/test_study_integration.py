@@ -234,11 +234,11 @@ def test_terminal_is_clean(study: dict) -> None:
 
 PREFECT_PROBE = """
 import json, sys
-from pipelines import settings
+from pipelines.ops import settings
 settings.configure_environment()
 from prefect import flow
 from prefect.client.orchestration import get_client
-from pipelines.flows import prepare_data
+from pipelines.study.flows import prepare_data
 
 @flow
 def again():

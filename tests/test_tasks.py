@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.store import _sha256, dataset_digest, prepare
+from pipelines.data.store import _sha256, dataset_digest, prepare
 from seqmodels.batch import EOS, FIRST_SYMBOL, PAD
 from seqmodels.data import BucketBatchSampler, NpzDataModule, collate, load_split
 from seqmodels.errors import ConfigError

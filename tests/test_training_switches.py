@@ -19,9 +19,10 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
-from pipelines import report, trainable
-from pipelines.spec import SpecError, load_spec, parse_spec
-from pipelines.store import DatasetRef, prepare
+from pipelines.data.store import DatasetRef, prepare
+from pipelines.report import markdown as report
+from pipelines.spec.study import SpecError, load_spec, parse_spec
+from pipelines.trial import trainable
 from seqmodels.data import NpzDataModule
 from seqmodels.diagnostics import RecurrenceDiagnostics
 from seqmodels.errors import ConfigError

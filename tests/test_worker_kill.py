@@ -88,32 +88,34 @@ class KillMidEpoch(tune.Callback):
 
 @pytest.fixture(scope="module")
 def flows(tmp_path_factory: pytest.TempPathFactory):
-    """pipelines.flows, imported with a private SEQLAB_HOME (Prefect reads it at import) and
+    """pipelines.study.flows, imported with a private SEQLAB_HOME (Prefect reads it at import) and
     no servers configured: the embedded default, a local Ray."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SEQLAB_HOME", str(tmp_path_factory.mktemp("killed") / "home"))
         for var in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "PREFECT_API_URL"):
             patch.delenv(var, raising=False)
-        from pipelines import settings
+        from pipelines.ops import settings
 
         settings.configure_environment()
-        from pipelines import flows
+        from pipelines.study import flows
 
         yield flows
 
 
 def _search(flows, client, experiment_id: str, killer: KillMidEpoch, label: str):
     """The two-trial search as `flows.tune_variant` configures it; (its results, parent run)."""
-    from pipelines import settings, store, tracking
-    from pipelines.spec import parse_spec
-    from pipelines.trainable import train_trial
+    from pipelines.data import store
+    from pipelines.ops import settings
+    from pipelines.spec.study import parse_spec
+    from pipelines.tracking import trial_runs
+    from pipelines.trial.trainable import train_trial
 
     spec = parse_spec(SPEC)
     dataset = store.prepare("adding", spec.task.options.__dict__, 0, settings.seqlab_home())
     parent = client.create_run(experiment_id, tags={"kind": "study"}).info.run_id
     run_config = flows._run_config(
         label,
-        [tracking.TrialRuns(client, experiment_id, parent, "trial"), killer],
+        [trial_runs.TrialRuns(client, experiment_id, parent, "trial"), killer],
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=flows.keep_checkpoints(spec),
             checkpoint_score_attribute=flows.METRIC,
@@ -138,7 +140,8 @@ def _search(flows, client, experiment_id: str, killer: KillMidEpoch, label: str)
 def test_a_trial_whose_worker_is_killed_mid_epoch_finishes(
     flows, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    from pipelines import failures, tracking
+    from pipelines import tracking
+    from pipelines.study import failures
 
     assert flows.reuse_workers(), "the local default, where Tune reuses workers"
     client = tracking.client()

@@ -63,7 +63,7 @@ if TYPE_CHECKING:
     from mlflow.models.model import ModelInfo
     from mlflow.pyfunc import PyFuncModel
 
-    from pipelines.store import DatasetRef
+    from pipelines.data.store import DatasetRef
 
 WEIGHTS, CARD = "weights", "seqlab"  # the artifacts' keys
 LM_MAX_LENGTH = 200  # new tokens a language model draws by default

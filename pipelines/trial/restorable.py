@@ -11,7 +11,7 @@ exist on storage anymore", again on its retry, and the study loses it.
 `RestorableCheckpoints` checks, as each trial's worker starts (before Tune restores it), that the
 checkpoint Tune will restore from exists. If it is gone, the trial goes on from its newest
 checkpoint that still exists, or else from its first epoch. It repeats epochs its MLflow run
-already holds; `tracking.TrialRuns` does not log them twice.
+already holds; `trial_runs.TrialRuns` does not log them twice.
 """
 
 from __future__ import annotations

@@ -13,8 +13,9 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from pipelines import settings, tracking
-from pipelines.spec import SpecError, StudySpec, parse_spec
+from pipelines import tracking
+from pipelines.ops import settings
+from pipelines.spec.study import SpecError, StudySpec, parse_spec
 
 
 class ResumeError(Exception):

@@ -16,16 +16,16 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
-from pipelines import settings, stack
+from pipelines.ops import settings, stack
 
 if TYPE_CHECKING:
-    from pipelines.spec import StudySpec
+    from pipelines.spec.study import StudySpec
 
 EXIT_USAGE = 2  # a user's mistake: bad spec, bad data, bad arguments
 
 
 def entry() -> NoReturn:
-    """The `seqlab` command (and `python -m pipelines.cli`): `main`, then a quick exit.
+    """The `seqlab` command (and `python -m pipelines.cli.app`): `main`, then a quick exit.
 
     A study's process holds millions of objects once torch, Lightning, Ray, Prefect and MLflow
     are loaded. At exit CPython collects garbage over all of them, and on 2 cores that took 5-7 s
@@ -222,7 +222,7 @@ def _load(path: str, overrides: list[str] | None = None):
 
     `overrides` are `--set KEY=VALUE` items; a mistake in one is named by the item.
     """
-    from pipelines.spec import SpecError, load_spec
+    from pipelines.spec.study import SpecError, load_spec
 
     values: dict[str, object] = {}
     for item in overrides or []:
@@ -268,7 +268,7 @@ def _run(args: argparse.Namespace) -> int:
     settings.configure_environment()
     settings.quiet_known_warnings()
     prefect_ready = _start_embedded_prefect()
-    import pipelines.flows  # noqa: F401  (timed here: the heavy imports, torch, ray, ...)
+    import pipelines.study.flows  # noqa: F401  (timed here: the heavy imports, torch, ray, ...)
     from pipelines import tracking
 
     imported = time.perf_counter()
@@ -324,7 +324,7 @@ def _study(
     prefect_ready: Callable[[], None],
 ) -> int:
     """Run (or resume) the study's flow and print its table, timings and where to browse it."""
-    from pipelines.flows import run_study
+    from pipelines.study.flows import run_study
 
     called_at = time.time()
     message = (
@@ -409,7 +409,7 @@ def _left_out(spec: StudySpec, left_out: dict[str, str]) -> int:
     """
     if not left_out:
         return 0
-    from pipelines.failures import log_path
+    from pipelines.study.failures import log_path
 
     which = ", ".join(f"{v} ({why.partition(':')[0]})" for v, why in left_out.items())
     if len(left_out) == len(spec.variants):
@@ -450,7 +450,7 @@ def _interruptible(message: str, embedded: bool) -> Iterator[None]:
         os._exit(130)
 
     def later() -> None:
-        from pipelines import flows
+        from pipelines.study import flows
 
         deadline = time.monotonic() + INTERRUPT_GRACE_S
         if flows.INTERRUPTED_STUDY_CLOSED.wait(INTERRUPT_GRACE_S) and not _prefect_answers():
@@ -459,7 +459,7 @@ def _interruptible(message: str, embedded: bool) -> Iterator[None]:
         leave()
 
     def on_interrupt(signum: int, frame: FrameType | None) -> None:
-        from pipelines import flows  # imported already: the study runs in it
+        from pipelines.study import flows  # imported already: the study runs in it
 
         stopping = flows.stop_tuning(frame)  # Tune's handler sets SIGINT's back to this one
         if embedded:
@@ -500,7 +500,8 @@ def _resume(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     settings.configure_environment()
     settings.quiet_known_warnings()
-    from pipelines import resume, tracking
+    from pipelines import tracking
+    from pipelines.study import resume
 
     try:
         parent, spec = resume.find(tracking.client(), args.study, args.run, force=args.force)
@@ -545,7 +546,7 @@ def _rerun(args: argparse.Namespace) -> int:
     settings.quiet_known_warnings()
     from mlflow.tracking import MlflowClient  # not tracking.client(): that module loads Ray
 
-    from pipelines.rerun import COMPARED, RerunError, rerun
+    from pipelines.study.rerun import COMPARED, RerunError, rerun
 
     try:
         result = rerun(MlflowClient(settings.tracking_uri()), args.run_id)
@@ -644,7 +645,7 @@ def _describe_task(task: type) -> dict:
     """A registered task's public facts, read from its class: no data is touched."""
     import dataclasses
 
-    from pipelines.spec import fitting_architectures
+    from pipelines.spec.study import fitting_architectures
     from seqmodels.errors import ConfigError
 
     try:  # a default that the options refuse (a user task's empty `path`) must be given
@@ -689,7 +690,7 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def _data_prepare(args: argparse.Namespace) -> int:
-    from pipelines.task_spec import SpecError, parse_task  # no torch: see its module doc
+    from pipelines.spec.task import SpecError, parse_task  # no torch: see its module doc
     from seqmodels.errors import ConfigError
 
     given: dict[str, str] = {}  # option -> the `--set` item that gave it, to name it in errors
@@ -726,13 +727,13 @@ def _data_prepare(args: argparse.Namespace) -> int:
         return _data_error(err, options, inputs, args.task)
     if found is not None:
         # Nothing to do, so no flow run: Prefect's start would be nearly all of the time.
-        from pipelines import store
+        from pipelines.data import store
 
         _print_dataset(store.read_ref(found), True, args.json)
         return 0
 
     settings.configure_environment()
-    from pipelines.data_flows import prepare_data_flow  # prefect and the store
+    from pipelines.data.prepare import prepare_data_flow  # prefect and the store
 
     with _DropConsoleRecords(ConfigError):
         try:
@@ -748,7 +749,7 @@ def _data_prepare(args: argparse.Namespace) -> int:
 def _store_usable(study: bool = False) -> bool:
     """Whether the data store's root is usable here (for a study: Tune's state too, which
     lives beside the datasets in an object store); if not, says why in one line."""
-    from pipelines import store
+    from pipelines.data import store
 
     try:
         (store.check_study_root if study else store.check_root)(settings.data_store())
@@ -779,7 +780,7 @@ def _check_data(task_name: str, options: dict, seed: int) -> str | None:
     Returns the dataset's URI when the store already holds it, else None. Raises ConfigError on
     bad data.
     """
-    from pipelines import store
+    from pipelines.data import store
 
     digest = store.dataset_digest(task_name, options, seed)  # reads a user's file to hash it
     uri = store.dataset_uri(settings.data_store(), task_name, digest)
@@ -844,7 +845,7 @@ class _DropConsoleRecords:
 def _print_dataset(ref, cached: bool, as_json: bool) -> None:
     import json
 
-    from pipelines import store
+    from pipelines.data import store
 
     note = store.read_card(ref.uri)["baseline"]["note"]  # the dataset is prepared: it has one
     if as_json:
@@ -931,7 +932,7 @@ def _serve(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     settings.configure_environment()
     settings.quiet_known_warnings()
-    from pipelines import deployments
+    from pipelines.ops import deployments
 
     names = ", ".join(deployments.DEPLOYMENTS)
     ui = api.removesuffix("/api")

@@ -17,7 +17,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from mlflow.tracking import MlflowClient
 
-from pipelines import settings, stats, tracking
+from pipelines import tracking
+from pipelines.ops import settings
+from pipelines.report import stats
 from seqmodels.tasks.metrics import metric_range
 
 # `mean / baseline` only where the baseline is at least this far from 0. The baselines are

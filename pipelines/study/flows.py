@@ -41,14 +41,18 @@ from ray.tune.schedulers import (
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from pipelines import failures, report, resume, serving, settings, store, tracking
-from pipelines.data_flows import prepare_data
-from pipelines.progress import Progress
-from pipelines.report import Report
-from pipelines.restorable import RestorableCheckpoints
-from pipelines.spec import OPTION_SECTIONS, PERTURBABLE, Distribution, StudySpec
-from pipelines.store import DatasetRef
-from pipelines.trainable import evaluate, train_repeat, train_trial
+from pipelines import report, serving, tracking
+from pipelines.data import store
+from pipelines.data.prepare import prepare_data
+from pipelines.data.store import DatasetRef
+from pipelines.ops import settings
+from pipelines.report.markdown import Report
+from pipelines.spec.study import OPTION_SECTIONS, PERTURBABLE, Distribution, StudySpec
+from pipelines.study import failures, resume
+from pipelines.study.progress import Progress
+from pipelines.tracking import trial_runs
+from pipelines.trial.restorable import RestorableCheckpoints
+from pipelines.trial.trainable import evaluate, train_repeat, train_trial
 from seqmodels.files import join
 
 METRIC, MODE = "val/loss", "min"
@@ -396,7 +400,7 @@ def tune_variant(
     """
     trials = spec.search.trials_per_variant
     diverged = divergence(dataset)
-    runs = tracking.TrialRuns(tracking.client(), experiment_id, parent_run_id, "trial", diverged)
+    runs = trial_runs.TrialRuns(tracking.client(), experiment_id, parent_run_id, "trial", diverged)
     trainable = _trainable(train_trial, spec, dataset, checkpoint_every=checkpoint_every(spec))
     run_config = _run_config(
         f"{spec.name}-{variant}",
@@ -519,7 +523,7 @@ def repeat_best(
     }
     total = len(best) * len(seeds)
     diverged = divergence(dataset)
-    runs = tracking.TrialRuns(tracking.client(), experiment_id, parent_run_id, "repeat", diverged)
+    runs = trial_runs.TrialRuns(tracking.client(), experiment_id, parent_run_id, "repeat", diverged)
     trainable = _trainable(train_repeat, spec, dataset)
     tested = f"test/{dataset.metric}"  # each repeat's last report: its test metrics
     run_config = _run_config(

@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from pipelines.task_spec import (
+from pipelines.spec.task import (
     STRICT,
     SpecError,
     spec_error,

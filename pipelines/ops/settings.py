@@ -34,7 +34,7 @@ def data_store() -> str:
 
 def _stack_url(service: str) -> str | None:
     """The URL (or, for Ray, the address) of a running stack service under the home."""
-    from pipelines import stack
+    from pipelines.ops import stack
 
     record = stack.live_records(seqlab_home()).get(service)
     if record is None:

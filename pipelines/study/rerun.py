@@ -20,8 +20,8 @@ from typing import Any
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from pipelines import settings
-from pipelines.task_spec import parse_task
+from pipelines.ops import settings
+from pipelines.spec.task import parse_task
 
 COMPARED = ("train/loss", "val/loss")
 
@@ -90,7 +90,8 @@ def load(client: MlflowClient, run_id: str) -> tuple[dict[str, Any], dict[str, A
 def rerun(client: MlflowClient, run_id: str) -> Rerun:
     """Retrain the trial of `run_id` for as many epochs as it recorded, and collect its metrics."""
     config, spec, recorded = load(client, run_id)
-    from pipelines import store, trainable  # the training libraries, now that they are needed
+    from pipelines.data import store  # the training libraries, now that they are needed
+    from pipelines.trial import trainable
 
     history = recorded["history"]
     task = parse_task(spec["task"], "spec.json")

@@ -16,8 +16,9 @@ from typing import Any
 from prefect import flow, task
 from prefect.context import TaskRunContext
 
-from pipelines import settings, store
-from pipelines.store import DatasetRef
+from pipelines.data import store
+from pipelines.data.store import DatasetRef
+from pipelines.ops import settings
 
 # Prefect's logging configuration gives the root logger a console handler, which every flow
 # and task run record reaches. The CLI prints its own lines instead; the records still go to

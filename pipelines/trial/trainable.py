@@ -18,9 +18,9 @@ import torch
 from ray import tune
 from torch import nn
 
-from pipelines import settings
-from pipelines.spec import MODEL_KEYS, TRAIN_KEYS, TrainConfig
-from pipelines.store import DatasetRef
+from pipelines.data.store import DatasetRef
+from pipelines.ops import settings
+from pipelines.spec.study import MODEL_KEYS, TRAIN_KEYS, TrainConfig
 from seqmodels.data import NpzDataModule
 from seqmodels.diagnostics import RecurrenceDiagnostics
 from seqmodels.errors import ConfigError
@@ -43,7 +43,7 @@ def placement() -> dict[str, str]:
     """Where this trial runs, reported with every result so the driver can tag its MLflow run.
 
     The Ray node's id, and the ids of the GPUs Ray granted the trial, comma-separated ("" when
-    it asked for none). `tracking.PLACEMENT_KEYS` names the same keys.
+    it asked for none). `trial_runs.PLACEMENT_KEYS` names the same keys.
     """
     context = ray.get_runtime_context()
     gpus = context.get_accelerator_ids().get("GPU", [])

@@ -3,7 +3,7 @@
 `seqlab up` starts each service in its own process group, health-checks it over HTTP and writes
 a record of it (PID, URL, log) to `$SEQLAB_HOME/stack/NAME.json`; its output goes to
 `$SEQLAB_HOME/stack/NAME.log`. `seqlab down` stops only the processes those records name.
-While the records name live processes, `pipelines.settings` points seqlab at the servers.
+While the records name live processes, `pipelines.ops.settings` points seqlab at the servers.
 
 This module imports nothing heavy: the CLI and `settings` use it before deciding what to load.
 """
@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pipelines import settings
+from pipelines.ops import settings
 
 SERVICES = ("mlflow", "prefect", "ray")
 LOOPBACK = "127.0.0.1"

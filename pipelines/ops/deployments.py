@@ -14,7 +14,7 @@ Importing this module configures the environment first: Prefect reads its settin
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pipelines import settings
+from pipelines.ops import settings
 
 settings.configure_environment()
 settings.quiet_known_warnings()  # flow runs start in processes of their own
@@ -26,13 +26,13 @@ from pydantic import Field  # noqa: E402
 
 from pipelines import report as reports  # noqa: E402
 from pipelines import tracking  # noqa: E402
-from pipelines.data_flows import prepare_data_flow  # noqa: E402
-from pipelines.flows import run_study  # noqa: E402
-from pipelines.spec import load_spec  # noqa: E402
-from pipelines.task_spec import parse_task  # noqa: E402
+from pipelines.data.prepare import prepare_data_flow  # noqa: E402
+from pipelines.spec.study import load_spec  # noqa: E402
+from pipelines.spec.task import parse_task  # noqa: E402
+from pipelines.study.flows import run_study  # noqa: E402
 from seqmodels.tasks import TASKS  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # The specs a run can choose, as paths from the project root: the form's drop-down.
 SPECS = tuple(sorted(f"experiments/{p.name}" for p in (ROOT / "experiments").glob("*.yaml")))
 SpecFile = Literal[SPECS]  # type: ignore[valid-type]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines import settings
+from pipelines.ops import settings
 from seqmodels.tasks.metrics import metric_range
 
 # How far above the task's baseline an error metric may end before the run counts as diverged.

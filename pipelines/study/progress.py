@@ -10,7 +10,7 @@ from typing import Any, TextIO
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
-from pipelines.failures import Divergence, trial_error
+from pipelines.study.failures import Divergence, trial_error
 
 
 class Progress(Callback):
