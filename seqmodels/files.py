@@ -1,7 +1,7 @@
 """A prepared dataset's files, on a local disk or behind any fsspec URL (`s3://...`).
 
 A prepared dataset is a directory holding `train.npz`, `val.npz`, `test.npz` and `card.json`
-(see `pipelines.store` for how it is written). Reading it needs numpy and fsspec only, so that
+(see `pipelines.data.store` for how it is written). Reading it needs numpy and fsspec only, so that
 tools which prepare or inspect data never import torch.
 """
 
