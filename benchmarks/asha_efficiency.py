@@ -41,7 +41,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from pipelines.data.store import DatasetRef
-    from pipelines.spec.study import Distribution, StudySpec
+    from pipelines.spec import Distribution, StudySpec
 
 from common import (
     add_adding_arguments,
@@ -88,7 +88,7 @@ class Search:
 
 def study_spec(args: argparse.Namespace) -> StudySpec:
     """The study both searches share: its space, budget per trial and ASHA's settings."""
-    from pipelines.spec.study import parse_spec
+    from pipelines.spec import parse_spec
 
     raw = adding_study(
         "asha-efficiency",

@@ -56,7 +56,7 @@ VARIANT = "lstm"
 
 def study_spec(args: argparse.Namespace, checkpoint_every: int | None) -> Any:
     """A one-variant, one-trial study spec whose trial runs every epoch (FIFO)."""
-    from pipelines.spec.study import parse_spec
+    from pipelines.spec import parse_spec
 
     raw = adding_study(
         "checkpoint-policy",

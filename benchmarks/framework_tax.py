@@ -70,7 +70,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pipelines.data.store import DatasetRef
-    from pipelines.spec.study import StudySpec
+    from pipelines.spec import StudySpec
 
 from common import (
     add_adding_arguments,
@@ -120,7 +120,7 @@ class ArmRun:
 
 def study_spec(args: argparse.Namespace, deterministic: bool = True) -> StudySpec:
     """A one-variant, one-trial study spec: the trial config every arm trains."""
-    from pipelines.spec.study import parse_spec
+    from pipelines.spec import parse_spec
 
     raw = adding_study(
         "framework-tax",

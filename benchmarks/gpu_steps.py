@@ -137,7 +137,7 @@ def run_case(case: Case, args: argparse.Namespace, scratch: Path) -> dict[str, A
     import torch
 
     from pipelines.data.store import prepare
-    from pipelines.spec.study import parse_spec
+    from pipelines.spec import parse_spec
     from pipelines.trial.trainable import build_module, make_trainer
     from seqmodels.data import NpzDataModule
 

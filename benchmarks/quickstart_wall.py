@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from pipelines.cli.app import training_share
-from pipelines.spec.study import load_spec
+from pipelines.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 

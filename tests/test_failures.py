@@ -200,7 +200,7 @@ def test_tune_results_of_trials_that_raise_nan_and_blow_up(flows, capfd) -> None
     from ray import tune
 
     from pipelines import tracking
-    from pipelines.spec.study import parse_spec
+    from pipelines.spec import parse_spec
     from pipelines.study import failures
     from pipelines.study.progress import Progress
     from pipelines.tracking import trial_runs

@@ -81,10 +81,10 @@ def test_family_trains_and_reports_the_task_metric(
 ) -> None:
     spec = _spec(task, options, variant)
     dataset = prepare(task, spec.task.options.__dict__, 0, tmp_path)
-    config = spec.trial_base("v")
+    config = spec.trial("v")
     module = build_module(config, dataset)
-    data = NpzDataModule(dataset.uri, batch_size=config["batch_size"], seed=0)
-    trainer = make_trainer(config)
+    data = NpzDataModule(dataset.uri, batch_size=config.train.batch_size, seed=0)
+    trainer = make_trainer(config.train)
     trainer.fit(module, datamodule=data)
     assert math.isfinite(float(trainer.callback_metrics["val/loss"]))
     assert math.isfinite(float(trainer.callback_metrics["train/loss"]))

@@ -33,7 +33,7 @@ import pytest
 import torch
 
 from pipelines.data.store import DatasetRef, prepare
-from pipelines.spec.study import SpecError, fitting_architectures, parse_spec
+from pipelines.spec import SpecError, fitting_architectures, parse_spec
 from pipelines.trial.trainable import build_module
 from seqmodels.config import CELL_OPTIONS, WIRINGS
 from seqmodels.data import NpzDataModule

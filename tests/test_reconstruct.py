@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 from pipelines.cli.app import main
 from pipelines.data.store import DatasetRef, _sha256, prepare
-from pipelines.spec.study import SpecError, load_spec, parse_spec
+from pipelines.spec import SpecError, load_spec, parse_spec
 from pipelines.trial.trainable import build_module, make_trainer
 from seqmodels.data import NpzDataModule
 from seqmodels.errors import ConfigError

@@ -181,7 +181,7 @@ def test_resume_refusals_are_one_line_errors(home: Path) -> None:
 
 def test_a_spec_this_seqlab_reads_differently_is_refused_in_one_line(home: Path) -> None:
     from pipelines import tracking
-    from pipelines.spec.study import parse_spec
+    from pipelines.spec import parse_spec
 
     spec = parse_spec(SPEC)
     client = tracking.client()

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from ray import tune
 
-from pipelines.spec.study import SpecError, StudySpec, parse_spec
+from pipelines.spec import SpecError, StudySpec, parse_spec
 
 BASE: dict[str, Any] = {
     "name": "search",

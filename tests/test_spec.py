@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.spec.study import SpecError, StudySpec, load_spec, parse_spec
+from pipelines.spec import SpecError, StudySpec, load_spec, parse_spec
 from tests.conftest import ROOT, seqlab
 
 SPECS = sorted((ROOT / "experiments").glob("*.yaml"))

@@ -20,7 +20,7 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from pipelines.spec.study import SpecError, parse_spec
+from pipelines.spec import SpecError, parse_spec
 from pipelines.study.resume import recorded_spec
 from seqmodels.config import CELL_OPTIONS, WIRINGS
 from seqmodels.tasks import TASKS
@@ -150,7 +150,7 @@ def test_the_fuzzer_starts_from_every_experiment_and_every_user_data_task() -> N
 
 def test_a_spec_file_of_any_shape_fails_in_one_line(tmp_path: Path) -> None:
     """`load_spec` on YAML that is not a mapping, or not YAML."""
-    from pipelines.spec.study import load_spec
+    from pipelines.spec import load_spec
 
     for text in ("- a\n- b\n", "name: [unclosed\n", "42\n", "", "name: x\ntask: 3\n"):
         path = tmp_path / "spec.yaml"

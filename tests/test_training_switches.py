@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 
 from pipelines.data.store import DatasetRef, prepare
 from pipelines.report import markdown as report
-from pipelines.spec.study import SpecError, load_spec, parse_spec
+from pipelines.spec import SpecError, load_spec, parse_spec
 from pipelines.trial import trainable
 from seqmodels.data import NpzDataModule
 from seqmodels.diagnostics import RecurrenceDiagnostics

@@ -106,7 +106,7 @@ def _search(flows, client, experiment_id: str, killer: KillMidEpoch, label: str)
     """The two-trial search as `flows.tune_variant` configures it; (its results, parent run)."""
     from pipelines.data import store
     from pipelines.ops import settings
-    from pipelines.spec.study import parse_spec
+    from pipelines.spec import parse_spec
     from pipelines.tracking import trial_runs
     from pipelines.trial.trainable import train_trial
 

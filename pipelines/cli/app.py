@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, NoReturn
 from pipelines.ops import settings, stack
 
 if TYPE_CHECKING:
-    from pipelines.spec.study import StudySpec
+    from pipelines.spec import StudySpec
 
 EXIT_USAGE = 2  # a user's mistake: bad spec, bad data, bad arguments
 
@@ -222,7 +222,7 @@ def _load(path: str, overrides: list[str] | None = None):
 
     `overrides` are `--set KEY=VALUE` items; a mistake in one is named by the item.
     """
-    from pipelines.spec.study import SpecError, load_spec
+    from pipelines.spec import SpecError, load_spec
 
     values: dict[str, object] = {}
     for item in overrides or []:
@@ -645,7 +645,7 @@ def _describe_task(task: type) -> dict:
     """A registered task's public facts, read from its class: no data is touched."""
     import dataclasses
 
-    from pipelines.spec.study import fitting_architectures
+    from pipelines.spec import fitting_architectures
     from seqmodels.errors import ConfigError
 
     try:  # a default that the options refuse (a user task's empty `path`) must be given

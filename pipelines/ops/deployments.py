@@ -27,7 +27,7 @@ from pydantic import Field  # noqa: E402
 from pipelines import report as reports  # noqa: E402
 from pipelines import tracking  # noqa: E402
 from pipelines.data.prepare import prepare_data_flow  # noqa: E402
-from pipelines.spec.study import load_spec  # noqa: E402
+from pipelines.spec import load_spec  # noqa: E402
 from pipelines.spec.task import parse_task  # noqa: E402
 from pipelines.study.flows import run_study  # noqa: E402
 from seqmodels.tasks import TASKS  # noqa: E402

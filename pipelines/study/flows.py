@@ -47,7 +47,7 @@ from pipelines.data.prepare import prepare_data
 from pipelines.data.store import DatasetRef
 from pipelines.ops import settings
 from pipelines.report.markdown import Report
-from pipelines.spec.study import OPTION_SECTIONS, PERTURBABLE, Distribution, StudySpec
+from pipelines.spec import OPTION_SECTIONS, PERTURBABLE, Distribution, StudySpec
 from pipelines.study import failures, resume
 from pipelines.study.progress import Progress
 from pipelines.tracking import trial_runs

@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from pipelines import tracking
 from pipelines.ops import settings
-from pipelines.spec.study import SpecError, StudySpec, parse_spec
+from pipelines.spec import SpecError, StudySpec, parse_spec
 
 
 class ResumeError(Exception):

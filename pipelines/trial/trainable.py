@@ -20,7 +20,7 @@ from torch import nn
 
 from pipelines.data.store import DatasetRef
 from pipelines.ops import settings
-from pipelines.spec.study import MODEL_KEYS, TRAIN_KEYS, TrainConfig
+from pipelines.spec import MODEL_KEYS, TRAIN_KEYS, TrainConfig
 from seqmodels.data import NpzDataModule
 from seqmodels.diagnostics import RecurrenceDiagnostics
 from seqmodels.errors import ConfigError
