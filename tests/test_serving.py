@@ -7,6 +7,7 @@ temporary folder and loaded back as `mlflow models serve` would load them. No Ra
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ from torch import nn
 from pipelines import serving
 from pipelines.data import store
 from seqmodels.batch import BOS, EOS
-from seqmodels.generate import beam_search
+from seqmodels.generate import beam_search, continuation, generate
 from seqmodels.models import ModelConfig, build_model
 from seqmodels.tasks.common import pad
 from tests.conftest import seqlab
@@ -247,6 +248,67 @@ def test_beam_returns_the_beam_searchs_most_likely_target(
     assert _generate(model, sources, beam=1)["tokens"].tolist() == greedy["tokens"].tolist()
 
 
+def _source_batch(logged: dict[str, Any], model: PyFuncModel) -> tuple[torch.Tensor, ...]:
+    """The test split's sources as one batch for `model`'s network: x (N, S), x_len (N,)."""
+    symbols = model.unwrap_python_model().symbols
+    x, x_len = pad([symbols.encode(s, "source") for s in _sources(logged, model)], eos=False)
+    return torch.from_numpy(x), torch.from_numpy(x_len)
+
+
+def _built_with(net: nn.Module, stop: str) -> nn.Module:
+    """`net`'s weights, as if built to end sequences by `stop`: what `stop=` stands for."""
+    other = copy.copy(net)
+    other.stop = stop
+    return other
+
+
+@pytest.mark.parametrize("trained", ["bernoulli", "length"])
+def test_generate_ends_by_the_stop_it_is_given(logged: dict[str, Any], trained: str) -> None:
+    """`stop=` ends sequences as a network built with that stop would, and leaves the
+    network's own way as it was."""
+    model: PyFuncModel = logged["models"][f"dates-{trained}"]
+    net, (x, x_len) = model.unwrap_python_model().net, _source_batch(logged, model)
+
+    def drawn(net: nn.Module, **stop: str) -> list[list[int]]:
+        generator = torch.Generator().manual_seed(1)
+        out = generate(net, x, x_len, max_length=6, greedy=False, generator=generator, **stop)
+        return [row[:n].tolist() for row, n in zip(out.tokens, out.lengths, strict=True)]
+
+    assert drawn(net, stop="eos") == drawn(_built_with(net, "eos"))
+    assert net.stop == trained
+    assert drawn(net, stop=trained) == drawn(net)  # its own way is the default
+
+
+def test_beam_search_ends_by_the_stop_it_is_given(logged: dict[str, Any]) -> None:
+    model: PyFuncModel = logged["models"]["dates-length"]
+    net, (x, x_len) = model.unwrap_python_model().net, _source_batch(logged, model)
+    given = beam_search(net, x, x_len, beam_size=3, stop="eos")
+    built = beam_search(_built_with(net, "eos"), x, x_len, beam_size=3)
+    assert net.stop == "length"
+    assert given.lengths.tolist() == built.lengths.tolist()
+    assert given.tokens.tolist() == built.tokens.tolist()
+
+
+@pytest.mark.parametrize(
+    "trained,stop,message",
+    [
+        ("eos", "never", "stop 'never' is not one of: eos, bernoulli, length"),
+        ("eos", "bernoulli", "stop 'bernoulli' needs the stop output"),
+        ("eos", "length", "stop 'length' needs the length output"),
+        ("bernoulli", "length", "stop 'length' needs the length output"),
+    ],
+)
+def test_a_stop_the_network_has_no_output_for_is_a_clear_error(
+    logged: dict[str, Any], trained: str, stop: str, message: str
+) -> None:
+    model: PyFuncModel = logged["models"][f"dates-{trained}"]
+    net, (x, x_len) = model.unwrap_python_model().net, _source_batch(logged, model)
+    with pytest.raises(ValueError, match=message):
+        generate(net, x, x_len, stop=stop)
+    with pytest.raises(ValueError, match=message):
+        beam_search(net, x, x_len, stop=stop)
+
+
 @pytest.mark.parametrize(
     "name,params,message",
     [
@@ -308,10 +370,9 @@ class _Unresumable(nn.Module):
 
 def test_continuation_by_rereading_matches_the_resumed_one(logged: dict[str, Any]) -> None:
     wrapper = logged["models"]["charlm"].unwrap_python_model()
-    sampling = serving.Sampling.read({"temperature": 0.0, "max_length": 15}, wrapper.card)
     prefix = torch.tensor([wrapper.symbols.encode("class Foo", "prompt")])
-    resumed = serving.continuation(wrapper.net, prefix, sampling, sampling.generator())
-    reread = serving.continuation(_Unresumable(wrapper.net), prefix, sampling, sampling.generator())
+    resumed = continuation(wrapper.net, prefix, 15, greedy=True)
+    reread = continuation(_Unresumable(wrapper.net), prefix, 15, greedy=True)
     assert reread == resumed and len(resumed) > 0
 
 
