@@ -1,8 +1,9 @@
 """How long a `seqlab` process takes to exit after it has printed its last line.
 
 A study's process holds torch, Lightning, Ray, Prefect and MLflow, millions of objects. At exit
-CPython collects garbage over all of them. The `seqlab` command (`cli.entry`) freezes them
-(`gc.freeze`) after the other exit handlers have run, so that the collection skips them.
+CPython collects garbage over all of them. The `seqlab` command (`cli.app.entry`, through
+`cli.process.freeze_at_exit`) freezes them (`gc.freeze`) after the other exit handlers have run,
+so that the collection skips them.
 
 Each round, in a fresh SEQLAB_HOME, runs two commands twice, once each way, in alternating
 order:

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipelines.cli.app import training_share
+from pipelines.cli.summary import training_share
 from pipelines.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]

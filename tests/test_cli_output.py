@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli.app import browse_lines, time_summary, training_share
+from pipelines.cli.summary import browse_lines, time_summary, training_share
 from tests.conftest import ROOT, embedded_env, free_port
 
 PHASES = {

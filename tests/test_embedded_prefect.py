@@ -18,11 +18,11 @@ from tests.conftest import ROOT, descendants, embedded_env
 
 PROBE = """
 import json
-from pipelines.cli import app as cli
+from pipelines.cli import process as cli
 from pipelines.ops import settings
 
 settings.configure_environment()
-ready = cli._start_embedded_prefect()
+ready = cli.start_embedded_prefect()
 import torch  # noqa: F401  (what the server's start runs beside)
 ready()
 from prefect import flow
@@ -79,11 +79,11 @@ def test_with_a_prefect_server_configured_nothing_is_started(configured: dict) -
     from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import temporary_settings
 
-    from pipelines.cli import app as cli
+    from pipelines.cli import process as cli
 
     before = dict(SubprocessASGIServer._instances)
     children = set(descendants(os.getpid()))
     with temporary_settings(updates=configured):
-        cli._start_embedded_prefect()()
+        cli.start_embedded_prefect()()
     assert SubprocessASGIServer._instances == before
     assert set(descendants(os.getpid())) == children

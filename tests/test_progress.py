@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import pickle
 
 from ray.tune.experiment import Trial
 
@@ -81,3 +82,39 @@ def test_a_diverged_trial_says_so_and_why() -> None:
     lines = out.getvalue().splitlines()
     assert "trial 1/2 finished: DIVERGED: val/loss 1.9e+12 at epoch 3 is over 1000x" in lines[1]
     assert "trial 2/2 finished: best val/loss 0.2000" in lines[-1]
+
+
+def test_in_a_terminal_the_phase_is_a_live_table_of_its_trials() -> None:
+    """Each trial's row says its state; a failed trial's line is printed once, above the table,
+    and nothing is printed as plain lines."""
+    from rich.console import Console
+
+    screen = io.StringIO()
+    plain = io.StringIO()
+    progress = Progress("gru", 3, "val/loss", 4, out=plain, every_s=0.0)
+    progress.console = Console(file=screen, force_terminal=True, color_system=None, width=160)
+    done, early, failed = _trial("f"), _trial("g"), _trial("h")
+    trials = [done, early, failed]
+    for trial in trials:
+        progress.on_trial_start(0, trials, trial)
+    saved = pickle.loads(pickle.dumps(progress))  # as Tune saves its callbacks, mid-phase
+    assert [r.state for r in saved.rows.values()] == ["running"] * 3 and saved.console is None
+    for epoch in range(1, 5):
+        _report(progress, trials, done, {"training_iteration": epoch, "val/loss": 1.0 / epoch})
+    _report(progress, trials, early, {"training_iteration": 1, "val/loss": 0.75})
+    _complete(progress, trials, done)
+    _complete(progress, trials, early)
+    failed.set_status(Trial.ERROR)
+    progress.on_trial_error(0, trials, failed)
+    progress.on_experiment_end(trials)
+    # The last frame drawn: what stays on screen once the phase has ended.
+    title, *table = screen.getvalue().rsplit("[gru] done", 1)[1].splitlines()
+    assert title.startswith(" 3/3, running 0, best so far 0.2500")
+    cells = [[cell.strip() for cell in line.split("│")[1:-1]] for line in table]
+    rows = {row[1]: row for row in cells if row[:1] == ["gru"]}  # variant, trial, epoch, ...
+    assert rows["1/3"] == ["gru", "1/3", "4/4", "0.2500", "finished: best val/loss 0.2500"]
+    assert rows["2/3"][2:] == ["1/4", "0.7500", "stopped early at epoch 1: best val/loss 0.7500"]
+    assert rows["3/3"][2:] == ["0/4", "-", "FAILED"]
+    failures = [line for line in screen.getvalue().splitlines() if "FAILED:" in line]
+    assert len(failures) == 1 and "[gru] trial 3/3 FAILED: " in failures[0]
+    assert plain.getvalue() == ""  # no line printed as well

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from pipelines.cli.app import INTERRUPT_GRACE_S
+from pipelines.cli.process import INTERRUPT_GRACE_S
 from tests.conftest import descendants, embedded_env, foreground, seqlab
 
 pytestmark = pytest.mark.slow

@@ -1,16 +1,36 @@
-"""Live progress on the terminal: a line when a trial starts or ends, with the best so far."""
+"""Live progress on the terminal: a line when a trial starts or ends, with the best so far, or
+in a terminal a live table of the phase's trials."""
 
 from __future__ import annotations
 
+import atexit
 import math
 import sys
 import time
-from typing import Any, TextIO
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from pipelines.study.failures import Divergence, trial_error
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.live import Live
+
+LIVE_EVERY_S = 0.1  # the live table redraws on a result at most this often
+
+
+@dataclass
+class _Row:
+    """One trial's line in the live table."""
+
+    number: int
+    variant: str
+    epochs: int = 0
+    best: float = math.nan
+    state: str = "running"
 
 
 class Progress(Callback):
@@ -20,7 +40,14 @@ class Progress(Callback):
     `test/<metric>`), a trial's last report is its test result, after its last epoch: it is
     counted as no epoch, and its value is shown when the trial ends. With `diverged` (the
     study's rule), a trial that ends diverged says so, and why, in place of its score.
+
+    When the output is a terminal (or `console`, a rich Console, is one), the phase is a live
+    table instead, a row per trial (variant, trial, epoch/max, best metric, state) redrawn on
+    each event, left on screen when the phase ends; only a failed trial's line is printed,
+    above it. Elsewhere (CI, logs, a captured stdout) the lines are printed as they come.
     """
+
+    console: Console | None = None  # None: a Console on `out`, if that is a terminal
 
     def __init__(
         self,
@@ -48,13 +75,24 @@ class Progress(Callback):
         self.trial_best: dict[str, float] = {}
         self.finished = 0
         self.best = math.inf
+        self.rows: dict[str, _Row] = {}
+        self._live: Live | None = None  # the live table, once the phase has started in one
+        self._plain: bool | None = None  # decided at the phase's first event
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()  # a live display holds locks and the terminal: not pickled
+        state.pop("console", None)
+        state.update(_live=None, _plain=None)
+        return state
 
     def on_trial_start(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
         number = self.numbers.setdefault(trial.trial_id, len(self.numbers) + 1)
+        if not self._is_plain():
+            self._row(trial).state = "running"
         searched = ", ".join(f"{k}={_short(v)}" for k, v in sorted(trial.evaluated_params.items()))
-        self._say(f"trial {number}/{self.total} started  {searched}")
+        self._say(f"trial {number}/{self.total} started  {searched}", trials)
 
     def on_trial_result(
         self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any
@@ -63,6 +101,15 @@ class Progress(Callback):
         if math.isfinite(value):
             self.trial_best[trial.trial_id] = min(value, self.trial_best.get(trial.trial_id, value))
             self.best = min(self.best, value)
+        if not self._is_plain():
+            row = self._row(trial)
+            row.epochs = self._epochs(result)
+            row.best = self.trial_best.get(trial.trial_id, math.nan)
+            if self._is_test(result):
+                row.state = "tested"
+            if time.monotonic() - self.last_line >= LIVE_EVERY_S:
+                self._draw(trials)
+            return
         if time.monotonic() - self.last_line >= self.every_s:
             running = sum(t.status == Trial.RUNNING for t in trials)
             epoch = self._epochs(result)
@@ -92,9 +139,13 @@ class Progress(Callback):
             if why
             else f"best {self.metric} {self.trial_best.get(trial.trial_id, math.nan):.4f}{tested}"
         )
+        if not self._is_plain():
+            row = self._row(trial)
+            row.epochs, row.state = epochs, f"{how}: {score}"
         self._say(
             f"trial {self.numbers.get(trial.trial_id, '?')}/{self.total} {how}: {score} | "
-            f"done {self.finished}/{self.total}, running {running}, best so far {self.best:.4f}"
+            f"done {self.finished}/{self.total}, running {running}, best so far {self.best:.4f}",
+            trials,
         )
 
     def on_trial_error(
@@ -102,7 +153,16 @@ class Progress(Callback):
     ) -> None:
         self.finished += 1
         line, _ = trial_error(trial)  # the traceback goes to its MLflow run and the study's log
-        self._say(f"trial {self.numbers.get(trial.trial_id, '?')}/{self.total} FAILED: {line}")
+        if not self._is_plain():
+            self._row(trial).state = "FAILED"
+        number = self.numbers.get(trial.trial_id, "?")
+        self._say(f"trial {number}/{self.total} FAILED: {line}", trials, always=True)
+
+    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        if self._live is not None:
+            self._draw(trials)
+            self._live.stop()  # the last table stays on screen, above what follows
+            self._live = None
 
     def _is_test(self, result: dict) -> bool:
         return self.test_metric is not None and self.test_metric in result
@@ -112,9 +172,82 @@ class Progress(Callback):
         reports = int(result.get("training_iteration", 0))
         return reports - 1 if self._is_test(result) else reports
 
-    def _say(self, line: str) -> None:
-        print(f"[{self.variant}] {line}", file=self.out or sys.stdout, flush=True)
+    def _row(self, trial: Trial) -> _Row:
+        """The trial's row in the live table; a trial restored mid-run gets its number here."""
+        number = self.numbers.setdefault(trial.trial_id, len(self.numbers) + 1)
+        variant = str((trial.config or {}).get("variant", self.variant))
+        return self.rows.setdefault(trial.trial_id, _Row(number, variant))
+
+    def _say(self, line: str, trials: list[Trial] | None = None, always: bool = False) -> None:
+        """The event's line, or in a terminal the table redrawn (and the line if `always`)."""
+        if self._is_plain():
+            print(f"[{self.variant}] {line}", file=self.out or sys.stdout, flush=True)
+            self.last_line = time.monotonic()
+            return
+        if always:
+            self._start().console.print(
+                f"[{self.variant}] {line}", markup=False, highlight=False, soft_wrap=True
+            )
+        self._draw(trials or [])
+
+    def _is_plain(self) -> bool:
+        """Whether this phase prints lines: its output is not a terminal."""
+        if self._plain is None:
+            if self.console is not None:
+                console = self.console
+            else:
+                stream = self.out or sys.stdout
+                if not _isatty(stream):
+                    self._plain = True
+                    return True
+                from rich.console import Console
+
+                console = self.console = Console(file=self.out)  # None: follows sys.stdout
+            self._plain = not console.is_terminal or console.is_dumb_terminal
+        return self._plain
+
+    def _start(self) -> Live:
+        if self._live is None:
+            from rich.live import Live
+
+            assert self.console is not None  # set by _is_plain, which said a terminal
+            self._live = Live(console=self.console, auto_refresh=False, transient=False)
+            self._live.start()
+            atexit.register(self._live.stop)  # a phase that never ended gives the cursor back
+        return self._live
+
+    def _draw(self, trials: list[Trial]) -> None:
+        self._start().update(self._table(trials), refresh=True)
         self.last_line = time.monotonic()
+
+    def _table(self, trials: list[Trial]) -> Any:
+        from rich.table import Table
+        from rich.text import Text
+
+        running = sum(t.status == Trial.RUNNING for t in trials)
+        best = f", best so far {self.best:.4f}" if math.isfinite(self.best) else ""
+        title = f"[{self.variant}] done {self.finished}/{self.total}, running {running}{best}"
+        table = Table(title=Text(title), title_justify="left", expand=False)
+        for name in ("variant", "trial", "epoch", f"best {self.metric}", "state"):
+            table.add_column(name, justify="right" if name in ("trial", "epoch") else "left")
+        for row in sorted(self.rows.values(), key=lambda r: r.number):
+            loss = f"{row.best:.4f}" if math.isfinite(row.best) else "-"
+            cells = (
+                row.variant,
+                f"{row.number}/{self.total}",
+                f"{row.epochs}/{self.max_epochs}",
+                loss,
+                row.state,
+            )
+            table.add_row(*(Text(cell) for cell in cells))
+        return table
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no such method, or a closed stream
+        return False
 
 
 def _short(value: Any) -> str:

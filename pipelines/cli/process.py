@@ -1,0 +1,147 @@
+"""The process-level tricks of `seqlab`: a quick exit, Prefect's server started early, Ctrl-C.
+
+Each exists for a measured reason, given where it is defined.
+"""
+
+from __future__ import annotations
+
+import atexit
+import gc
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+INTERRUPT_GRACE_S = 30.0  # after Ctrl-C, how long the study may take to wind down
+
+
+def freeze_at_exit() -> None:
+    """Leave the objects alive at exit to the operating system, instead of collecting them.
+
+    Why: with torch, Lightning, Ray, Prefect and MLflow loaded, CPython's collection at exit took
+    5-7 s on 2 cores after `seqlab run` had printed its last line (`benchmarks/cli_exit.py`).
+    Registered before those libraries register theirs, `gc.freeze` runs after their exit
+    handlers (Prefect's server stopped, Ray shut down, MLflow flushed). The price: reference
+    cycles among them are not finalized at exit, so seqlab writes and closes its files and ends
+    its runs explicitly. Only the console script calls this: tests calling `main` keep the
+    collector.
+    """
+    atexit.register(gc.freeze)
+
+
+def start_embedded_prefect() -> Callable[[], None]:
+    """Start Prefect's ephemeral API server now, in the background; return a wait for it.
+
+    Why: a flow run starts that server anyway at its first API call, and waits for it (14 s on
+    2 cores in a fresh SEQLAB_HOME, 6 s after). Started before the heavy imports, its start runs
+    beside them, and the flow run finds it running: it is the one Prefect's own client uses
+    (`SubprocessASGIServer`, one per process). With a Prefect server configured
+    (PREFECT_API_URL, `seqlab up`), or the ephemeral API turned off, this starts nothing.
+    """
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        return lambda: None
+    from prefect.server.api.server import SubprocessASGIServer
+
+    failed: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            SubprocessASGIServer().start()
+        except BaseException as err:  # raised where the flow would have met it
+            failed.append(err)
+
+    starting = threading.Thread(target=start, name="prefect-ephemeral-start", daemon=True)
+    starting.start()
+
+    def wait() -> None:
+        starting.join()
+        if failed:
+            raise failed[0]
+
+    return wait
+
+
+def interrupted(err: BaseException | None) -> bool:
+    """Whether Ctrl-C is behind `err`.
+
+    Why the chain is walked: Ctrl-C reaches the whole foreground process group, Prefect's API
+    server included, so the flow engine's last report after the KeyboardInterrupt fails too and
+    raises its own error, with the interrupt in its context.
+    """
+    while err is not None:
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+@contextmanager
+def interruptible(message: str, embedded: bool) -> Iterator[None]:
+    """Ctrl-C stops the study: a Tuner that is fitting stops as Tune's own Ctrl-C stops it
+    (`flows.stop_tuning`: its state saved once more, then StudyInterrupted); anywhere else it
+    raises KeyboardInterrupt at once. A second Ctrl-C raises KeyboardInterrupt wherever the
+    study is. With `embedded`, the process also exits 130, printing `message`: as soon as the
+    study has closed (`flows.INTERRUPTED_STUDY_CLOSED`) if Prefect's API server no longer
+    answers, at once on a second Ctrl-C, and within `INTERRUPT_GRACE_S` in any case.
+
+    Why `os._exit`: Ctrl-C stops Prefect's ephemeral API server too (it is in the foreground
+    process group), and Prefect would then retry for minutes to report the crashed flow run to
+    it, printing each failure; the study's own clean-up (Tune's last save, its MLflow runs
+    ended KILLED, Ray stopped) takes seconds.
+    """
+
+    def leave() -> None:
+        print(message, file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(130)
+
+    def later() -> None:
+        from pipelines.study import flows
+
+        deadline = time.monotonic() + INTERRUPT_GRACE_S
+        if flows.INTERRUPTED_STUDY_CLOSED.wait(INTERRUPT_GRACE_S) and not _prefect_answers():
+            leave()  # nothing left to wait for: Prefect cannot record the crash anywhere
+        time.sleep(max(0.0, deadline - time.monotonic()))
+        leave()
+
+    def on_interrupt(signum: int, frame: FrameType | None) -> None:
+        from pipelines.study import flows  # imported already: the study runs in it
+
+        stopping = flows.stop_tuning(frame)  # Tune's handler sets SIGINT's back to this one
+        if embedded:
+            signal.signal(signal.SIGINT, lambda *_: leave())
+            threading.Thread(target=later, daemon=True).start()
+        else:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        if not stopping:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _prefect_answers() -> bool:
+    """Whether the ephemeral Prefect API server of this process still accepts connections.
+
+    After Ctrl-C its process can live on for a while, shutting down, with its socket closed.
+    """
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    if server.port is None:
+        return False
+    try:
+        socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
+    except OSError:
+        return False
+    return True

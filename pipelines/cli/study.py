@@ -1,0 +1,230 @@
+"""`seqlab run`, `validate`, `resume`, `report` and `rerun`: a study, from its spec to its runs."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import click
+
+from pipelines.cli import process
+from pipelines.cli.common import EXIT_USAGE, AssignmentError, assignments, error, store_usable
+from pipelines.cli.summary import browse_lines, left_out_status, time_summary
+from pipelines.ops import settings
+
+if TYPE_CHECKING:
+    from pipelines.spec import StudySpec
+
+
+@click.command(short_help="run a study spec end to end", help="Run a study spec end to end.")
+@click.argument(
+    "spec", help="path to a study spec (YAML), e.g. experiments/quickstart.yaml", metavar="SPEC"
+)
+@click.option("--dry-run", is_flag=True, help="validate the spec and show the plan; start nothing")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="override a spec field, repeatable; dotted keys, YAML values: "
+    "search.trials_per_variant=5, seeds=2, fixed.max_epochs=3",
+)
+def run(spec: str, dry_run: bool, overrides: tuple[str, ...]) -> int:
+    started = time.perf_counter()
+    source = spec
+    study = _load(source, overrides)
+    if study is None or not store_usable(study=True):
+        return EXIT_USAGE  # before anything is started or written
+    variants = ", ".join(study.variants)
+    trials = study.search.trials_per_variant
+    home, data = str(settings.seqlab_home()), settings.data_store()
+    print(
+        f"study {study.name}: task {study.task.name}, variants {variants}, "
+        f"{trials} trials each, home {home}" + (f", data {data}" if data != home else ""),
+        flush=True,
+    )
+    if dry_run:
+        print("dry run: the spec is valid; nothing was started")
+        return 0
+    settings.configure_environment()
+    settings.quiet_known_warnings()
+    prefect_ready = process.start_embedded_prefect()
+    import pipelines.study.flows  # noqa: F401  (timed here: the heavy imports, torch, ray, ...)
+    from pipelines import tracking
+
+    imported = time.perf_counter()
+    problem = tracking.artifact_access_problem(tracking.client(), study.name)
+    if problem:
+        prefect_ready()  # then Prefect's exit handler stops the server it started
+        return error(problem)
+    return _study(study, source, None, started, imported, prefect_ready)
+
+
+@click.command(
+    short_help="validate study specs without running them",
+    help="Validate study specs without running them.",
+)
+@click.argument("specs", nargs=-1, required=True, help="paths to study specs (YAML)")
+def validate(specs: tuple[str, ...]) -> int:
+    loaded = [_load(path) for path in specs]
+    for path, spec in zip(specs, loaded, strict=True):
+        if spec is not None:
+            print(f"{path}: ok ({spec.name}, {len(spec.variants)} variants)")
+    return 0 if all(loaded) else EXIT_USAGE
+
+
+@click.command(
+    short_help="continue an interrupted study: no finished trial runs again, no run is duplicated",
+    help="Continue an interrupted study: no finished trial runs again, no run is duplicated.",
+)
+@click.argument("study", help="the study's name (its MLflow experiment)")
+@click.option("--run", help="the parent run to resume (default: the study's newest unfinished one)")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="resume a run still marked RUNNING whose driver ran on another host",
+)
+def resume(study: str, run: str | None, force: bool) -> int:
+    started = time.perf_counter()
+    if not store_usable(study=True):
+        return EXIT_USAGE
+    settings.configure_environment()
+    settings.quiet_known_warnings()
+    from pipelines import tracking
+    from pipelines.study import resume as resuming
+
+    try:
+        parent, spec = resuming.find(tracking.client(), study, run, force=force)
+    except resuming.ResumeError as err:
+        return error(str(err))
+    print(f"study {spec.name}: resuming parent run {parent.info.run_id}", flush=True)
+    prefect_ready = process.start_embedded_prefect()  # beside the flow's imports: torch, ...
+    source = parent.data.tags.get("spec.source", "")
+    return _study(spec, source, parent.info.run_id, started, time.perf_counter(), prefect_ready)
+
+
+@click.command(
+    short_help="rebuild a past study's report from MLflow, with no retraining",
+    help="Rebuild a past study's report from MLflow, with no retraining.",
+)
+@click.argument("study", help="the study's name (its MLflow experiment)")
+@click.option("--run", help="a parent run id (default: the study's newest finished run)")
+@click.option("--out", help="folder for report.md and plots/ (default: $SEQLAB_HOME/reports/STUDY)")
+def report(study: str, run: str | None, out: str | None) -> int:
+    settings.configure_environment()
+    from pathlib import Path
+
+    from mlflow.exceptions import MlflowException
+
+    from pipelines import report as reports
+    from pipelines import tracking
+
+    try:
+        run_id, built = reports.rebuild(tracking.client(), study, run)
+    except LookupError as err:
+        return error(str(err))
+    except MlflowException as err:
+        return error(f"--run: {run}: {err.message.splitlines()[0]}")
+    folder = Path(out) if out else settings.seqlab_home() / "reports" / study
+    reports.write(built, folder)
+    print(built.markdown)
+    print(f"written to {folder / 'report.md'} and {folder / 'plots'}/")
+    experiment_id = tracking.client().get_run(run_id).info.experiment_id
+    print(f"MLflow parent run {run_id} in experiment {study!r}. To browse it:")
+    for line in browse_lines(settings.tracking_uri(), experiment_id, run_id):
+        print(f"  {line}")
+    return 0
+
+
+@click.command(
+    short_help="retrain one trial from its MLflow run and compare its losses with the original's",
+    help="Retrain one trial from its MLflow run and compare its losses with the original's.",
+)
+@click.argument("run_id", help="a trial's or repeat's MLflow run id (a child run)")
+def rerun(run_id: str) -> int:
+    settings.configure_environment()
+    settings.quiet_known_warnings()
+    from mlflow.tracking import MlflowClient  # not tracking.client(): that module loads Ray
+
+    from pipelines.study.rerun import COMPARED, RerunError
+    from pipelines.study.rerun import rerun as retrain
+
+    try:
+        result = retrain(MlflowClient(settings.tracking_uri()), run_id)
+    except RerunError as err:
+        return error(f"run_id: {err}")
+    print(f"run {result.run_id}: variant {result.config['variant']}, seed {result.config['seed']}")
+    print("| epoch | " + " | ".join(f"{k} recorded | {k} again" for k in COMPARED) + " |")
+    print("|---" * (1 + 2 * len(COMPARED)) + "|")
+    for epoch in range(len(result.original["val/loss"])):
+        cells = [
+            f"{result.original[k][epoch]:.6g} | {result.again[k][epoch]:.6g}" for k in COMPARED
+        ]
+        print(f"| {epoch} | " + " | ".join(cells) + " |")
+    verdict = "match" if result.matches() else "DIFFER"
+    print(f"metrics {verdict}: largest difference {result.max_abs_diff():.3g}")
+    return 0 if result.matches() else 1
+
+
+def _load(path: str, overrides: tuple[str, ...] = ()) -> StudySpec | None:
+    """The validated spec, or None after printing the one-line error.
+
+    `overrides` are `--set KEY=VALUE` items; a mistake in one is named by the item.
+    """
+    from pipelines.spec import SpecError, load_spec
+
+    try:
+        values = {a.key: a.value for a in assignments(overrides, "seeds=2")}
+    except AssignmentError as err:
+        error(f"--set {err.item}: {err.message}")
+        return None
+    try:
+        return load_spec(path, values)
+    except SpecError as err:
+        error(str(err))
+        return None
+
+
+def _study(
+    spec: StudySpec,
+    source: str,
+    resume_run_id: str | None,
+    started: float,
+    imported: float,
+    prefect_ready: Callable[[], None],
+) -> int:
+    """Run (or resume) the study's flow and print its table, timings and where to browse it."""
+    from pipelines.study.flows import run_study
+
+    called_at = time.time()
+    message = (
+        f"seqlab: interrupted: study {spec.name!r}; its runs end KILLED. "
+        f"Continue it with: seqlab resume {spec.name}"
+    )
+    try:
+        with process.interruptible(message, embedded=not settings.prefect_api_url()):
+            prefect_ready()
+            result = run_study(spec, source=source, resume_run_id=resume_run_id)
+    except BaseException as err:
+        if not process.interrupted(err):
+            raise
+        print(message, file=sys.stderr)
+        return 130
+    total = time.perf_counter() - started
+    print()
+    print(result.table)
+    phases = {
+        "imports": imported - started,
+        "prefect_start": result.began_at - called_at,
+        **result.phases,
+    }
+    cpus = None if settings.ray_address() else os.cpu_count()  # flows.ray_session's local Ray
+    for line in time_summary(phases, total, result.train_seconds, spec.resources.cpu, cpus):
+        print(line)
+    print(f"MLflow parent run {result.parent_run_id} in experiment {spec.name!r}. To browse it:")
+    for line in browse_lines(settings.tracking_uri(), result.experiment_id, result.parent_run_id):
+        print(f"  {line}")
+    return left_out_status(spec, result.left_out)
