@@ -173,7 +173,7 @@ def run_search(
         return tune.sample_from(lambda config: points[config.config["point"]][key])
 
     param_space = {
-        **spec.trial_base(VARIANT),
+        **spec.trial(VARIANT).nested(),
         "point": tune.grid_search(list(range(len(points)))),
         **{key: follow(key) for key in points[0]},
     }

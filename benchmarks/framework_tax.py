@@ -166,15 +166,15 @@ def bare_arm(
     # and `make_trainer` turns the NaN fill of new tensors off, as it is here.
     torch.use_deterministic_algorithms(deterministic)
     torch.utils.deterministic.fill_uninitialized_memory = False
-    torch.manual_seed(config["seed"])  # what L.seed_everything does for the weights
+    torch.manual_seed(config.seed)  # what L.seed_everything does for the weights
     net = build_net(config, dataset).to(device)
     optimizer = torch.optim.Adam(
-        net.parameters(), lr=config["lr"], weight_decay=config["weight_decay"]
+        net.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay
     )
     data = NpzDataModule(
         dataset.uri,
-        batch_size=config["batch_size"],
-        seed=config["seed"],
+        batch_size=config.train.batch_size,
+        seed=config.seed,
         pin_memory=device == "cuda",  # as the DataModule pins under a Trainer on a GPU
     )
     data.setup("fit")
@@ -192,7 +192,7 @@ def bare_arm(
 
     ends, cpu = [time.perf_counter()], [time.thread_time()]
     val_loss = train_loss = math.nan
-    for _ in range(config["max_epochs"]):
+    for _ in range(config.train.max_epochs):
         net.train()
         total, count = torch.zeros((), device=device), 0
         # Lightning stops after len(train) batches without asking for one more; exhausting the
@@ -201,7 +201,7 @@ def bare_arm(
             loss = F.mse_loss(predict(batch), batch["y"])
             optimizer.zero_grad()
             loss.backward()
-            nn.utils.clip_grad_norm_(net.parameters(), config["grad_clip"])
+            nn.utils.clip_grad_norm_(net.parameters(), config.train.grad_clip)
             optimizer.step()
             total += loss.detach() * len(batch["y"])  # the epoch's mean, as Lightning logs it
             count += len(batch["y"])
@@ -266,11 +266,11 @@ def lightning_arm(config: dict[str, Any], dataset: DatasetRef, scratch: Path) ->
             self.threads = torch.get_num_threads()
 
     began, cpu_began = time.perf_counter(), time.thread_time()
-    L.seed_everything(config["seed"], workers=True, verbose=False)
+    L.seed_everything(config.seed, workers=True, verbose=False)
     module = build_module(config, dataset)
-    data = NpzDataModule(dataset.uri, batch_size=config["batch_size"], seed=config["seed"])
+    data = NpzDataModule(dataset.uri, batch_size=config.train.batch_size, seed=config.seed)
     clock = EpochClock()
-    trainer = make_trainer(config, [clock])
+    trainer = make_trainer(config.train, [clock])
     trainer.fit(module, datamodule=data)
     wall = time.perf_counter() - began
     epochs, cpu = differences([began, *clock.ends]), differences([cpu_began, *clock.cpu])
@@ -378,21 +378,21 @@ def measure(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     spec, fast = study_spec(args), study_spec(args, deterministic=False)
     options = spec.task.options.__dict__
     dataset = store.prepare(spec.task.name, options, spec.task.seed, home)
-    config = spec.trial_base(VARIANT)
+    config = spec.trial(VARIANT)
     net = build_net(config, dataset)
-    steps = math.ceil(dataset.sizes["train"] / config["batch_size"])
+    steps = math.ceil(dataset.sizes["train"] / config.train.batch_size)
     sizes = {
         "task": f"adding T={args.length}",
         "n_train": dataset.sizes["train"],
         "n_val": dataset.sizes["val"],
-        "batch_size": config["batch_size"],
+        "batch_size": config.train.batch_size,
         "steps_per_epoch": steps,
         "model": f"seq2one {args.cell} H={args.hidden} (torch fast path)",
         "device": gpu_name() if args.device == "cuda" else "cpu",
         "parameters": sum(p.numel() for p in net.parameters()),
         "epochs_per_run": args.epochs,
-        "lr": config["lr"],
-        "grad_clip": config["grad_clip"],
+        "lr": config.train.lr,
+        "grad_clip": config.train.grad_clip,
     }
     client = tracking.client()
     experiment_id = tracking.ensure_experiment(client, spec.name)

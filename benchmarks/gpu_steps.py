@@ -152,7 +152,7 @@ def run_case(case: Case, args: argparse.Namespace, scratch: Path) -> dict[str, A
         "gpu_steps.py",
     )
     dataset = prepare(case.task, spec.task.options.__dict__, 0, scratch)
-    config = spec.trial_base("v")
+    config = spec.trial("v")
 
     def synchronize() -> None:
         if cuda:
@@ -207,9 +207,9 @@ def run_case(case: Case, args: argparse.Namespace, scratch: Path) -> dict[str, A
 
     L.seed_everything(0, workers=True, verbose=False)
     module = build_module(config, dataset)
-    data = NpzDataModule(dataset.uri, batch_size=config["batch_size"], seed=0)
+    data = NpzDataModule(dataset.uri, batch_size=config.train.batch_size, seed=0)
     watch = Watch()
-    trainer = make_trainer(config, [watch])
+    trainer = make_trainer(config.train, [watch])
     trainer.fit(module, datamodule=data)
     places = collections.Counter((ours(s), where(s[-1])) for s in watch.syncs)
     steps = watch.watched_steps

@@ -9,164 +9,63 @@ so the two cannot drift apart.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from seqmodels.errors import ConfigError, unknown
-from seqmodels.options import CellOptions, check_range, parse_options
-
-# --- cells' options (seqmodels.models.cells) --------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LeakyOptions(CellOptions):
-    alpha: float = 0.5  # the fastest group's alpha; with time_scales > 1 the others are slower
-    learn_alpha: bool = False
-    time_scales: int = 1
-
-    def __post_init__(self) -> None:
-        check_range("alpha", 0 <= self.alpha < 1, "must be in [0, 1)")
-        check_range("alpha", self.alpha > 0 or not self.learn_alpha, "must be > 0 when learned")
-        check_range("time_scales", self.time_scales >= 1, "must be >= 1")
-
-
-@dataclass(frozen=True)
-class LSTMOptions(CellOptions):
-    cell_input: Literal["sigmoid", "tanh"] = "tanh"  # "sigmoid" is eq 10.41; "tanh" is torch's
-    peepholes: bool = False
-    # The forget gate's bias at initialisation. 1, after the chapter (10.10.1, citing Gers et
-    # al. 2000) and Jozefowicz et al. 2015: with torch's default, a bias near 0, f(t) starts
-    # near 0.5 and the gradient through s(t) halves at every step, faster than a tanh RNN's
-    # vanishes; at 1, f(t) starts near 0.73 and the state remembers from the first epoch.
-    forget_bias: float = 1.0
-
-
-@dataclass(frozen=True)
-class GRUOptions(CellOptions):
-    reset: Literal["before", "after"] = "after"  # "before" is the book's W(r*h); "after" torch's
-
-
-@dataclass(frozen=True)
-class ESNOptions(CellOptions):
-    spectral_radius: float = 0.9
-    input_scaling: float = 1.0
-    leak_rate: float = 1.0
-
-    def __post_init__(self) -> None:
-        check_range("spectral_radius", self.spectral_radius > 0, "must be > 0")
-        check_range("input_scaling", self.input_scaling > 0, "must be > 0")
-        check_range("leak_rate", 0 < self.leak_rate <= 1, "must be in (0, 1]")
-
-
-@dataclass(frozen=True)
-class SkipOptions(CellOptions):
-    delay: int = 2
-
-    def __post_init__(self) -> None:
-        check_range("delay", self.delay >= 2, "must be >= 2 (a delay of 1 is the Elman cell)")
-
-
-CELL_OPTIONS: Mapping[str, type[CellOptions]] = {
-    "tanh": CellOptions,
-    "relu": CellOptions,
-    "leaky": LeakyOptions,
-    "lstm": LSTMOptions,
-    "gru": GRUOptions,
-    "esn": ESNOptions,
-    "skip": SkipOptions,
-}
-
-# --- architectures' options (seqmodels.models.architectures, sequence, seq2seq, recursive) ----
-
-
-@dataclass(frozen=True)
-class ArchOptions:
-    """Base of every architecture's options. An architecture with no options uses it as it is."""
-
-
-@dataclass(frozen=True)
-class TokenOptions(ArchOptions):
-    """Options of an architecture that reads float features or token ids."""
-
-    embedding_size: int = 0  # 0: float inputs (B, T, F); > 0: token ids (B, T), embedded
-
-    def __post_init__(self) -> None:
-        check_range("embedding_size", self.embedding_size >= 0, "must be >= 0")
-
-
-@dataclass(frozen=True)
-class OutputRecurrentOptions(ArchOptions):
-    # what is fed back in training: y(t-1), the model's own o(t-1), or a scheduled mix
-    training: Literal["teacher_forcing", "free_running", "scheduled_sampling"] = "teacher_forcing"
-    schedule_end: float = 1.0  # scheduled sampling: fraction of training at which p reaches 1
-    hidden_to_hidden: bool = False  # False: fig 10.4 as drawn, no W h(t-1) path
-
-    def __post_init__(self) -> None:
-        check_range("schedule_end", 0 < self.schedule_end <= 1, "must be in (0, 1]")
-
-
-@dataclass(frozen=True)
-class DeepOptions(TokenOptions):
-    input_layers: int = 0  # deep input-to-hidden: tanh layers before the recurrence
-    transition_layers: int = 0  # deep hidden-to-hidden: tanh layers inside every step
-    output_layers: int = 0  # deep hidden-to-output: tanh layers before the readout
-    skip: bool = False  # skip connections around each deep part and between stacked layers
-    output: Literal["every_step", "final"] = "every_step"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for name in ("input_layers", "transition_layers", "output_layers"):
-            check_range(name, getattr(self, name) >= 0, "must be >= 0")
-
-
-@dataclass(frozen=True)
-class DecoderOptions(ArchOptions):
-    embedding_size: int = 32
-    reverse_source: bool = False  # read the source backwards (Sutskever et al. 2014)
-    stop: Literal["eos", "bernoulli", "length"] = "eos"  # how sampling ends a sequence, 10.2.3
-    max_length: int = 64  # longest generated sequence; the length output's classes are 0..this
-
-    def __post_init__(self) -> None:
-        check_range("embedding_size", self.embedding_size >= 1, "must be >= 1")
-        check_range("max_length", self.max_length >= 1, "must be >= 1")
-
-
-@dataclass(frozen=True)
-class EncoderDecoderOptions(DecoderOptions):
-    context: Literal["initial", "input", "both"] = "both"  # where C enters the decoder
-    feedback: bool = True  # y(t) -> h(t+1), 10.2.4: without it outputs are independent given C
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_range(
-            "feedback",
-            self.feedback or self.context != "initial",
-            "the decoder needs an input: set feedback: true or context: input or both",
-        )
-
-
-@dataclass(frozen=True)
-class AttentionOptions(DecoderOptions):
-    attention_size: int = 32
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_range("attention_size", self.attention_size >= 1, "must be >= 1")
-
+from seqmodels.options import (
+    CELL_OPTIONS,
+    ArchOptions,
+    AttentionOptions,
+    CellOptions,
+    DecoderOptions,
+    DeepOptions,
+    EncoderDecoderOptions,
+    ESNOptions,
+    GRUOptions,
+    LeakyOptions,
+    LSTMOptions,
+    OutputRecurrentOptions,
+    SkipOptions,
+    TokenOptions,
+    check_range,
+    parse_options,
+)
 
 # --- what each architecture accepts -----------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Wiring:
-    """What an architecture accepts: its options, the cells that make sense for it (None:
-    every cell), and a check of the rest of a config, which raises ConfigError naming the
-    field."""
+    """What an architecture is and accepts, declared once; the spec, the trainable and the
+    LightningModules read these facts here, and nothing finds them out from the data.
+
+    Args:
+        options: its options' dataclass.
+        cells: the cells that make sense for it (None: every cell).
+        check: a check of the rest of a config, which raises ConfigError naming the field.
+        per_step: it emits an output at every input step, (B, T, O); None: its options'
+            `output` says (`deep`).
+        decodes: it decodes a target sequence of its own length (the seq2seq family's).
+        reads_ahead: its output at step t depends on inputs after t.
+        tokens: it can read token ids (one-hot, or through `embedding_size`), not only floats.
+        tbptt: truncated BPTT can carry its state across chunks of the sequence (10.2.2): the
+            per-step `recurrent` architecture (pattern 1, `Recurrent.run`).
+        info_flow: the information-flow regularizer applies (10.11.2): Omega reads h(1..tau)
+            of the network's first recurrence, which these read in one call.
+    """
 
     options: type[ArchOptions] = ArchOptions
     cells: tuple[str, ...] | None = None
     check: Callable[[ModelConfig], None] | None = None
+    per_step: bool | None = False
+    decodes: bool = False
+    reads_ahead: bool = False
+    tokens: bool = True
+    tbptt: bool = False
+    info_flow: bool = False
 
 
 def _output_recurrent(config: ModelConfig) -> None:
@@ -189,27 +88,32 @@ def _deep(config: ModelConfig) -> None:
 
 
 WIRINGS: Mapping[str, Wiring] = {
-    "seq2one": Wiring(TokenOptions),
-    "recurrent": Wiring(TokenOptions),
-    "output_recurrent": Wiring(OutputRecurrentOptions, check=_output_recurrent),
-    "bidirectional": Wiring(TokenOptions),
-    "deep": Wiring(DeepOptions, check=_deep),
-    "autoencoder": Wiring(ArchOptions),
+    "seq2one": Wiring(TokenOptions, info_flow=True),
+    "recurrent": Wiring(TokenOptions, per_step=True, tbptt=True, info_flow=True),
+    "output_recurrent": Wiring(
+        OutputRecurrentOptions, check=_output_recurrent, per_step=True, tokens=False
+    ),
+    "bidirectional": Wiring(TokenOptions, per_step=True, reads_ahead=True),
+    "deep": Wiring(DeepOptions, check=_deep, per_step=None, info_flow=True),
+    "autoencoder": Wiring(ArchOptions, per_step=True, reads_ahead=True),
     "recursive": Wiring(TokenOptions, cells=("relu", "tanh")),  # a one-step composition
-    "encoder_decoder": Wiring(EncoderDecoderOptions),
-    "attention": Wiring(AttentionOptions),
+    "encoder_decoder": Wiring(EncoderDecoderOptions, decodes=True),
+    "attention": Wiring(AttentionOptions, decodes=True),
 }
 
-# The architectures that decode a target sequence of its own length: the seq2seq family's.
-SEQ2SEQ_ARCHITECTURES = ("encoder_decoder", "attention")
 
-# Truncated BPTT carries the state of a per-step network across chunks of the sequence: the
-# `recurrent` architecture (pattern 1, `Recurrent.run`), trained on a target at every step.
-TBPTT_ARCHITECTURES = ("recurrent",)
+def _declared(fact: str) -> tuple[str, ...]:
+    return tuple(sorted(name for name, wiring in WIRINGS.items() if getattr(wiring, fact)))
+
+
+# The architectures with each fact, by name, for messages that list the valid choices.
+SEQ2SEQ_ARCHITECTURES = _declared("decodes")
+READS_AHEAD_ARCHITECTURES = _declared("reads_ahead")
+PER_STEP_ARCHITECTURES = tuple(sorted(n for n, w in WIRINGS.items() if w.per_step is not False))
+TBPTT_ARCHITECTURES = _declared("tbptt")
 TBPTT_FAMILIES = ("lm", "regression")  # regression only where the targets are per step
-# Omega reads h(1..tau) of the network's first recurrence, which these read in one call; it
-# acts through the recurrent weights, which an echo state network does not train (10.8).
-INFO_FLOW_ARCHITECTURES = ("deep", "recurrent", "seq2one")
+INFO_FLOW_ARCHITECTURES = _declared("info_flow")
+# Omega acts through the recurrent weights, which an echo state network does not train (10.8).
 INFO_FLOW_FIXED_CELLS = ("esn",)
 
 
@@ -262,6 +166,25 @@ class ModelConfig:
         except ConfigError as err:
             raise ConfigError(f"cell_options.{err.field}".rstrip("."), str(err)) from None
 
+    @property
+    def wiring(self) -> Wiring:
+        """What the architecture is and accepts (`WIRINGS`)."""
+        return WIRINGS[self.architecture]
+
+    @property
+    def per_step(self) -> bool:
+        """Whether the network emits an output at every input step, (B, T, O)."""
+        if self.wiring.per_step is not None:
+            return self.wiring.per_step
+        options = self.arch()
+        assert isinstance(options, DeepOptions)  # the one architecture whose options say
+        return options.output == "every_step"
+
+    @property
+    def reads_ahead(self) -> bool:
+        """Whether its output at step t depends on inputs after t."""
+        return self.bidirectional or self.wiring.reads_ahead
+
     def arch(self) -> ArchOptions:
         """The architecture's options, parsed. Raises ConfigError naming `arch_options.<option>`."""
         options_type = WIRINGS[self.architecture].options
@@ -271,10 +194,106 @@ class ModelConfig:
             raise ConfigError(f"arch_options.{err.field}".rstrip("."), str(err)) from None
 
 
+def _bounds(**bounds: float) -> dict[str, Any]:
+    """A training field's range, as pydantic's `Field` names it (`gt`, `ge`): `TrainConfig`
+    checks it, and the spec's `fixed` section is built with it."""
+    return {"bounds": bounds}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a trial trains: the hyperparameters a spec may fix or search, and the chapter's
+    training switches.
+
+    `grad_clip` clips the gradient's norm or each element (`grad_clip_algorithm`, 10.11.1;
+    None: off); `tbptt` back-propagates at most this many steps (truncated BPTT, 10.2.2; None:
+    full BPTT); `info_flow` weighs Pascanu's information-flow regularizer (10.11.2);
+    `diagnostics` logs 10.7's symptoms (dL/dh(t) against time lag, the recurrent matrix's
+    spectrum); `deterministic` restricts torch to deterministic algorithms, so a rerun repeats
+    a trial's numbers (false: faster, and on a GPU not exactly repeatable).
+    Which variants and tasks `tbptt` and `info_flow` fit, the spec checks against the study.
+    """
+
+    lr: float = field(default=1e-3, metadata=_bounds(gt=0))
+    weight_decay: float = field(default=0.0, metadata=_bounds(ge=0))
+    batch_size: int = field(default=64, metadata=_bounds(ge=1))
+    max_epochs: int = field(default=10, metadata=_bounds(ge=1))
+    grad_clip: float | None = field(default=1.0, metadata=_bounds(gt=0))
+    grad_clip_algorithm: Literal["norm", "value"] = "norm"
+    tbptt: int | None = field(default=None, metadata=_bounds(ge=1))
+    info_flow: float = field(default=0.0, metadata=_bounds(ge=0))
+    diagnostics: bool = False
+    deterministic: bool = True
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            for bound, limit in f.metadata.get("bounds", {}).items():
+                ok = value is None or (value > limit if bound == "gt" else value >= limit)
+                check_range(f.name, ok, f"must be {'>' if bound == 'gt' else '>='} {limit:g}")
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Everything one trial varies: its variant's network, how it trains, and its seed (of the
+    initialisation and the batches' order).
+
+    Tune samples it as a nested mapping (`nested`), and the trainable rebuilds it
+    (`from_nested`). MLflow records it flat, one param per field (`params`), as seqlab always
+    has, so a run recorded by an older seqlab still reruns and resumes (`from_params`).
+    """
+
+    model: ModelConfig
+    train: TrainConfig
+    variant: str
+    seed: int = 0
+
+    def nested(self) -> dict[str, Any]:
+        return {
+            "model": dataclasses.asdict(self.model),
+            "train": dataclasses.asdict(self.train),
+            "variant": self.variant,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_nested(cls, config: Mapping[str, Any]) -> TrialConfig:
+        return cls(
+            ModelConfig(**config["model"]),
+            TrainConfig(**config["train"]),
+            config["variant"],
+            config["seed"],
+        )
+
+    def params(self) -> dict[str, Any]:
+        return {
+            **dataclasses.asdict(self.model),
+            **dataclasses.asdict(self.train),
+            "variant": self.variant,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> TrialConfig:
+        """From flat params, with their types; a field a run predates gets its default, which
+        is what that run trained with."""
+        model = {k: params[k] for k in _field_names(ModelConfig) if k in params}
+        train = {k: params[k] for k in _field_names(TrainConfig) if k in params}
+        return cls(
+            ModelConfig(**model), TrainConfig(**train), params["variant"], params.get("seed", 0)
+        )
+
+
+def _field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
 __all__ = [
     "CELL_OPTIONS",
     "INFO_FLOW_ARCHITECTURES",
     "INFO_FLOW_FIXED_CELLS",
+    "PER_STEP_ARCHITECTURES",
+    "READS_AHEAD_ARCHITECTURES",
     "SEQ2SEQ_ARCHITECTURES",
     "TBPTT_ARCHITECTURES",
     "TBPTT_FAMILIES",
@@ -293,5 +312,7 @@ __all__ = [
     "OutputRecurrentOptions",
     "SkipOptions",
     "TokenOptions",
+    "TrainConfig",
+    "TrialConfig",
     "Wiring",
 ]

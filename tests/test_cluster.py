@@ -97,12 +97,19 @@ class FakeMlflow:
         self.batches.append({"metrics": list(metrics), "params": list(params), "tags": list(tags)})
 
 
+def _trial_config(**train: float) -> dict:
+    """A trial's config as Tune hands it to the callbacks: a `TrialConfig`, nested."""
+    from seqmodels.config import ModelConfig, TrainConfig, TrialConfig
+
+    return TrialConfig(ModelConfig(), TrainConfig(**train), "rnn", 0).nested()
+
+
 def test_trial_runs_tag_the_placement_once_and_again_if_it_moves() -> None:
     from pipelines.tracking.trial_runs import TrialRuns
 
     mlflow = FakeMlflow()
     runs = TrialRuns(mlflow, "1", "parent", "trial")  # type: ignore[arg-type]
-    trial = SimpleNamespace(trial_id="t1", config={"variant": "rnn", "seed": 0, "lr": 0.01})
+    trial = SimpleNamespace(trial_id="t1", config=_trial_config(lr=0.01))
     runs.on_trial_start(0, [], trial)
 
     def result(epoch: int, node: str) -> None:

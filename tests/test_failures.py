@@ -164,15 +164,23 @@ def test_a_study_whose_every_variant_failed_still_reports() -> None:
 # ---- real trials -------------------------------------------------------------------------
 
 
+ENDS = ("well", "raise", "nan", "huge")  # how a fake trial ends, told by its lr: 1, 2, 3 or 4
+
+
+def _end(lr: Any) -> str:
+    return ENDS[int(float(lr)) - 1]
+
+
 def bad_trainable(config: dict[str, Any]) -> None:
     """One epoch of a fake trial whose config says how it ends: well, raising, NaN, blown up."""
     import tempfile
 
     from ray import tune
 
-    if config["end"] == "raise":
+    end = _end(config["train"]["lr"])
+    if end == "raise":
         raise ValueError("boom\nat step 3")
-    loss = {"well": 0.1, "nan": math.nan, "huge": 1.9e12}[config["end"]]
+    loss = {"well": 0.1, "nan": math.nan, "huge": 1.9e12}[end]
     with tempfile.TemporaryDirectory() as directory:
         Path(directory, "checkpoint").write_text("weights")
         checkpoint = tune.Checkpoint.from_directory(directory)
@@ -218,22 +226,22 @@ def test_tune_results_of_trials_that_raise_nan_and_blow_up(flows, capfd) -> None
     experiment = tracking.ensure_experiment(client, spec.name)
     parent = client.create_run(experiment, tags={"kind": "study"}).info.run_id
     diverged = Divergence("mse", 1 / 6)
-    ends = ["well", "raise", "nan", "huge"]
     runs = trial_runs.TrialRuns(client, experiment, parent, "trial", diverged)
     run_config = flows._run_config(
         "failing",
-        [runs, Progress("a", len(ends), "val/loss", 1)],
+        [runs, Progress("a", len(ENDS), "val/loss", 1)],
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=1, checkpoint_score_attribute="val/loss"
         ),
     )
-    space = {"end": tune.grid_search(ends), "variant": "a", "seed": 0}
+    space = spec.trial("a").nested()
+    space["train"]["lr"] = tune.grid_search([1.0 + i for i in range(len(ENDS))])
     with failures.study_log(spec.name) as log, flows.ray_session():
         tuner = tune.Tuner(bad_trainable, param_space=space, run_config=run_config)
         results = flows._fit(tuner, parent, "trial", "a")
     out = capfd.readouterr()
     terminal = out.out + out.err
-    by_end = {r.config["end"]: r for r in results}
+    by_end = {_end(r.config["train"]["lr"]): r for r in results}
 
     # what the terminal shows: one line for the failed trial, no traceback, no colours
     failed = [line for line in terminal.splitlines() if "FAILED" in line]
@@ -244,7 +252,9 @@ def test_tune_results_of_trials_that_raise_nan_and_blow_up(flows, capfd) -> None
     assert "Traceback" in logged and "ValueError: boom" in logged
 
     # MLflow: the raising trial's run has its error, the diverged ones say why
-    status = {r.data.params["end"]: r for r in tracking.child_runs(client, parent, "trial", "a")}
+    status = {
+        _end(r.data.params["lr"]): r for r in tracking.child_runs(client, parent, "trial", "a")
+    }
     assert status["well"].info.status == "FINISHED" and "diverged" not in status["well"].data.tags
     assert status["raise"].info.status == "FAILED"
     assert status["raise"].data.tags["error"] == "ValueError: boom at step 3"
@@ -257,7 +267,7 @@ def test_tune_results_of_trials_that_raise_nan_and_blow_up(flows, capfd) -> None
     # the variant's best trial: the one that trained, though NaN and 1.9e12 came too
     outcome = flows.variant_outcome(spec, "a", results, parent, diverged)
     assert isinstance(outcome, flows.VariantOutcome)
-    assert outcome.config["end"] == "well" and outcome.best_val == pytest.approx(0.1)
+    assert _end(outcome.trial.train.lr) == "well" and outcome.best_val == pytest.approx(0.1)
     assert outcome.failed == 1 and outcome.run_id == status["well"].info.run_id
     # no trial that can be used: left out, with the error or the divergence in one line
     only = flows.variant_outcome(spec, "a", [by_end["raise"]], parent, diverged)

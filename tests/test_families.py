@@ -18,7 +18,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from pipelines.data.store import prepare
-from pipelines.spec.study import StudySpec, parse_spec
+from pipelines.spec import StudySpec, parse_spec
 from pipelines.trial.trainable import build_module, evaluate, make_trainer
 from seqmodels.data import NpzDataModule
 from seqmodels.lit import SequenceRegression

@@ -179,9 +179,9 @@ def test_every_accepted_variant_trains_and_every_refused_one_says_why(
 def check_trains(spec: Any, dataset: DatasetRef) -> None:
     """A training step, a validation step and a test step through the family's module."""
     L.seed_everything(0, verbose=False)
-    config = spec.trial_base("v")
+    config = spec.trial("v")
     module = build_module(config, dataset)
-    data = NpzDataModule(dataset.uri, batch_size=config["batch_size"], seed=0)
+    data = NpzDataModule(dataset.uri, batch_size=config.train.batch_size, seed=0)
     trainer = _trainer()
     trainer.fit(module, datamodule=data)
     for key in ("train/loss", "val/loss"):

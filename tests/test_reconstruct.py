@@ -5,6 +5,7 @@ refused on a task with one target per sequence before any trial starts.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -183,16 +184,16 @@ def test_per_step_architecture_trains_and_its_loss_falls(
     spec = parse_spec(
         _spec("reconstruct", SMALL, {"architecture": architecture}, max_epochs=epochs, lr=0.03)
     )
-    config = spec.trial_base("a")
+    config = spec.trial("a")
     L.seed_everything(0, verbose=False)
     module = build_module(config, dataset)
-    data = NpzDataModule(dataset.uri, batch_size=config["batch_size"], seed=0)
+    data = NpzDataModule(dataset.uri, batch_size=config.train.batch_size, seed=0)
     data.setup()
     batch = data.datasets["train"].tensors
     module.train()
     with torch.no_grad():
         before = float(module.model_step(batch)[0])
-    make_trainer(config).fit(module, datamodule=data)
+    make_trainer(config.train).fit(module, datamodule=data)
     module.train()
     with torch.no_grad():
         after = float(module.model_step(batch)[0])
@@ -203,7 +204,7 @@ def test_per_step_architecture_trains_and_its_loss_falls(
 def test_output_recurrent_is_teacher_forced_with_the_targets(dataset: DatasetRef) -> None:
     """SequenceRegression hands y to the network: in training it feeds y(t-1), not o(t-1)."""
     config = parse_spec(_spec("reconstruct", SMALL, {"architecture": "output_recurrent"}))
-    module = build_module(config.trial_base("a"), dataset)
+    module = build_module(config.trial("a"), dataset)
     assert isinstance(module.net, OutputRecurrent)
     assert module.net.training_mode == "teacher_forcing"
     data = NpzDataModule(dataset.uri, batch_size=16, seed=0)
@@ -221,7 +222,7 @@ def test_output_recurrent_is_teacher_forced_with_the_targets(dataset: DatasetRef
 
 def test_the_autoencoder_rebuilds_from_its_code_alone(dataset: DatasetRef) -> None:
     config = parse_spec(_spec("reconstruct", SMALL, {"architecture": "autoencoder"}))
-    net = build_module(config.trial_base("a"), dataset).net
+    net = build_module(config.trial("a"), dataset).net
     assert isinstance(net, SequenceAutoencoder)
     x = torch.randn(3, SMALL["length"], SMALL["features"])
     code = net.encode(x)
@@ -287,10 +288,10 @@ def test_tbptt_is_refused_on_one_target_per_sequence(raw: dict, field: str) -> N
 
 def test_tbptt_is_accepted_on_reconstruct_and_trains(dataset: DatasetRef) -> None:
     spec = parse_spec(_spec("reconstruct", SMALL, {"architecture": "recurrent"}, tbptt=4))
-    config = spec.trial_base("a")
+    config = spec.trial("a")
     module = build_module(config, dataset)
     assert not module.automatic_optimization  # truncated BPTT optimizes by hand
-    trainer = make_trainer(config)
+    trainer = make_trainer(config.train)
     trainer.fit(module, datamodule=NpzDataModule(dataset.uri, batch_size=16, seed=0))
     assert math.isfinite(float(trainer.callback_metrics["train/loss"]))
 
@@ -310,7 +311,12 @@ def test_build_module_still_refuses_tbptt_on_one_target_per_sequence(tmp_path: P
     """The build-time safety net, for configs that skip the spec (a rerun of a recorded run)."""
     adding = prepare("adding", {"length": 6, "n_train": 8, "n_val": 4, "n_test": 4}, 0, tmp_path)
     spec = parse_spec(_spec("adding", {"length": 6}, {}))
-    recorded = {**spec.trial_base("a"), "architecture": "recurrent", "tbptt": 4}
+    trial = spec.trial("a")
+    recorded = dataclasses.replace(
+        trial,
+        model=dataclasses.replace(trial.model, architecture="recurrent"),
+        train=dataclasses.replace(trial.train, tbptt=4),
+    )
     with pytest.raises(ConfigError, match="one target per sequence") as caught:
         build_module(recorded, adding)
     assert caught.value.field == "tbptt"

@@ -95,7 +95,7 @@ def test_each_scheduler(flows, name: str, kind: str) -> None:
         assert built._max_t == 4 and built._time_attr == "training_iteration"
     if name == "pbt":
         # the network's shape is never perturbed: a restored checkpoint must still fit
-        assert set(built._hyperparam_mutations) == {"lr"}
+        assert set(built._hyperparam_mutations["train"]) == {"lr"}
 
 
 def test_pbt_needs_a_training_hyperparameter_to_perturb() -> None:
@@ -173,9 +173,10 @@ def test_a_variant_searches_its_own_options_next_to_the_shared_space(flows) -> N
         per_variant={"leaky": {"cell_options.alpha": {"uniform": [0.1, 0.9]}}},
     )
     leaky = flows.trial_space(spec, "leaky")
-    assert isinstance(leaky["lr"], Float) and isinstance(leaky["cell_options"]["alpha"], Float)
+    assert isinstance(leaky["train"]["lr"], Float)
+    assert isinstance(leaky["model"]["cell_options"]["alpha"], Float)
     rnn = flows.trial_space(spec, "rnn")
-    assert isinstance(rnn["lr"], Float) and rnn["cell_options"] == {}
+    assert isinstance(rnn["train"]["lr"], Float) and rnn["model"]["cell_options"] == {}
     assert spec.search.variant_space("rnn").keys() == {"lr"}
 
 
@@ -413,6 +414,13 @@ def test_ctrl_c_stops_the_tuner_after_it_saves_every_result_it_has(
     assert sorted(steps) == list(range(epochs)), "each epoch logged once, across the resume"
 
 
+def _trial_config(**train: float) -> dict:
+    """A trial's config as Tune hands it to the callbacks: a `TrialConfig`, nested."""
+    from seqmodels.config import ModelConfig, TrainConfig, TrialConfig
+
+    return TrialConfig(ModelConfig(), TrainConfig(**train), "rnn", 0).nested()
+
+
 def test_epoch_metrics_are_written_in_the_background_and_waited_for(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -436,7 +444,7 @@ def test_epoch_metrics_are_written_in_the_background_and_waited_for(
     experiment_id = client.create_experiment("background")
     parent = client.create_run(experiment_id).info.run_id
     runs = trial_runs.TrialRuns(client, experiment_id, parent, "trial")
-    trial = SimpleNamespace(trial_id="t1", config={"variant": "rnn", "seed": 0})
+    trial = SimpleNamespace(trial_id="t1", config=_trial_config())
     runs.on_trial_start(0, [], trial)  # type: ignore[arg-type]
     run_id = runs.run_ids["t1"]
 

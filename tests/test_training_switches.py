@@ -8,6 +8,7 @@ No Ray: the trainable's own functions run in this process.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -94,8 +95,8 @@ GOOD = {
 @pytest.mark.parametrize("raw", GOOD.values(), ids=GOOD.keys())
 def test_switches_are_accepted_where_they_fit(raw: dict[str, Any]) -> None:
     spec = parse_spec(raw)
-    config = spec.trial_base("a")
-    assert {"grad_clip_algorithm", "tbptt", "info_flow", "diagnostics"} <= config.keys()
+    config = spec.trial("a")
+    assert {"grad_clip_algorithm", "tbptt", "info_flow", "diagnostics"} <= config.params().keys()
 
 
 def test_switches_default_to_the_plain_training_of_before() -> None:
@@ -117,7 +118,7 @@ def test_the_trainer_restricts_torch_to_deterministic_algorithms_as_the_config_s
     before = torch.are_deterministic_algorithms_enabled()
     try:
         torch.use_deterministic_algorithms(not deterministic)
-        trainable.make_trainer(config.trial_base("a"))
+        trainable.make_trainer(config.trial("a").train)
         assert torch.are_deterministic_algorithms_enabled() is deterministic
     finally:
         torch.use_deterministic_algorithms(before)
@@ -334,8 +335,12 @@ def test_modules_refuse_switches_they_cannot_honour() -> None:
 
 def test_build_module_refuses_tbptt_on_per_sequence_targets(datasets: dict) -> None:
     # The spec refuses it; a recorded config (`seqlab rerun`) is not validated again.
-    config = parse_spec(_spec("adding", ADDING, {"a": {}})).trial_base("a")
-    recorded = {**config, "architecture": "recurrent", "tbptt": 4}
+    config = parse_spec(_spec("adding", ADDING, {"a": {}})).trial("a")
+    recorded = dataclasses.replace(
+        config,
+        model=dataclasses.replace(config.model, architecture="recurrent"),
+        train=dataclasses.replace(config.train, tbptt=4),
+    )
     with pytest.raises(ConfigError, match="one target per sequence") as caught:
         trainable.build_module(recorded, datasets["adding"])
     assert caught.value.field == "tbptt"
@@ -362,16 +367,16 @@ class OptimizerSees(L.Callback):
 
 
 def _fit(config: dict[str, Any], dataset: DatasetRef, *callbacks: L.Callback) -> L.Trainer:
-    L.seed_everything(config["seed"], workers=True, verbose=False)
+    L.seed_everything(config.seed, workers=True, verbose=False)
     module = trainable.build_module(config, dataset)
-    data = NpzDataModule(dataset.uri, batch_size=config["batch_size"], seed=config["seed"])
-    trainer = trainable.make_trainer(config, list(callbacks))
+    data = NpzDataModule(dataset.uri, batch_size=config.train.batch_size, seed=config.seed)
+    trainer = trainable.make_trainer(config.train, list(callbacks))
     trainer.fit(module, datamodule=data)
     return trainer
 
 
 def test_one_epoch_fit_with_tbptt_steps_once_per_batch(datasets: dict) -> None:
-    config = parse_spec(_spec("copy", COPY, {"a": LM}, tbptt=5)).trial_base("a")
+    config = parse_spec(_spec("copy", COPY, {"a": LM}, tbptt=5)).trial("a")
     sees = OptimizerSees()
     trainer = _fit(config, datasets["copy"], sees)
     assert not trainer.lightning_module.automatic_optimization
@@ -384,7 +389,7 @@ def test_a_checkpoint_counted_under_automatic_optimization_resumes_at_its_step(
     datasets: dict, tmp_path: Path
 ) -> None:
     """A trial saved before the modules stepped their optimizer themselves goes on counting."""
-    config = parse_spec(_spec("adding", ADDING, {"a": {}})).trial_base("a")
+    config = parse_spec(_spec("adding", ADDING, {"a": {}})).trial("a")
     path = tmp_path / "trial.ckpt"
     _fit(config, datasets["adding"]).save_checkpoint(path)  # 1 epoch: 3 steps
     checkpoint = torch.load(path, weights_only=False)
@@ -399,8 +404,8 @@ def test_a_checkpoint_counted_under_automatic_optimization_resumes_at_its_step(
     torch.save(checkpoint, path)
 
     module = trainable.build_module(config, datasets["adding"])
-    trainer = trainable.make_trainer({**config, "max_epochs": 2})
-    data = NpzDataModule(datasets["adding"].uri, batch_size=16, seed=config["seed"])
+    trainer = trainable.make_trainer(dataclasses.replace(config.train, max_epochs=2))
+    data = NpzDataModule(datasets["adding"].uri, batch_size=16, seed=config.seed)
     trainer.fit(module, datamodule=data, ckpt_path=path)
     assert trainer.global_step == 6  # 3 + 3, not the second epoch's 3 alone
 
@@ -419,7 +424,7 @@ def test_clip_by_value_bounds_every_element_the_optimizer_sees(
     v = 1e-4  # far below the raw gradients, so clipping bites
     options = COPY if task == "copy" else ADDING
     raw = _spec(task, options, {"a": variant}, grad_clip=v, grad_clip_algorithm="value")
-    config = parse_spec({**raw, "fixed": {**raw["fixed"], "tbptt": tbptt}}).trial_base("a")
+    config = parse_spec({**raw, "fixed": {**raw["fixed"], "tbptt": tbptt}}).trial("a")
     sees = OptimizerSees()
     _fit(config, datasets[task], sees)
     assert sees.largest and max(sees.largest) <= v * (1 + 1e-6)
@@ -431,13 +436,13 @@ def test_a_trainer_step_is_a_hand_written_clipped_adam_step(datasets: dict, algo
     """The module steps its optimizer itself: forward, backward, clip, Adam, as a bare loop."""
     clip = 1e-2 if algorithm == "norm" else 1e-4  # far below the raw gradients: clipping bites
     raw = _spec("adding", ADDING, {"a": {}}, grad_clip=clip, grad_clip_algorithm=algorithm)
-    config = parse_spec(raw).trial_base("a")
+    config = parse_spec(raw).trial("a")
     trainer = _fit(config, datasets["adding"])
 
-    torch.manual_seed(config["seed"])  # what `L.seed_everything` does for the weights
+    torch.manual_seed(config.seed)  # what `L.seed_everything` does for the weights
     net = trainable.build_net(config, datasets["adding"])
-    optimizer = torch.optim.Adam(net.parameters(), lr=config["lr"])
-    data = NpzDataModule(datasets["adding"].uri, batch_size=16, seed=config["seed"])
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.train.lr)
+    data = NpzDataModule(datasets["adding"].uri, batch_size=16, seed=config.seed)
     data.setup("fit")
     for batch in data.train_dataloader():
         loss = torch.nn.functional.mse_loss(net(batch["x"], batch["x_len"]), batch["y"])
@@ -475,7 +480,7 @@ def test_stepwise_run_matches_run_and_links_the_steps(cell: str, layers: int) ->
 
 
 def test_information_flow_trains_and_reports_omega(datasets: dict) -> None:
-    config = parse_spec(_spec("adding", ADDING, {"a": {}}, info_flow=0.5)).trial_base("a")
+    config = parse_spec(_spec("adding", ADDING, {"a": {}}, info_flow=0.5)).trial("a")
     trainer = _fit(config, datasets["adding"])
     omega = float(trainer.callback_metrics["train/info_flow"])
     assert math.isfinite(omega) and omega >= 0
@@ -517,7 +522,7 @@ def test_trial_reports_diagnostics_every_epoch_without_changing_training(
     raw = _spec("adding", ADDING, {"a": {"cell": "lstm", "hidden_size": 8}}, max_epochs=2)
     for diagnostics in (False, True):
         config = parse_spec({**raw, "fixed": {**raw["fixed"], "diagnostics": diagnostics}})
-        trainable.train_trial(config.trial_base("a"), datasets["adding"])
+        trainable.train_trial(config.trial("a").nested(), datasets["adding"])
     plain, diagnosed = reports[:2], reports[2:]
     assert len(diagnosed) == 2  # one report per epoch
     for result in diagnosed:

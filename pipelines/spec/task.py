@@ -1,5 +1,5 @@
 """A spec's `task` section on its own: what `seqlab data prepare` validates, and the pieces that
-`pipelines.spec.study` builds the whole spec from.
+`pipelines.spec.schema` builds the whole spec from.
 
 It imports the tasks (numpy) and pydantic, and not the networks: the CLI validates a task, and
 answers a cached dataset, without paying for torch.

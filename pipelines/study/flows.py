@@ -48,11 +48,13 @@ from pipelines.data.store import DatasetRef
 from pipelines.ops import settings
 from pipelines.report.markdown import Report
 from pipelines.spec import OPTION_SECTIONS, PERTURBABLE, Distribution, StudySpec
+from pipelines.spec.schema import MODEL_KEYS, TRAIN_KEYS
 from pipelines.study import failures, resume
 from pipelines.study.progress import Progress
 from pipelines.tracking import trial_runs
 from pipelines.trial.restorable import RestorableCheckpoints
 from pipelines.trial.trainable import evaluate, train_repeat, train_trial
+from seqmodels.config import TrialConfig
 from seqmodels.files import join
 
 METRIC, MODE = "val/loss", "min"
@@ -67,7 +69,7 @@ class VariantOutcome:
     """What tuning one variant produced."""
 
     variant: str
-    config: dict[str, Any]
+    trial: TrialConfig  # its best trial's
     best_val: float
     checkpoint_dir: str
     run_id: str
@@ -142,18 +144,24 @@ def search_space(spec: StudySpec, variant: str | None = None) -> dict[str, Any]:
 
 
 def trial_space(spec: StudySpec, variant: str) -> dict[str, Any]:
-    """What Tune samples a trial of `variant` from: its fixed config and its search space.
+    """What Tune samples a trial of `variant` from: its `TrialConfig`, nested, with each
+    searched key in its place (Tune samples nested dimensions in place).
 
-    A searched option of the variant's cell or architecture (`cell_options.alpha`) is nested
-    into that options mapping, next to the options the variant fixes; Tune samples nested
-    dimensions in place.
+    A model hyperparameter goes into `model`, a training one into `train`, and a searched
+    option of the variant's cell or architecture (`cell_options.alpha`) into that options
+    mapping, next to the options the variant fixes.
     """
-    config = spec.trial_base(variant)
+    config = spec.trial(variant).nested()
+    model, train = config["model"], config["train"]
     for key, sampler in search_space(spec, variant).items():
         section, _, option = key.partition(".")
         if section in OPTION_SECTIONS and option:
-            config[section] = {**config[section], option: sampler}
-        else:
+            model[section] = {**model[section], option: sampler}
+        elif key in MODEL_KEYS:
+            model[key] = sampler
+        elif key in TRAIN_KEYS:
+            train[key] = sampler
+        else:  # the seed
             config[key] = sampler
     return config
 
@@ -202,7 +210,9 @@ def scheduler(spec: StudySpec) -> TrialScheduler:
             return PopulationBasedTraining(
                 time_attr="training_iteration",
                 perturbation_interval=s.perturbation_interval,
-                hyperparam_mutations={k: v for k, v in space.items() if k in PERTURBABLE},
+                hyperparam_mutations={
+                    "train": {k: v for k, v in space.items() if k in PERTURBABLE}
+                },
                 synch=False,
             )
     return FIFOScheduler()
@@ -470,7 +480,7 @@ def variant_outcome(
     }
     return VariantOutcome(
         variant=variant,
-        config=best.config,
+        trial=TrialConfig.from_nested(best.config),
         best_val=best_val,
         checkpoint_dir=local_checkpoint(checkpoint, parent_run_id, variant),
         run_id=run_ids[best.metrics["trial_id"]],
@@ -512,7 +522,7 @@ def repeat_best(
 
     The repeats' test scores, logged on their MLflow runs, are what the statistics compare.
     """
-    best = {o.variant: o.config for o in outcomes}
+    best = {o.variant: o.trial.nested() for o in outcomes}
     seeds = repeat_seeds(spec)
     # Grid over (variant, seed); every other key follows the variant's best configuration.
     keys = sorted({key for config in best.values() for key in config} - {"variant", "seed"})
@@ -598,7 +608,7 @@ def evaluate_and_register(
     The trial's run is reopened to take the model and ended again as it was: its status and
     end time still say when the trial finished, not when its model was registered.
     """
-    metrics, module = evaluate(outcome.config, dataset, outcome.checkpoint_dir)
+    metrics, module = evaluate(outcome.trial, dataset, outcome.checkpoint_dir)
     name = f"{spec.name}-{outcome.variant}"
     client = tracking.client()
     ended = client.get_run(outcome.run_id).info
@@ -606,7 +616,9 @@ def evaluate_and_register(
     with mlflow.start_run(run_id=outcome.run_id), contextlib.redirect_stderr(said):
         mlflow.log_metrics(metrics)
         # A pyfunc model per task family, which `mlflow models serve` and `seqlab sample` load.
-        info = serving.log_champion(module.net, outcome.config, dataset, registered_model_name=name)
+        info = serving.log_champion(
+            module.net, outcome.trial.params(), dataset, registered_model_name=name
+        )
     for line in said.getvalue().splitlines():
         logging.getLogger("seqlab").info(line)
     client.set_terminated(outcome.run_id, ended.status, end_time=ended.end_time)

@@ -12,6 +12,7 @@ wrong run id is answered in a few seconds.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from mlflow.tracking import MlflowClient
 
 from pipelines.ops import settings
 from pipelines.spec.task import parse_task
+from seqmodels.config import TrialConfig
 
 COMPARED = ("train/loss", "val/loss")
 
@@ -101,8 +103,10 @@ def rerun(client: MlflowClient, run_id: str) -> Rerun:
         raise RerunError(
             f"{run_id}: the task now generates dataset {dataset.digest}, not the recorded {digest}"
         )
+    trial = TrialConfig.from_params(config)
     # A trial stopped early by its scheduler trained fewer epochs than `max_epochs`.
-    config = {**config, "max_epochs": len(history["val/loss"])}
+    epochs = len(history["val/loss"])
+    trial = dataclasses.replace(trial, train=dataclasses.replace(trial.train, max_epochs=epochs))
     threads = max(1, int(spec["resources"]["cpu"]))  # as many as the trial's worker had
-    again = trainable.train_in_process(config, dataset, threads, COMPARED)
-    return Rerun(run_id, config, history, again)
+    again = trainable.train_in_process(trial, dataset, threads, COMPARED)
+    return Rerun(run_id, trial.params(), history, again)

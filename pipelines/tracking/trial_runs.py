@@ -19,6 +19,7 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from pipelines.study.failures import Divergence, trial_error
+from seqmodels.config import TrialConfig
 
 METRIC_PREFIXES = ("train/", "val/", "test/", "diag/")
 # Result keys that say where a trial runs (`trainable.placement`); tagged as `ray.node_id`, ...
@@ -159,7 +160,8 @@ class TrialRuns(Callback):
         )
         self.run_ids[trial.trial_id] = run.info.run_id
         self.open.add(trial.trial_id)
-        params = [Param(k, str(v)) for k, v in sorted(trial.config.items())]
+        config = TrialConfig.from_nested(trial.config).params()  # flat, as MLflow always had it
+        params = [Param(k, str(v)) for k, v in sorted(config.items())]
         self.mlflow.log_batch(run.info.run_id, params=params)
 
     def on_trial_result(

@@ -1,7 +1,8 @@
 """The Ray Tune trainable: a thin function that builds an ordinary Lightning Trainer.
 
 It runs inside a Ray worker. Constants (the dataset) arrive through `tune.with_parameters`;
-everything a trial varies arrives in `config`. The model code it calls contains no Ray.
+everything a trial varies arrives in `config`, the nested mapping Tune sampled, which the
+trainable reads once into a `TrialConfig`. The model code it calls contains no Ray.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ from torch import nn
 
 from pipelines.data.store import DatasetRef
 from pipelines.ops import settings
-from pipelines.spec import MODEL_KEYS, TRAIN_KEYS, TrainConfig
+from seqmodels.config import TrainConfig, TrialConfig
 from seqmodels.data import NpzDataModule
 from seqmodels.diagnostics import RecurrenceDiagnostics
 from seqmodels.errors import ConfigError
-from seqmodels.files import read_arrays
 from seqmodels.lit import FAMILIES
-from seqmodels.models import ModelConfig, build_model
+from seqmodels.models import build_model
+from seqmodels.tasks import TASKS
 
 CHECKPOINT_FILE = "checkpoint"
 REPORTED = ("train/loss", "val/loss")
@@ -115,36 +116,31 @@ class Report(L.Callback):
         return True
 
 
-def training(config: dict[str, Any]) -> TrainConfig:
-    """The training hyperparameters of a trial config, typed.
-
-    Not validated again (the spec was): a run recorded before a key existed gets its default,
-    which is what that run trained with, so `seqlab rerun` still reproduces it.
-    """
-    return TrainConfig.model_construct(**{k: v for k, v in config.items() if k in TRAIN_KEYS})
-
-
-def build_net(config: dict[str, Any], dataset: DatasetRef) -> nn.Module:
+def build_net(trial: TrialConfig, dataset: DatasetRef) -> nn.Module:
     """The network a trial config names, sized for the dataset."""
-    model = ModelConfig(**{k: v for k, v in config.items() if k in MODEL_KEYS})
-    return build_model(model, dataset.input_size, dataset.output_size)
+    return build_model(trial.model, dataset.input_size, dataset.output_size)
 
 
-def build_module(config: dict[str, Any], dataset: DatasetRef) -> L.LightningModule:
+def build_module(trial: TrialConfig, dataset: DatasetRef) -> L.LightningModule:
     """The LightningModule of the dataset's family, around the network the config names, with
     the config's training switches (truncated BPTT, the information-flow regularizer).
 
     Raises:
         ConfigError: a switch the network or the dataset cannot honour, naming it.
     """
-    train = training(config)
-    # The spec refuses this first (`Task.per_step`); a safety net for the configs that skip the
-    # spec: a recorded run that `seqlab rerun` trains again, a direct call.
-    if train.tbptt is not None and dataset.family == "regression" and not per_step(dataset):
+    train = trial.train
+    # The spec refuses this first, from the same declarations (`Task.per_step`, the
+    # architecture's `Wiring`); a safety net for the configs that skip the spec: a recorded run
+    # that `seqlab rerun` trains again, a direct call.
+    if train.tbptt is not None and not TASKS.get(dataset.task).per_step:
         raise ConfigError(
             "tbptt", f"task {dataset.task!r} has one target per sequence, none to truncate"
         )
-    net = build_net(config, dataset)
+    if train.tbptt is not None and not trial.model.wiring.tbptt:
+        raise ConfigError(
+            "tbptt", f"{trial.model.architecture!r} cannot carry its state across chunks"
+        )
+    net = build_net(trial, dataset)
     return FAMILIES[dataset.family](
         net,
         lr=train.lr,
@@ -156,24 +152,15 @@ def build_module(config: dict[str, Any], dataset: DatasetRef) -> L.LightningModu
     )
 
 
-def per_step(dataset: DatasetRef) -> bool:
-    """Whether the dataset's regression targets are (N, T, O), one per input step."""
-    train = read_arrays(dataset.uri, "train")
-    x, y = train["x"], train["y"]
-    return y.ndim == 3 and y.shape[1] == x.shape[1]
-
-
-def make_trainer(config: dict[str, Any], callbacks: list[L.Callback] | None = None) -> L.Trainer:
+def make_trainer(train: TrainConfig, callbacks: list[L.Callback] | None = None) -> L.Trainer:
     """A quiet Lightning Trainer: Tune reports and checkpoints, so no logger or progress bar.
 
-    It clips gradients as the config says (10.11.1), except under truncated BPTT, where the
-    module optimizes by hand and clips itself; with `diagnostics` it adds the
-    `RecurrenceDiagnostics` callback, measured every `DIAGNOSTICS_EVERY` batches. It restricts
-    torch to deterministic algorithms unless the config says `deterministic: false`.
+    The module clips gradients itself (10.11.1), as it optimizes by hand; with `diagnostics`
+    the Trainer gets the `RecurrenceDiagnostics` callback, measured every `DIAGNOSTICS_EVERY`
+    batches. It restricts torch to deterministic algorithms unless `deterministic` is false.
     """
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     settings.quiet_known_warnings()  # a trial's worker process has the driver's filters too
-    train = training(config)
     callbacks = list(callbacks or [])
     if train.diagnostics:
         # before the callers' callbacks, so a report at the epoch's end reads its values
@@ -207,22 +194,23 @@ class ApplyConfig(L.Callback):
     learning rate, and the config must win.
     """
 
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.config = config
+    def __init__(self, train: TrainConfig) -> None:
+        self.train = train
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         for optimizer in trainer.optimizers:
             for group in optimizer.param_groups:
-                group["lr"] = self.config["lr"]
-                group["weight_decay"] = self.config["weight_decay"]
+                group["lr"] = self.train.lr
+                group["weight_decay"] = self.train.weight_decay
 
 
-def seeded(config: dict[str, Any], dataset: DatasetRef) -> tuple[L.LightningModule, NpzDataModule]:
+def seeded(trial: TrialConfig, dataset: DatasetRef) -> tuple[L.LightningModule, NpzDataModule]:
     """The module and the data of a trial's config, after seeding everything with its seed:
     the weights and the batches' order follow from the config alone."""
-    L.seed_everything(config["seed"], workers=True, verbose=False)
-    module = build_module(config, dataset)
-    return module, NpzDataModule(dataset.uri, batch_size=config["batch_size"], seed=config["seed"])
+    L.seed_everything(trial.seed, workers=True, verbose=False)
+    module = build_module(trial, dataset)
+    data = NpzDataModule(dataset.uri, batch_size=trial.train.batch_size, seed=trial.seed)
+    return module, data
 
 
 def train_trial(
@@ -230,9 +218,10 @@ def train_trial(
 ) -> None:
     """Train one trial, reporting `train/loss` and `val/loss` (and the diagnostics, when the
     config switches them on) every epoch, with a checkpoint when `Report` says one is due."""
-    module, data = seeded(config, dataset)
+    trial = TrialConfig.from_nested(config)
+    module, data = seeded(trial, dataset)
     report = Report(placement(), every=checkpoint_every)
-    trainer = make_trainer(config, [report, ApplyConfig(config)])
+    trainer = make_trainer(trial.train, [report, ApplyConfig(trial.train)])
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         trainer.fit(module, datamodule=data)
@@ -262,10 +251,11 @@ def train_repeat(config: dict[str, Any], dataset: DatasetRef) -> None:
     Reports `train/loss` and `val/loss` every epoch, like a trial, and finally the test metrics.
     No early stopping and no checkpoints: a repeat is cheap to rerun, and only its score matters.
     """
-    module, data = seeded(config, dataset)
+    trial = TrialConfig.from_nested(config)
+    module, data = seeded(trial, dataset)
     report = Report(placement(), checkpoints=False)
     keep = KeepBest("val/loss")
-    trainer = make_trainer(config, [report, keep])
+    trainer = make_trainer(trial.train, [report, keep])
     trainer.fit(module, datamodule=data)
     if keep.state is not None:
         module.load_state_dict(keep.state)
@@ -285,26 +275,26 @@ class EpochMetrics(L.Callback):
 
 
 def train_in_process(
-    config: dict[str, Any], dataset: DatasetRef, threads: int, keys: tuple[str, ...]
+    trial: TrialConfig, dataset: DatasetRef, threads: int, keys: tuple[str, ...]
 ) -> dict[str, list[float]]:
     """Train a trial's config in this process, without Ray, on `threads` torch threads (as many
     as Ray gave the trial's worker: CPU float sums depend on it), as `train_trial` trains it;
     the per-epoch values of `keys`."""
     torch.set_num_threads(threads)
-    module, data = seeded(config, dataset)
+    module, data = seeded(trial, dataset)
     record = EpochMetrics(keys)
-    make_trainer(config, [record]).fit(module, datamodule=data)
+    make_trainer(trial.train, [record]).fit(module, datamodule=data)
     return record.values
 
 
 def evaluate(
-    config: dict[str, Any], dataset: DatasetRef, checkpoint_dir: str
+    trial: TrialConfig, dataset: DatasetRef, checkpoint_dir: str
 ) -> tuple[dict[str, float], L.LightningModule]:
     """Test metrics of a finished trial on the held-out split, and the trained module."""
-    net = build_net(config, dataset)
+    net = build_net(trial, dataset)
     path = Path(checkpoint_dir) / CHECKPOINT_FILE
     family = FAMILIES[dataset.family]
     module = family.load_from_checkpoint(path, net=net, map_location="cpu")
-    data = NpzDataModule(dataset.uri, batch_size=config["batch_size"], seed=config["seed"])
-    (metrics,) = make_trainer(config).test(module, datamodule=data, verbose=False)
+    data = NpzDataModule(dataset.uri, batch_size=trial.train.batch_size, seed=trial.seed)
+    (metrics,) = make_trainer(trial.train).test(module, datamodule=data, verbose=False)
     return {k: float(v) for k, v in metrics.items()}, module
