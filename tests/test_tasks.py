@@ -18,7 +18,8 @@ from pipelines.data.store import _sha256, dataset_digest, prepare
 from seqmodels.batch import EOS, FIRST_SYMBOL, PAD
 from seqmodels.data import BucketBatchSampler, NpzDataModule, collate, load_split
 from seqmodels.errors import ConfigError
-from seqmodels.tasks import FAMILIES, TASKS, Task, Vocabulary
+from seqmodels.tasks import FAMILIES, TASKS, AddingOptions, AddingTask, Task, Vocabulary
+from seqmodels.tasks.base import TaskRegistry
 from seqmodels.tasks.common import sequence_metrics
 from seqmodels.tasks.dates import FORMATS
 from seqmodels.tasks.listops import OPERATORS, apply
@@ -116,6 +117,21 @@ def test_every_task_is_registered_and_described() -> None:
         assert task_type.metrics[:1] in ((), (task_type.metric,)), "the headline comes first"
         assert isinstance(task_type.version, int) and task_type.version >= 1
         assert len(task_type.baseline_note) > 20, name
+
+
+def test_the_registry_names_a_task_and_says_no() -> None:
+    registry = TaskRegistry("task", Task)
+
+    @registry.register("adding_again")
+    class Again(AddingTask):
+        pass
+
+    assert Again.name == "adding_again" and AddingTask.name == "adding"
+    with pytest.raises(ValueError, match="'adding_again' is already registered by"):
+        registry.register("adding_again")(AddingTask)
+    with pytest.raises(TypeError, match="'plain' must subclass Task"):
+        registry.register("plain")(AddingOptions)  # type: ignore[arg-type]
+    assert "plain" not in registry
 
 
 def test_every_task_metric_has_a_declared_range() -> None:

@@ -1,7 +1,8 @@
 """Tasks: pure data generators with their metric and published baseline.
 
 A task turns (options, seed) into train/val/test arrays. It knows nothing of where they are stored.
-Importing this package registers every task in TASKS.
+Importing this package registers every task in TASKS. A task subclasses its family's base
+(`seqmodels.tasks.families`), which declares the family's metrics once.
 """
 
 from seqmodels.tasks.adding import AddingOptions, AddingTask
@@ -18,6 +19,13 @@ from seqmodels.tasks.common import Vocabulary
 from seqmodels.tasks.copy_memory import CopyOptions, CopyTask
 from seqmodels.tasks.dates import DatesOptions, DatesTask
 from seqmodels.tasks.digits import SeqDigitsOptions, SeqDigitsTask
+from seqmodels.tasks.families import (
+    ClassificationTask,
+    LanguageModelTask,
+    RegressionTask,
+    Seq2SeqTask,
+    TokenTask,
+)
 from seqmodels.tasks.g2p import G2POptions, G2PTask
 from seqmodels.tasks.listops import ListOpsOptions, ListOpsTask
 from seqmodels.tasks.reconstruct import ReconstructOptions, ReconstructTask
@@ -39,6 +47,7 @@ __all__ = [
     "AdditionOptions",
     "AdditionTask",
     "CharLMOptions",
+    "ClassificationTask",
     "CopyOptions",
     "CopyTask",
     "DatesOptions",
@@ -46,13 +55,16 @@ __all__ = [
     "Family",
     "G2POptions",
     "G2PTask",
+    "LanguageModelTask",
     "ListOpsOptions",
     "ListOpsTask",
     "PairsJSONLOptions",
     "PairsJSONLTask",
     "ReconstructOptions",
     "ReconstructTask",
+    "RegressionTask",
     "ReverseTask",
+    "Seq2SeqTask",
     "SeqDigitsOptions",
     "SeqDigitsTask",
     "SeriesCSVOptions",
@@ -66,5 +78,6 @@ __all__ = [
     "Task",
     "TextOptions",
     "TextTask",
+    "TokenTask",
     "Vocabulary",
 ]

@@ -2,49 +2,37 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar, Literal
+from functools import partial
 
 import numpy as np
 
-from seqmodels.errors import ConfigError
-from seqmodels.tasks.base import TASKS, Split, Task
+from seqmodels.options import check_range
+from seqmodels.tasks.base import TASKS, Split
+from seqmodels.tasks.common import drawn_splits, generator_options
+from seqmodels.tasks.families import RegressionTask
 
 
-@dataclass(frozen=True)
+@generator_options(n_train=4000, n_val=1000, n_test=1000)
 class AddingOptions:
     """Sequence length and split sizes of the adding problem."""
 
     length: int = 30
-    n_train: int = 4000
-    n_val: int = 1000
-    n_test: int = 1000
 
     def __post_init__(self) -> None:
-        if self.length < 2:
-            raise ConfigError("length", "must be >= 2 (one marker in each half)")
-        for split in ("n_train", "n_val", "n_test"):
-            if getattr(self, split) < 1:
-                raise ConfigError(split, "must be >= 1")
+        check_range("length", self.length >= 2, "must be >= 2 (one marker in each half)")
 
 
 @TASKS.register("adding")
-@dataclass(frozen=True)
-class AddingTask(Task):
+class AddingTask(RegressionTask):
     """Two channels: a value drawn from U[0, 1] and a marker with one 1 in each half.
 
     The target is the sum of the two marked values. Predicting the mean, 1, scores
     MSE = Var(U1 + U2) = 2/12 = 0.167: a model that does not remember stays there.
     """
 
-    name: ClassVar[str] = "adding"
-    options_type: ClassVar[type] = AddingOptions
-    version: ClassVar[int] = 1
-    family: ClassVar[Literal["regression"]] = "regression"
-    metric: ClassVar[str] = "mse"
-    baseline_note: ClassVar[str] = "predict the mean 1: MSE 1/6 (Arjovsky et al. 2016)"
-
-    options: AddingOptions = AddingOptions()
+    options_type = AddingOptions
+    metrics = ("mse",)  # the data card names the headline alone
+    baseline_note = "predict the mean 1: MSE 1/6 (Arjovsky et al. 2016)"
 
     @property
     def baseline(self) -> float:
@@ -59,10 +47,7 @@ class AddingTask(Task):
         return 1
 
     def generate(self, seed: int) -> dict[str, Split]:
-        rng = np.random.default_rng(seed)
-        o = self.options
-        sizes = {"train": o.n_train, "val": o.n_val, "test": o.n_test}
-        return {split: adding_split(rng, n, o.length) for split, n in sizes.items()}
+        return drawn_splits(self.options, seed, partial(adding_split, length=self.options.length))
 
 
 def adding_split(rng: np.random.Generator, n: int, length: int) -> Split:

@@ -7,67 +7,47 @@ watch a fixed-size context fail where attention does not (Bahdanau et al. 2015, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar, Literal
+from functools import cached_property
 
 import numpy as np
 
-from seqmodels.errors import ConfigError
-from seqmodels.tasks.base import TASKS, Split, Task
+from seqmodels.options import check_range
+from seqmodels.tasks.base import TASKS, Split
 from seqmodels.tasks.common import (
     Vocabulary,
-    check_counts,
     check_length_range,
     echo_metrics,
-    majority_target_metrics,
-    seq2seq_split,
+    generator_options,
 )
+from seqmodels.tasks.families import Seq2SeqTask, Symbols
 
-SEQ2SEQ_METRICS = ("exact_match", "token_accuracy")
 MAX_ALPHABET = 1000
+ADDITION_VOCABULARY = Vocabulary((*"0123456789", "+"))
 
 
-@dataclass(frozen=True)
+@generator_options(n_train=10000, n_val=1000, n_test=1000)
 class SymbolSequenceOptions:
     """Sequences of `min_length`..`max_length` symbols (uniform) from an alphabet of `alphabet`."""
 
     alphabet: int = 10
     min_length: int = 5
     max_length: int = 20
-    n_train: int = 10000
-    n_val: int = 1000
-    n_test: int = 1000
 
     def __post_init__(self) -> None:
-        if not 2 <= self.alphabet <= MAX_ALPHABET:
-            raise ConfigError("alphabet", f"must be in [2, {MAX_ALPHABET}]")
+        check_range(
+            "alphabet", 2 <= self.alphabet <= MAX_ALPHABET, f"must be in [2, {MAX_ALPHABET}]"
+        )
         check_length_range(self.min_length, self.max_length, "min_length", "max_length")
-        check_counts(self)
 
 
-@dataclass(frozen=True)
-class SymbolSequenceTask(Task):
+class SymbolSequenceTask(Seq2SeqTask):
     """A seq2seq task over symbols "0".."A-1"; subclasses define `transform`."""
 
-    token_inputs: ClassVar[bool] = True
-    options_type: ClassVar[type] = SymbolSequenceOptions
-    family: ClassVar[Literal["seq2seq"]] = "seq2seq"
-    metric: ClassVar[str] = "exact_match"
-    metrics: ClassVar[tuple[str, ...]] = SEQ2SEQ_METRICS
+    options_type = SymbolSequenceOptions
 
-    options: SymbolSequenceOptions = SymbolSequenceOptions()
-
-    @property
-    def vocabulary(self) -> tuple[str, ...]:
-        return tuple(str(i) for i in range(self.options.alphabet))
-
-    @property
-    def input_size(self) -> int:
-        return Vocabulary(self.vocabulary).size
-
-    @property
-    def output_size(self) -> int:
-        return self.input_size
+    @cached_property
+    def _vocab(self) -> Vocabulary:
+        return Vocabulary(tuple(str(i) for i in range(self.options.alphabet)))
 
     def baseline_on(self, splits: dict[str, Split]) -> float:
         # Answering with the input unchanged: right only when the transform leaves it so.
@@ -77,20 +57,11 @@ class SymbolSequenceTask(Task):
     def transform(source: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def generate(self, seed: int) -> dict[str, Split]:
-        rng = np.random.default_rng(seed)
+    def draw(self, rng: np.random.Generator, n: int) -> tuple[list[Symbols], list[Symbols]]:
         o = self.options
-        vocab = Vocabulary(self.vocabulary)
-        sizes = {"train": o.n_train, "val": o.n_val, "test": o.n_test}
-        out = {}
-        for split, n in sizes.items():
-            lengths = rng.integers(o.min_length, o.max_length + 1, size=n)
-            sources = [rng.integers(0, o.alphabet, size=k) for k in lengths]
-            targets = [self.transform(s) for s in sources]
-            out[split] = seq2seq_split(
-                vocab, [_names(s) for s in sources], [_names(t) for t in targets]
-            )
-        return out
+        lengths = rng.integers(o.min_length, o.max_length + 1, size=n)
+        sources = [rng.integers(0, o.alphabet, size=k) for k in lengths]
+        return [_names(s) for s in sources], [_names(self.transform(s)) for s in sources]
 
 
 def _names(symbols: np.ndarray) -> list[str]:
@@ -98,14 +69,11 @@ def _names(symbols: np.ndarray) -> list[str]:
 
 
 @TASKS.register("reverse")
-@dataclass(frozen=True)
 class ReverseTask(SymbolSequenceTask):
     """Write the source backwards: the first source symbol is needed last (Sutskever et al.
     2014 reversed their sources to shorten exactly this kind of dependency)."""
 
-    name: ClassVar[str] = "reverse"
-    version: ClassVar[int] = 1
-    baseline_note: ClassVar[str] = (
+    baseline_note = (
         "answer with the input unchanged (right only for palindromes), exact match on test, "
         "measured; no published number for this generator"
     )
@@ -116,13 +84,10 @@ class ReverseTask(SymbolSequenceTask):
 
 
 @TASKS.register("sort")
-@dataclass(frozen=True)
 class SortTask(SymbolSequenceTask):
     """Sort the source symbols by id (Vinyals, Bengio & Kudlur 2016, "Order Matters")."""
 
-    name: ClassVar[str] = "sort"
-    version: ClassVar[int] = 1
-    baseline_note: ClassVar[str] = (
+    baseline_note = (
         "answer with the input unchanged (right only when already sorted), exact match on "
         "test, measured; no published number for this generator"
     )
@@ -132,70 +97,37 @@ class SortTask(SymbolSequenceTask):
         return np.sort(source, kind="stable")
 
 
-@dataclass(frozen=True)
+@generator_options(n_train=10000, n_val=1000, n_test=1000)
 class AdditionOptions:
     """Each operand has `min_digits`..`max_digits` digits (uniform, no leading zero)."""
 
     min_digits: int = 1
     max_digits: int = 5
-    n_train: int = 10000
-    n_val: int = 1000
-    n_test: int = 1000
 
     def __post_init__(self) -> None:
         check_length_range(self.min_digits, self.max_digits, "min_digits", "max_digits")
-        if self.max_digits > 18:
-            raise ConfigError("max_digits", "must be <= 18 (operands are int64)")
-        check_counts(self)
+        check_range("max_digits", self.max_digits <= 18, "must be <= 18 (operands are int64)")
 
 
 @TASKS.register("addition")
-@dataclass(frozen=True)
-class AdditionTask(Task):
+class AdditionTask(Seq2SeqTask):
     """Integer addition written as characters: "123+45" -> "168" (Zaremba & Sutskever 2014,
     "Learning to Execute", read a program's text and write its output)."""
 
-    token_inputs: ClassVar[bool] = True
-    name: ClassVar[str] = "addition"
-    options_type: ClassVar[type] = AdditionOptions
-    version: ClassVar[int] = 1
-    family: ClassVar[Literal["seq2seq"]] = "seq2seq"
-    metric: ClassVar[str] = "exact_match"
-    metrics: ClassVar[tuple[str, ...]] = SEQ2SEQ_METRICS
-    baseline_note: ClassVar[str] = (
+    options_type = AdditionOptions
+    baseline_note = (
         "answer train's most frequent sum, exact match on test, measured; no published "
         "number for this generator"
     )
 
-    options: AdditionOptions = AdditionOptions()
-
     @property
-    def vocabulary(self) -> tuple[str, ...]:
-        return (*"0123456789", "+")
+    def _vocab(self) -> Vocabulary:
+        return ADDITION_VOCABULARY
 
-    @property
-    def input_size(self) -> int:
-        return Vocabulary(self.vocabulary).size
-
-    @property
-    def output_size(self) -> int:
-        return self.input_size
-
-    def baseline_on(self, splits: dict[str, Split]) -> float:
-        return majority_target_metrics(splits)["exact_match"]
-
-    def generate(self, seed: int) -> dict[str, Split]:
-        rng = np.random.default_rng(seed)
-        o = self.options
-        vocab = Vocabulary(self.vocabulary)
-        sizes = {"train": o.n_train, "val": o.n_val, "test": o.n_test}
-        out = {}
-        for split, n in sizes.items():
-            a, b = _operands(rng, n, o.min_digits, o.max_digits)
-            sources = [f"{p}+{q}" for p, q in zip(a.tolist(), b.tolist(), strict=True)]
-            targets = [str(p + q) for p, q in zip(a.tolist(), b.tolist(), strict=True)]
-            out[split] = seq2seq_split(vocab, sources, targets)
-        return out
+    def draw(self, rng: np.random.Generator, n: int) -> tuple[list[Symbols], list[Symbols]]:
+        a, b = _operands(rng, n, self.options.min_digits, self.options.max_digits)
+        pairs = list(zip(a.tolist(), b.tolist(), strict=True))
+        return [f"{p}+{q}" for p, q in pairs], [str(p + q) for p, q in pairs]
 
 
 def _operands(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Literal, get_args
 
@@ -29,11 +30,14 @@ FAMILIES: tuple[str, ...] = get_args(Family)
 
 @dataclass(frozen=True)
 class Task:
-    """A dataset generator. Subclasses set the class variables and implement `generate`.
+    """A dataset generator, of one field: `options`, an `options_type` (its defaults when
+    omitted). Subclasses set the class variables and implement `generate`; they stay frozen
+    dataclasses of that one field, so they need no decorator of their own.
 
     Class variables:
-        name: the name a spec uses.
-        version: bump it whenever `generate` changes its output; it is part of the cache key.
+        name: the name a spec uses; `TASKS.register` sets it.
+        version: 1 at first; bump it whenever `generate` changes its output (it is part of the
+            cache key).
         family: which LightningModule trains it (see `Family`).
         metric: the headline test metric.
         metrics: every test metric the family reports for this task, the headline first.
@@ -56,7 +60,7 @@ class Task:
 
     name: ClassVar[str]
     options_type: ClassVar[type]
-    version: ClassVar[int]
+    version: ClassVar[int] = 1
     family: ClassVar[Family]
     metric: ClassVar[str]
     metrics: ClassVar[tuple[str, ...]] = ()
@@ -64,6 +68,10 @@ class Task:
     per_step: ClassVar[bool] = False
     token_inputs: ClassVar[bool] = False
     next_input: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        if self.options is None:
+            object.__setattr__(self, "options", self.options_type())  # frozen: set once, here
 
     @classmethod
     def from_options(cls, options: dict[str, object]) -> Task:
@@ -110,4 +118,18 @@ class Task:
         raise NotImplementedError
 
 
-TASKS: Registry[Task] = Registry("task", Task)
+class TaskRegistry(Registry[Task]):
+    """The registry of tasks: registering a class under a name also sets its `name`."""
+
+    def register(self, name: str) -> Callable[[type[Task]], type[Task]]:
+        checked = super().register(name)  # rejects duplicates and classes that are not tasks
+
+        def decorator(cls: type[Task]) -> type[Task]:
+            checked(cls)
+            cls.name = name
+            return cls
+
+        return decorator
+
+
+TASKS = TaskRegistry("task", Task)

@@ -22,14 +22,18 @@ import sysconfig
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from seqmodels.errors import ConfigError
 from seqmodels.tasks.base import TASKS, Split
-from seqmodels.tasks.common import TokenTask, Vocabulary, check_fractions
+from seqmodels.tasks.common import Vocabulary, check_fractions, held_out_counts
+from seqmodels.tasks.families import LanguageModelTask
 from seqmodels.tokens import FIRST_SYMBOL
+
+if TYPE_CHECKING:
+    from seqmodels.tasks.user_data import TextOptions
 
 CORPUS_FILES = (
     "argparse.py",
@@ -58,14 +62,15 @@ CORPUS_FILES = (
     "threading.py",
     "typing.py",
 )
-LM_METRICS = ("bits_per_char", "perplexity")
 
 
-def check_window(window: int, max_chars: int | None) -> None:
-    if window < 1:
+def check_text_options(options: CharLMOptions | TextOptions) -> None:
+    """The checks of a windowed text's options: `window`, `max_chars`, then the fractions."""
+    if options.window < 1:
         raise ConfigError("window", "must be >= 1")
-    if max_chars is not None and max_chars < 1:
+    if options.max_chars is not None and options.max_chars < 1:
         raise ConfigError("max_chars", "must be >= 1, or null for the whole text")
+    check_fractions(options.val_fraction, options.test_fraction)
 
 
 @dataclass(frozen=True)
@@ -78,19 +83,23 @@ class CharLMOptions:
     max_chars: int | None = None
 
     def __post_init__(self) -> None:
-        check_window(self.window, self.max_chars)
-        check_fractions(self.val_fraction, self.test_fraction)
+        check_text_options(self)
 
 
-@dataclass(frozen=True)
-class CharLMTask(TokenTask):
-    """Next-character prediction over a text; subclasses say where the text comes from."""
+class CharLMTask(LanguageModelTask):
+    """Next-character prediction over a text; subclasses say where the text comes from.
 
-    family: ClassVar[Literal["lm"]] = "lm"
-    per_step: ClassVar[bool] = True  # the next character at every step
-    next_input: ClassVar[bool] = True
-    metric: ClassVar[str] = "bits_per_char"
-    metrics: ClassVar[tuple[str, ...]] = LM_METRICS
+    The baseline, measured: a unigram model, the entropy of train's character frequencies, in
+    bits per character (Shannon 1951's zeroth-order estimate).
+    """
+
+    next_input = True
+    metric = "bits_per_char"
+    metrics = ("bits_per_char", "perplexity")
+    baseline_note = (
+        "unigram model: the entropy of train's character frequencies, in bits per character "
+        "(Shannon 1951's zeroth-order estimate), measured"
+    )
 
     @property
     def text(self) -> str:
@@ -111,19 +120,10 @@ class CharLMTask(TokenTask):
 
 
 @TASKS.register("charlm")
-@dataclass(frozen=True)
 class StdlibCharLMTask(CharLMTask):
     """Character-level LM on CPython's own standard library source (see the module doc)."""
 
-    name: ClassVar[str] = "charlm"
-    options_type: ClassVar[type] = CharLMOptions
-    version: ClassVar[int] = 1
-    baseline_note: ClassVar[str] = (
-        "unigram model: the entropy of train's character frequencies, in bits per character "
-        "(Shannon 1951's zeroth-order estimate), measured"
-    )
-
-    options: CharLMOptions = CharLMOptions()
+    options_type = CharLMOptions
 
     @cached_property
     def text(self) -> str:
@@ -156,9 +156,7 @@ def char_lm_splits(
 ) -> dict[str, Split]:
     """Positional train/val/test parts of `text`, each cut into windows (see the module doc)."""
     ids = encode_chars(vocab, text)
-    n_test = round(len(ids) * test_fraction)
-    n_val = round(len(ids) * val_fraction)
-    n_train = len(ids) - n_val - n_test
+    n_train, n_val, _ = held_out_counts(len(ids), val_fraction, test_fraction)
     parts = {
         "train": ids[:n_train],
         "val": ids[n_train : n_train + n_val],

@@ -1,18 +1,22 @@
-"""Pieces token tasks share: a vocabulary, padding, split sizes, and the metrics of baselines."""
+"""Pieces tasks share: a vocabulary, padding, option checks, splitting, and baseline metrics."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import ClassVar
+from typing import TypeVar
 
 import numpy as np
 
 from seqmodels.errors import ConfigError
-from seqmodels.tasks.base import Split, Task
+from seqmodels.tasks.base import Split
 from seqmodels.tokens import EOS, FIRST_SYMBOL, PAD
+
+T = TypeVar("T")
+SPLITS = ("train", "val", "test")
+SPLIT_SIZES = ("n_train", "n_val", "n_test")  # the options of a generator's split sizes
 
 
 @dataclass(frozen=True)
@@ -54,31 +58,6 @@ class Vocabulary:
         return {s: FIRST_SYMBOL + i for i, s in enumerate(self.symbols)}
 
 
-class TokenTask(Task):
-    """A task whose inputs and outputs are ids of one vocabulary, which `_vocab` gives.
-
-    Subclasses define `_vocab` (usually a cached property); the sizes follow from it.
-    """
-
-    token_inputs: ClassVar[bool] = True
-
-    @property
-    def _vocab(self) -> Vocabulary:
-        raise NotImplementedError
-
-    @property
-    def vocabulary(self) -> tuple[str, ...]:
-        return self._vocab.symbols
-
-    @property
-    def input_size(self) -> int:
-        return self._vocab.size
-
-    @property
-    def output_size(self) -> int:
-        return self.input_size
-
-
 def pad(sequences: Sequence[Sequence[int]], eos: bool) -> tuple[np.ndarray, np.ndarray]:
     """Id lists -> (N, L) int64 padded with PAD, and (N,) int64 lengths (the EOS included)."""
     tail = [EOS] if eos else []
@@ -99,11 +78,71 @@ def seq2seq_split(
     return {"x": x, "x_len": x_len, "y": y, "y_len": y_len}
 
 
-def check_counts(options: object, names: Sequence[str] = ("n_train", "n_val", "n_test")) -> None:
-    """Every split needs at least one example."""
+def pairs_split(vocab: Vocabulary, pairs: Sequence[tuple[Sequence[str], Sequence[str]]]) -> Split:
+    """The seq2seq split of (source, target) pairs."""
+    return seq2seq_split(vocab, [s for s, _ in pairs], [t for _, t in pairs])
+
+
+def generator_options(n_train: int, n_val: int, n_test: int) -> Callable[[type[T]], type[T]]:
+    """Make a generator's options class a frozen dataclass ending in the split sizes.
+
+    The fields `n_train`, `n_val` and `n_test` (int, these defaults) follow the class's own,
+    and are checked >= 1 after its own `__post_init__`, so every split has an example.
+    """
+
+    def decorate(cls: type[T]) -> type[T]:
+        for name, default in zip(SPLIT_SIZES, (n_train, n_val, n_test), strict=True):
+            cls.__annotations__[name] = int
+            setattr(cls, name, default)
+        own_checks = cls.__dict__.get("__post_init__")
+
+        def __post_init__(self: T) -> None:
+            if own_checks is not None:
+                own_checks(self)
+            check_counts(self)
+
+        cls.__post_init__ = __post_init__  # type: ignore[attr-defined]
+        return dataclass(frozen=True)(cls)
+
+    return decorate
+
+
+def check_counts(options: object, names: Sequence[str] = SPLIT_SIZES) -> None:
+    """Each named option is at least 1; by default the split sizes (every split needs an
+    example)."""
     for name in names:
         if getattr(options, name) < 1:
             raise ConfigError(name, "must be >= 1")
+
+
+def drawn_splits(
+    options: object, seed: int, draw: Callable[[np.random.Generator, int], Split]
+) -> dict[str, Split]:
+    """Train, val and test, in that order, each of `draw(rng, n)` with n the options' `n_train`,
+    `n_val` or `n_test`, from one generator seeded by `seed`."""
+    rng = np.random.default_rng(seed)
+    return {split: draw(rng, getattr(options, f"n_{split}")) for split in SPLITS}
+
+
+def held_out_counts(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
+    """How many of `n` items train, validate and test: the held-out parts are rounded."""
+    n_test = round(n * test_fraction)
+    n_val = round(n * val_fraction)
+    return n - n_val - n_test, n_val, n_test
+
+
+def shuffled_parts(
+    n: int, val_fraction: float, test_fraction: float, seed: int
+) -> dict[str, np.ndarray]:
+    """Indices of `n` items shuffled by `seed`: the first test_fraction test, the next
+    val_fraction validate, the rest train."""
+    _, n_val, n_test = held_out_counts(n, val_fraction, test_fraction)
+    order = np.random.default_rng(seed).permutation(n)
+    return {
+        "train": order[n_test + n_val :],
+        "val": order[n_test : n_test + n_val],
+        "test": order[:n_test],
+    }
 
 
 def check_length_range(low: int, high: int, low_name: str, high_name: str, floor: int = 1) -> None:

@@ -7,22 +7,16 @@ day wherever the format put them. Sources are rendered by Python's own `strftime
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass
 from functools import cache
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 import numpy as np
 
 from seqmodels.errors import ConfigError
-from seqmodels.tasks.algorithmic import SEQ2SEQ_METRICS
-from seqmodels.tasks.base import TASKS, Split, Task
-from seqmodels.tasks.common import (
-    Vocabulary,
-    check_counts,
-    check_length_range,
-    majority_target_metrics,
-    seq2seq_split,
-)
+from seqmodels.options import check_range
+from seqmodels.tasks.base import TASKS, Split
+from seqmodels.tasks.common import Vocabulary, check_length_range, generator_options
+from seqmodels.tasks.families import Seq2SeqTask, Symbols
 
 # Every format names the order of day and month unambiguously (a month name, or a separator
 # that fixes the convention: "/" month first, "." day first), and writes the year in full.
@@ -51,7 +45,7 @@ def _rendered_lengths() -> frozenset[int]:
     return frozenset(len(d.strftime(f)) for d in days for f in FORMATS)
 
 
-@dataclass(frozen=True)
+@generator_options(n_train=10000, n_val=1000, n_test=1000)
 class DatesOptions:
     """Dates drawn uniformly from `min_year`..`max_year`, kept if their source length (in
     characters) lies in `min_length`..`max_length`."""
@@ -60,9 +54,6 @@ class DatesOptions:
     max_length: int = 64
     min_year: int = 1900
     max_year: int = 2099
-    n_train: int = 10000
-    n_val: int = 1000
-    n_test: int = 1000
 
     def __post_init__(self) -> None:
         check_length_range(self.min_length, self.max_length, "min_length", "max_length")
@@ -71,70 +62,46 @@ class DatesOptions:
             span = f"{min(lengths)}..{max(lengths)}"
             raise ConfigError("max_length", f"no format renders a date in range; lengths {span}")
         check_length_range(self.min_year, self.max_year, "min_year", "max_year", floor=1000)
-        if self.max_year > 9999:
-            raise ConfigError("max_year", "must be <= 9999 (four-digit years)")
-        check_counts(self)
+        check_range("max_year", self.max_year <= 9999, "must be <= 9999 (four-digit years)")
 
 
 @TASKS.register("dates")
-@dataclass(frozen=True)
-class DatesTask(Task):
+class DatesTask(Seq2SeqTask):
     """Translate a date written in one of `FORMATS` into ISO 8601, character by character."""
 
-    token_inputs: ClassVar[bool] = True
-    name: ClassVar[str] = "dates"
-    options_type: ClassVar[type] = DatesOptions
-    version: ClassVar[int] = 1
-    family: ClassVar[Literal["seq2seq"]] = "seq2seq"
-    metric: ClassVar[str] = "exact_match"
-    metrics: ClassVar[tuple[str, ...]] = SEQ2SEQ_METRICS
-    baseline_note: ClassVar[str] = (
+    options_type = DatesOptions
+    baseline_note = (
         "answer train's most frequent ISO date, exact match on test, measured; "
         "no published number for this generator"
     )
 
-    options: DatesOptions = DatesOptions()
-
     @property
-    def vocabulary(self) -> tuple[str, ...]:
-        return _vocabulary().symbols
-
-    @property
-    def input_size(self) -> int:
-        return _vocabulary().size
-
-    @property
-    def output_size(self) -> int:
-        return self.input_size
-
-    def baseline_on(self, splits: dict[str, Split]) -> float:
-        return majority_target_metrics(splits)["exact_match"]
+    def _vocab(self) -> Vocabulary:
+        return _vocabulary()
 
     def card_extras(self) -> dict[str, Any]:
         return {"formats": list(FORMATS), "target_format": ISO}
 
     def generate(self, seed: int) -> dict[str, Split]:
         _require_english_names()
-        rng = np.random.default_rng(seed)
+        return super().generate(seed)
+
+    def draw(self, rng: np.random.Generator, n: int) -> tuple[list[Symbols], list[Symbols]]:
         o = self.options
         first = datetime.date(o.min_year, 1, 1).toordinal()
         last = datetime.date(o.max_year, 12, 31).toordinal()
-        sizes = {"train": o.n_train, "val": o.n_val, "test": o.n_test}
-        out = {}
-        for split, n in sizes.items():
-            sources: list[str] = []
-            targets: list[str] = []
-            while len(sources) < n:  # rejection by length; the options ensure some pass
-                ordinals = rng.integers(first, last + 1, size=n)
-                formats = rng.integers(0, len(FORMATS), size=n)
-                for day_number, f in zip(ordinals.tolist(), formats.tolist(), strict=True):
-                    day = datetime.date.fromordinal(day_number)
-                    text = day.strftime(FORMATS[f])
-                    if o.min_length <= len(text) <= o.max_length and len(sources) < n:
-                        sources.append(text)
-                        targets.append(day.strftime(ISO))
-            out[split] = seq2seq_split(_vocabulary(), sources, targets)
-        return out
+        sources: list[Symbols] = []
+        targets: list[Symbols] = []
+        while len(sources) < n:  # rejection by length; the options ensure some pass
+            ordinals = rng.integers(first, last + 1, size=n)
+            formats = rng.integers(0, len(FORMATS), size=n)
+            for day_number, f in zip(ordinals.tolist(), formats.tolist(), strict=True):
+                day = datetime.date.fromordinal(day_number)
+                text = day.strftime(FORMATS[f])
+                if o.min_length <= len(text) <= o.max_length and len(sources) < n:
+                    sources.append(text)
+                    targets.append(day.strftime(ISO))
+        return sources, targets
 
 
 @cache

@@ -7,13 +7,15 @@ optical digits test set ship inside scikit-learn, so no download is needed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from seqmodels.errors import ConfigError
-from seqmodels.tasks.base import TASKS, Split, Task
-from seqmodels.tasks.common import check_fractions, majority_class_accuracy
+from seqmodels.options import check_range
+from seqmodels.tasks.base import TASKS, Split
+from seqmodels.tasks.common import check_fractions, shuffled_parts
+from seqmodels.tasks.families import ClassificationTask
 
 SIDE = 8
 PIXEL_MAX = 16.0  # the images hold integers 0..16
@@ -40,39 +42,24 @@ class SeqDigitsOptions:
             raise ConfigError(
                 "view", f"unknown view {self.view!r}; choose from: {', '.join(VIEWS)}"
             )
-        if self.permutation_seed < 0:
-            raise ConfigError("permutation_seed", "must be >= 0")
+        check_range("permutation_seed", self.permutation_seed >= 0, "must be >= 0")
         check_fractions(self.val_fraction, self.test_fraction)
 
 
 @TASKS.register("seq_digits")
-@dataclass(frozen=True)
-class SeqDigitsTask(Task):
+class SeqDigitsTask(ClassificationTask):
     """Classify a digit from its pixels seen one step at a time; x (N, T, F) in [0, 1]."""
 
-    name: ClassVar[str] = "seq_digits"
-    options_type: ClassVar[type] = SeqDigitsOptions
-    version: ClassVar[int] = 1
-    family: ClassVar[Literal["classification"]] = "classification"
-    metric: ClassVar[str] = "accuracy"
-    metrics: ClassVar[tuple[str, ...]] = ("accuracy", "cross_entropy")
-    baseline_note: ClassVar[str] = (
+    options_type = SeqDigitsOptions
+    classes = 10
+    baseline_note = (
         "majority class of train, accuracy on test (measured; the classes are near balanced, "
         "about 0.1); sequential MNIST form of Le, Jaitly & Hinton 2015"
     )
 
-    options: SeqDigitsOptions = SeqDigitsOptions()
-
-    def baseline_on(self, splits: dict[str, Split]) -> float:
-        return majority_class_accuracy(splits)
-
     @property
     def input_size(self) -> int:
         return 1 if self.options.view == "pixels" else SIDE
-
-    @property
-    def output_size(self) -> int:
-        return 10
 
     def permutation(self) -> np.ndarray:
         """The pixel order read: identity unless `permuted`."""
@@ -94,12 +81,5 @@ class SeqDigitsTask(Task):
         images = images[:, self.permutation()]
         x = images.reshape(len(images), -1, self.input_size)  # (N, T, F)
         y = digits.target.astype(np.int64)
-        order = np.random.default_rng(seed).permutation(len(x))
-        n_val = round(self.options.val_fraction * len(x))
-        n_test = round(self.options.test_fraction * len(x))
-        parts = {
-            "train": order[n_test + n_val :],
-            "val": order[n_test : n_test + n_val],
-            "test": order[:n_test],
-        }
+        parts = shuffled_parts(len(x), self.options.val_fraction, self.options.test_fraction, seed)
         return {split: {"x": x[idx], "y": y[idx]} for split, idx in parts.items()}

@@ -9,15 +9,16 @@ mean and standard deviation of the train part, and both are recorded in the data
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 
 from seqmodels.errors import ConfigError
 from seqmodels.tasks.base import Split
-from seqmodels.tasks.common import check_fractions
-
-FORECAST_METRICS = ("mse", "mae")
+from seqmodels.tasks.common import check_fractions, held_out_counts
+from seqmodels.tasks.families import RegressionTask
 
 
 @dataclass(frozen=True)
@@ -33,9 +34,7 @@ def forecast_splits(
 ) -> tuple[dict[str, Split], Scaling]:
     """(L, C) float series -> windowed splits x (N, window, C), y (N, C) float32."""
     length = series.shape[0]
-    n_test = round(length * test_fraction)
-    n_val = round(length * val_fraction)
-    n_train = length - n_val - n_test
+    n_train, n_val, n_test = held_out_counts(length, val_fraction, test_fraction)
     if n_train <= window or n_val < 1 or n_test < 1:
         raise ConfigError(
             "window",
@@ -71,3 +70,32 @@ def check_forecast_options(window: int, val_fraction: float, test_fraction: floa
     if window < 1:
         raise ConfigError("window", "must be >= 1")
     check_fractions(val_fraction, test_fraction)
+
+
+class ForecastTask(RegressionTask):
+    """Next-step forecasting of a `series` (L, C), windowed and split as the module doc says.
+
+    Options: `window`, `normalize`, `val_fraction`, `test_fraction`. The baseline, measured:
+    persistence, the MSE on test of repeating the last step seen.
+    """
+
+    @property
+    def series(self) -> np.ndarray:
+        """The (L, C) float64 series."""
+        raise NotImplementedError
+
+    @cached_property
+    def _prepared(self) -> tuple[dict[str, Split], Scaling]:
+        o = self.options
+        return forecast_splits(self.series, o.window, o.val_fraction, o.test_fraction, o.normalize)
+
+    @property
+    def scaling(self) -> dict[str, Any]:
+        """The train part's per-column mean and scale, for the data card."""
+        return asdict(self._prepared[1])
+
+    def baseline_on(self, splits: dict[str, Split]) -> float:
+        return persistence_mse(splits["test"])
+
+    def generate(self, seed: int) -> dict[str, Split]:
+        return self._prepared[0]  # positional: `seed` changes nothing

@@ -10,20 +10,21 @@ two, as `int(numpy.median)`), SM (sum modulo 10).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 import numpy as np
 
 from seqmodels.errors import ConfigError
-from seqmodels.tasks.base import TASKS, Split, Task
+from seqmodels.options import check_range
+from seqmodels.tasks.base import TASKS, Split
 from seqmodels.tasks.common import (
     Vocabulary,
-    check_counts,
     check_length_range,
-    majority_class_accuracy,
+    drawn_splits,
+    generator_options,
     pad,
 )
+from seqmodels.tasks.families import ClassificationTask, TokenTask
 
 OPERATORS = ("[MAX", "[MED", "[MIN", "[SM")
 CLOSE = "]"
@@ -49,7 +50,7 @@ def apply(operator: str, values: list[int]) -> int:
     raise ValueError(f"unknown operator {operator!r}; choose from: {', '.join(OPERATORS)}")
 
 
-@dataclass(frozen=True)
+@generator_options(n_train=10000, n_val=1000, n_test=1000)
 class ListOpsOptions:
     """Tree shape and token-length bounds of the generated expressions.
 
@@ -63,22 +64,15 @@ class ListOpsOptions:
     branch_prob: float = 0.25
     min_length: int = 4
     max_length: int = 100
-    n_train: int = 10000
-    n_val: int = 1000
-    n_test: int = 1000
 
     def __post_init__(self) -> None:
-        if self.max_depth < 1:
-            raise ConfigError("max_depth", "must be >= 1")
-        if self.max_args < 2:
-            raise ConfigError("max_args", "must be >= 2")
-        if not 0.0 <= self.branch_prob <= 1.0:
-            raise ConfigError("branch_prob", "must be in [0, 1]")
+        check_range("max_depth", self.max_depth >= 1, "must be >= 1")
+        check_range("max_args", self.max_args >= 2, "must be >= 2")
+        check_range("branch_prob", 0.0 <= self.branch_prob <= 1.0, "must be in [0, 1]")
         check_length_range(self.min_length, self.max_length, "min_length", "max_length", floor=4)
         if self.min_length > _longest(self.max_depth, self.max_args):
             longest = _longest(self.max_depth, self.max_args)
             raise ConfigError("min_length", f"must be <= {longest}, the longest tree possible")
-        check_counts(self)
 
 
 def _longest(depth: int, args: int) -> int:
@@ -87,47 +81,25 @@ def _longest(depth: int, args: int) -> int:
 
 
 @TASKS.register("listops")
-@dataclass(frozen=True)
-class ListOpsTask(Task):
+class ListOpsTask(ClassificationTask, TokenTask):
     """Classify an expression by its value (10 classes); tokens in x, the tree in x_parent."""
 
-    token_inputs: ClassVar[bool] = True
-    name: ClassVar[str] = "listops"
-    options_type: ClassVar[type] = ListOpsOptions
-    version: ClassVar[int] = 1
-    family: ClassVar[Literal["classification"]] = "classification"
-    metric: ClassVar[str] = "accuracy"
-    metrics: ClassVar[tuple[str, ...]] = ("accuracy", "cross_entropy")
-    baseline_note: ClassVar[str] = (
+    options_type = ListOpsOptions
+    classes = 10
+    baseline_note = (
         "majority class of train, accuracy on test (measured); Nangia & Bowman 2018 report "
         "the same kind of baseline for their ListOps set"
     )
 
-    options: ListOpsOptions = ListOpsOptions()
-
     @property
-    def vocabulary(self) -> tuple[str, ...]:
-        return VOCABULARY.symbols
-
-    @property
-    def input_size(self) -> int:
-        return VOCABULARY.size
-
-    @property
-    def output_size(self) -> int:
-        return 10
-
-    def baseline_on(self, splits: dict[str, Split]) -> float:
-        return majority_class_accuracy(splits)
+    def _vocab(self) -> Vocabulary:
+        return VOCABULARY
 
     def card_extras(self) -> dict[str, Any]:
         return {"tree_encoding": TREE_ENCODING, "operators": list(OPERATORS)}
 
     def generate(self, seed: int) -> dict[str, Split]:
-        rng = np.random.default_rng(seed)
-        o = self.options
-        sizes = {"train": o.n_train, "val": o.n_val, "test": o.n_test}
-        return {split: self._split(rng, n) for split, n in sizes.items()}
+        return drawn_splits(self.options, seed, self._split)
 
     def _split(self, rng: np.random.Generator, n: int) -> Split:
         o = self.options

@@ -23,14 +23,15 @@ than that must lose something. The target is y = x: (N, T, F) float32.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from functools import partial
+from typing import Any
 
 import numpy as np
 
-from seqmodels.errors import ConfigError
-from seqmodels.tasks.base import TASKS, Split, Task
-from seqmodels.tasks.common import check_counts
+from seqmodels.options import check_range
+from seqmodels.tasks.base import TASKS, Split
+from seqmodels.tasks.common import check_counts, drawn_splits, generator_options
+from seqmodels.tasks.families import RegressionTask
 
 AMPLITUDE = (0.5, 1.5)
 FREQUENCY = (0.02, 0.2)  # cycles per step
@@ -38,7 +39,7 @@ FREQUENCY = (0.02, 0.2)  # cycles per step
 SIGNAL_POWER = (AMPLITUDE[0] ** 2 + AMPLITUDE[0] * AMPLITUDE[1] + AMPLITUDE[1] ** 2) / 3 / 2
 
 
-@dataclass(frozen=True)
+@generator_options(n_train=2000, n_val=500, n_test=500)
 class ReconstructOptions:
     """Sequence length T, features F, sinusoids per feature, noise and split sizes."""
 
@@ -46,22 +47,15 @@ class ReconstructOptions:
     features: int = 1
     components: int = 3
     noise: float = 0.05
-    n_train: int = 2000
-    n_val: int = 500
-    n_test: int = 500
 
     def __post_init__(self) -> None:
-        for name in ("length", "features", "components"):
-            if getattr(self, name) < 1:
-                raise ConfigError(name, "must be >= 1")
-        if not (math.isfinite(self.noise) and self.noise >= 0):
-            raise ConfigError("noise", "must be a finite standard deviation >= 0")
-        check_counts(self)
+        check_counts(self, ("length", "features", "components"))
+        ok = math.isfinite(self.noise) and self.noise >= 0
+        check_range("noise", ok, "must be a finite standard deviation >= 0")
 
 
 @TASKS.register("reconstruct")
-@dataclass(frozen=True)
-class ReconstructTask(Task):
+class ReconstructTask(RegressionTask):
     """x (N, T, F) sums of random sinusoids plus noise -> y = x (N, T, F), per-step regression.
 
     Baseline: predict, at every step, each feature's mean over the train split; its MSE on
@@ -69,19 +63,12 @@ class ReconstructTask(Task):
     at noise 0.05), which `baseline` gives.
     """
 
-    name: ClassVar[str] = "reconstruct"
-    options_type: ClassVar[type] = ReconstructOptions
-    version: ClassVar[int] = 1
-    family: ClassVar[Literal["regression"]] = "regression"
-    per_step: ClassVar[bool] = True
-    metric: ClassVar[str] = "mse"
-    metrics: ClassVar[tuple[str, ...]] = ("mse", "mae")
-    baseline_note: ClassVar[str] = (
+    options_type = ReconstructOptions
+    per_step = True
+    baseline_note = (
         "predict each feature's train mean at every step: MSE on test, measured (expected "
         "13/24 + noise^2, the signal's variance); the sequence autoencoder of reading note 2"
     )
-
-    options: ReconstructOptions = ReconstructOptions()
 
     @property
     def baseline(self) -> float:
@@ -95,10 +82,6 @@ class ReconstructTask(Task):
     def input_size(self) -> int:
         return self.options.features
 
-    @property
-    def output_size(self) -> int:
-        return self.options.features
-
     def card_extras(self) -> dict[str, Any]:
         return {
             "generator": "x[n,t,f] = sum_k a sin(2 pi nu t + phi) / sqrt(K) + noise * N(0, 1)",
@@ -109,13 +92,15 @@ class ReconstructTask(Task):
         }
 
     def generate(self, seed: int) -> dict[str, Split]:
-        rng = np.random.default_rng(seed)
         o = self.options
-        sizes = {"train": o.n_train, "val": o.n_val, "test": o.n_test}
-        return {
-            split: reconstruct_split(rng, n, o.length, o.features, o.components, o.noise)
-            for split, n in sizes.items()
-        }
+        draw = partial(
+            reconstruct_split,
+            length=o.length,
+            features=o.features,
+            components=o.components,
+            noise=o.noise,
+        )
+        return drawn_splits(o, seed, draw)
 
 
 def reconstruct_split(

@@ -13,29 +13,18 @@ import csv
 import io
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from seqmodels.errors import ConfigError
-from seqmodels.tasks.algorithmic import SEQ2SEQ_METRICS
 from seqmodels.tasks.base import TASKS, Split, Task
-from seqmodels.tasks.charlm import CharLMTask, check_window
-from seqmodels.tasks.common import (
-    TokenTask,
-    Vocabulary,
-    check_fractions,
-    majority_target_metrics,
-    seq2seq_split,
-)
-from seqmodels.tasks.forecast import (
-    FORECAST_METRICS,
-    check_forecast_options,
-    forecast_splits,
-    persistence_mse,
-)
+from seqmodels.tasks.charlm import CharLMTask, check_text_options
+from seqmodels.tasks.common import Vocabulary, check_fractions, pairs_split, shuffled_parts
+from seqmodels.tasks.families import Seq2SeqTask
+from seqmodels.tasks.forecast import ForecastTask, check_forecast_options
 from seqmodels.tasks.sources import read_text, sha256
 
 TOKENIZERS = ("chars", "words")
@@ -44,6 +33,18 @@ TOKENIZERS = ("chars", "words")
 def _require_path(path: str) -> None:
     if not path:
         raise ConfigError("path", "required: a local path or an fsspec URL")
+
+
+class UserFileTask(Task):
+    """A task over the text of the file at `options.path`, whose hash is its fingerprint."""
+
+    @cached_property
+    def raw(self) -> str:
+        """The file's whole text."""
+        return read_text(self.options.path)
+
+    def fingerprint(self) -> str:
+        return sha256(self.raw.encode())
 
 
 @dataclass(frozen=True)
@@ -58,31 +59,18 @@ class TextOptions:
 
     def __post_init__(self) -> None:
         _require_path(self.path)
-        check_window(self.window, self.max_chars)
-        check_fractions(self.val_fraction, self.test_fraction)
+        check_text_options(self)
 
 
 @TASKS.register("text")
-@dataclass(frozen=True)
-class TextTask(CharLMTask):
+class TextTask(UserFileTask, CharLMTask):
     """Character-level language modelling on the user's text file."""
 
-    name: ClassVar[str] = "text"
-    options_type: ClassVar[type] = TextOptions
-    version: ClassVar[int] = 1
-    baseline_note: ClassVar[str] = (
-        "unigram model: the entropy of train's character frequencies, in bits per character "
-        "(Shannon 1951's zeroth-order estimate), measured"
-    )
+    options_type = TextOptions
 
-    options: TextOptions
-
-    @cached_property
+    @property
     def text(self) -> str:
-        return read_text(self.options.path)
-
-    def fingerprint(self) -> str:
-        return sha256(self.text.encode())
+        return self.raw
 
     def card_extras(self) -> dict[str, Any]:
         return {"source_sha256": self.fingerprint(), "source_chars": len(self.text)}
@@ -108,59 +96,34 @@ class SeriesCSVOptions:
 
 
 @TASKS.register("series_csv")
-@dataclass(frozen=True)
-class SeriesCSVTask(Task):
+class SeriesCSVTask(UserFileTask, ForecastTask):
     """Predict every chosen column's next value from the last `window` rows."""
 
-    name: ClassVar[str] = "series_csv"
-    options_type: ClassVar[type] = SeriesCSVOptions
-    version: ClassVar[int] = 1
-    family: ClassVar[Literal["regression"]] = "regression"
-    metric: ClassVar[str] = "mse"
-    metrics: ClassVar[tuple[str, ...]] = FORECAST_METRICS
-    baseline_note: ClassVar[str] = (
+    options_type = SeriesCSVOptions
+    baseline_note = (
         "persistence: the next value repeats the last one; MSE on test (in normalised units "
         "when normalize), measured"
     )
 
-    options: SeriesCSVOptions
-
-    @cached_property
-    def _raw(self) -> str:
-        return read_text(self.options.path)
-
     @cached_property
     def table(self) -> tuple[tuple[str, ...], np.ndarray]:
         """Column names and the (L, C) float64 values of the chosen columns."""
-        return parse_csv(self._raw, self.options.columns, self.options.header)
+        return parse_csv(self.raw, self.options.columns, self.options.header)
 
-    @cached_property
-    def _prepared(self) -> tuple[dict[str, Split], dict[str, Any]]:
-        o = self.options
-        splits, scaling = forecast_splits(
-            self.table[1], o.window, o.val_fraction, o.test_fraction, o.normalize
-        )
-        return splits, {"columns": list(self.table[0]), "scaling": asdict(scaling)}
+    @property
+    def series(self) -> np.ndarray:
+        return self.table[1]
 
     @property
     def input_size(self) -> int:
         return len(self.table[0])
 
-    @property
-    def output_size(self) -> int:
-        return self.input_size
-
-    def baseline_on(self, splits: dict[str, Split]) -> float:
-        return persistence_mse(splits["test"])
-
-    def fingerprint(self) -> str:
-        return sha256(self._raw.encode())
-
     def card_extras(self) -> dict[str, Any]:
-        return {**self._prepared[1], "source_sha256": self.fingerprint()}
-
-    def generate(self, seed: int) -> dict[str, Split]:
-        return self._prepared[0]  # positional: `seed` changes nothing
+        return {
+            "columns": list(self.table[0]),
+            "scaling": self.scaling,
+            "source_sha256": self.fingerprint(),
+        }
 
 
 def parse_csv(
@@ -235,62 +198,35 @@ class PairsJSONLOptions:
 
 
 @TASKS.register("pairs_jsonl")
-@dataclass(frozen=True)
-class PairsJSONLTask(TokenTask):
+class PairsJSONLTask(UserFileTask, Seq2SeqTask):
     """Sequence to sequence over the user's (source, target) pairs; targets end in EOS."""
 
-    name: ClassVar[str] = "pairs_jsonl"
-    options_type: ClassVar[type] = PairsJSONLOptions
-    version: ClassVar[int] = 1
-    family: ClassVar[Literal["seq2seq"]] = "seq2seq"
-    metric: ClassVar[str] = "exact_match"
-    metrics: ClassVar[tuple[str, ...]] = SEQ2SEQ_METRICS
-    baseline_note: ClassVar[str] = (
-        "answer train's most frequent target, exact match on test, measured"
-    )
-
-    options: PairsJSONLOptions
-
-    @cached_property
-    def _raw(self) -> str:
-        return read_text(self.options.path)
+    options_type = PairsJSONLOptions
+    baseline_note = "answer train's most frequent target, exact match on test, measured"
 
     @cached_property
     def pairs(self) -> list[tuple[list[str], list[str]]]:
         o = self.options
-        return parse_pairs(self._raw, o.source_key, o.target_key, o.tokens)
+        return parse_pairs(self.raw, o.source_key, o.target_key, o.tokens)
 
     @cached_property
     def _vocab(self) -> Vocabulary:
         return Vocabulary.from_sequences(seq for pair in self.pairs for seq in pair)
-
-    def baseline_on(self, splits: dict[str, Split]) -> float:
-        return majority_target_metrics(splits)["exact_match"]
-
-    def fingerprint(self) -> str:
-        return sha256(self._raw.encode())
 
     def card_extras(self) -> dict[str, Any]:
         return {"source_sha256": self.fingerprint(), "pairs": len(self.pairs)}
 
     def generate(self, seed: int) -> dict[str, Split]:
         o = self.options
-        n = len(self.pairs)
-        n_test = round(n * o.test_fraction)
-        n_val = round(n * o.val_fraction)
-        if n_test < 1 or n_val < 1 or n - n_test - n_val < 1:
-            raise ConfigError("path", f"{n} pairs are too few to split into train, val and test")
-        order = np.random.default_rng(seed).permutation(n)
-        parts = {
-            "train": order[n_test + n_val :],
-            "val": order[n_test : n_test + n_val],
-            "test": order[:n_test],
+        parts = shuffled_parts(len(self.pairs), o.val_fraction, o.test_fraction, seed)
+        if any(len(part) < 1 for part in parts.values()):
+            raise ConfigError(
+                "path", f"{len(self.pairs)} pairs are too few to split into train, val and test"
+            )
+        return {
+            split: pairs_split(self._vocab, [self.pairs[i] for i in idx])
+            for split, idx in parts.items()
         }
-        out = {}
-        for split, idx in parts.items():
-            chosen = [self.pairs[i] for i in idx]
-            out[split] = seq2seq_split(self._vocab, [s for s, _ in chosen], [t for _, t in chosen])
-        return out
 
 
 def parse_pairs(
