@@ -1,9 +1,9 @@
-"""Training techniques of Deep Learning 10.11 and 10.2.2: gradient clipping, truncated BPTT and
-the information-flow regularizer, and the step-by-step run that exposes dL/dh(t).
+"""Training techniques of Deep Learning 10.2.2 and 10.11: truncated BPTT and the
+information-flow regularizer, and the step-by-step run that exposes dL/dh(t).
 
-The LightningModules of `seqmodels.lit` clip by their `grad_clip` and `grad_clip_algorithm`
-("norm" or "value"): they step their optimizer themselves, so the Trainer's `gradient_clip_val`
-does not apply to them. `clip_gradients` is the same for a hand-written loop.
+Gradient clipping (10.11.1) is the LightningModules' own (`seqmodels.lit`, `grad_clip` and
+`grad_clip_algorithm`): they step their optimizer themselves, so the Trainer's
+`gradient_clip_val` does not apply to them, and they clip with Lightning's `clip_gradients`.
 
 Which networks each technique fits, by the names a spec uses (`TBPTT_ARCHITECTURES`, ...,
 declared in `seqmodels.config`): the LightningModules of `seqmodels.lit` check the networks
@@ -12,11 +12,10 @@ themselves, the spec checks the names.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
-from torch import nn
 
 from seqmodels.config import (  # which networks each technique fits, declared without torch
     INFO_FLOW_ARCHITECTURES,
@@ -31,27 +30,6 @@ from seqmodels.models.recurrences import (
     Unrolled,
     detach_state,
 )
-
-
-def clip_gradients(
-    parameters: Iterable[nn.Parameter],
-    max_norm: float | None = None,
-    max_value: float | None = None,
-) -> torch.Tensor:
-    """Gradient clipping, Deep Learning 10.11.1, in place; returns the norm before clipping.
-
-    By norm, `g <- g v / ||g||` when `||g|| > v` (the direction is kept); by value, each element
-    is clipped to [-v, v] (the direction may change, the book notes both work alike). Value
-    clipping is applied first when both are given.
-    """
-    params = [p for p in parameters if p.grad is not None]
-    if max_value is not None:
-        nn.utils.clip_grad_value_(params, max_value)
-    if max_norm is not None:
-        return nn.utils.clip_grad_norm_(params, max_norm)
-    grads = [p.grad.detach().flatten() for p in params]
-    return torch.cat(grads).norm() if grads else torch.tensor(0.0)
-
 
 StepFn = Callable[
     [torch.Tensor, RecurrentState | None], tuple[torch.Tensor, RecurrentState]
@@ -214,7 +192,6 @@ __all__ = [
     "INFO_FLOW_FIXED_CELLS",
     "TBPTT_ARCHITECTURES",
     "TBPTT_FAMILIES",
-    "clip_gradients",
     "detach_state",
     "information_flow_penalty",
     "recording_states",

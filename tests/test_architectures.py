@@ -42,7 +42,7 @@ from seqmodels.models import (
 )
 from seqmodels.models.sequence import own_output_probability
 from seqmodels.tasks.listops import ListOpsOptions, ListOpsTask
-from seqmodels.training import clip_gradients, information_flow_penalty, truncated_bptt
+from seqmodels.training import information_flow_penalty, truncated_bptt
 
 torch.set_num_threads(1)
 
@@ -756,17 +756,6 @@ def test_detach_state_keeps_values_and_cuts_the_graph() -> None:
     state = [(h, h + 1)]
     cut = detach_state(state)
     assert torch.equal(cut[0][0], h) and not cut[0][0].requires_grad and not cut[0][1].requires_grad
-
-
-def test_clip_gradients_by_norm_and_by_value() -> None:
-    p = torch.nn.Parameter(torch.zeros(3))
-    p.grad = torch.tensor([3.0, -4.0, 0.0])
-    norm = clip_gradients([p], max_norm=1.0)
-    assert float(norm) == pytest.approx(5.0)
-    torch.testing.assert_close(p.grad, torch.tensor([0.6, -0.8, 0.0]))
-    p.grad = torch.tensor([3.0, -0.5, 0.0])
-    clip_gradients([p], max_value=1.0)
-    torch.testing.assert_close(p.grad, torch.tensor([1.0, -0.5, 0.0]))
 
 
 def test_information_flow_penalty_is_zero_for_an_orthogonal_linear_map() -> None:
