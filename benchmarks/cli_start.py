@@ -7,6 +7,8 @@ Two measurements, each the median of `--repeats` fresh subprocesses:
    Lightning, Ray, MLflow), which held it before. Their ratio is the import share saved.
 2. Wall time of `seqlab data prepare adding` as a user runs it, with Prefect's ephemeral API:
    into an empty store, then again on the store that now holds the dataset (a cache hit).
+3. Wall time of `seqlab --help`, which loads the command groups and none of the heavy libraries
+   (each command imports those itself); it should stay well under a second.
 
 Run: `python benchmarks/cli_start.py [--repeats 3] [--json out.json]`.
 """
@@ -43,16 +45,20 @@ def import_seconds(module: str, home: Path) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def prepare_seconds(home: Path) -> float:
+def seqlab_seconds(home: Path, *args: str) -> float:
     start = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "data", "prepare", "adding"],
+        [sys.executable, "-m", "pipelines.cli", *args],
         cwd=ROOT,
         env=embedded_env(home),
         capture_output=True,
         check=True,
     )
     return time.perf_counter() - start
+
+
+def prepare_seconds(home: Path) -> float:
+    return seqlab_seconds(home, "data", "prepare", "adding")
 
 
 def main() -> None:
@@ -63,6 +69,7 @@ def main() -> None:
     imports: dict[str, list[float]] = {"pipelines.data.prepare": [], "pipelines.study.flows": []}
     cold: list[float] = []
     cached: list[float] = []
+    helps: list[float] = []
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory() as tmp:
             home = Path(tmp) / "home"
@@ -70,6 +77,7 @@ def main() -> None:
                 imports[module].append(import_seconds(module, home))
             cold.append(prepare_seconds(home))
             cached.append(prepare_seconds(home))
+            helps.append(seqlab_seconds(home, "--help"))
     medians = {module: statistics.median(times) for module, times in imports.items()}
     print(f"machine: {machine()}; load average at the end {os.getloadavg()}")
     print("| measurement | median s | runs s |")
@@ -78,6 +86,7 @@ def main() -> None:
         *((f"import {module}", times) for module, times in imports.items()),
         ("seqlab data prepare adding, empty store", cold),
         ("seqlab data prepare adding, cached", cached),
+        ("seqlab --help", helps),
     ]:
         runs = ", ".join(f"{t:.1f}" for t in times)
         print(f"| {label} | {statistics.median(times):.1f} | {runs} |")
@@ -91,6 +100,7 @@ def main() -> None:
                 "imports": imports,
                 "prepare_cold": cold,
                 "prepare_cached": cached,
+                "help": helps,
                 "import_ratio": ratio,
             },
         )

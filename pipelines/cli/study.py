@@ -34,8 +34,7 @@ if TYPE_CHECKING:
 )
 def run(spec: str, dry_run: bool, overrides: tuple[str, ...]) -> int:
     started = time.perf_counter()
-    source = spec
-    study = _load(source, overrides)
+    study = _load(spec, overrides)
     if study is None or not store_usable(study=True):
         return EXIT_USAGE  # before anything is started or written
     variants = ", ".join(study.variants)
@@ -60,7 +59,7 @@ def run(spec: str, dry_run: bool, overrides: tuple[str, ...]) -> int:
     if problem:
         prefect_ready()  # then Prefect's exit handler stops the server it started
         return error(problem)
-    return _study(study, source, None, started, imported, prefect_ready)
+    return _study(study, spec, None, started, imported, prefect_ready)
 
 
 @click.command(

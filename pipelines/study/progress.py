@@ -1,5 +1,5 @@
-"""Live progress on the terminal: a line when a trial starts or ends, with the best so far, or
-in a terminal a live table of the phase's trials."""
+"""Live progress of a phase's trials: in a terminal a live table (rich); elsewhere a line when a
+trial starts or ends, with the best so far."""
 
 from __future__ import annotations
 
@@ -211,7 +211,10 @@ class Progress(Callback):
             from rich.live import Live
 
             assert self.console is not None  # set by _is_plain, which said a terminal
-            self._live = Live(console=self.console, auto_refresh=False, transient=False)
+            # Stray prints to stdout go above the table; stderr stays stderr.
+            self._live = Live(
+                console=self.console, auto_refresh=False, transient=False, redirect_stderr=False
+            )
             self._live.start()
             atexit.register(self._live.stop)  # a phase that never ended gives the cursor back
         return self._live
