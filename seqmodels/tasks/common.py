@@ -11,6 +11,7 @@ from typing import TypeVar
 import numpy as np
 
 from seqmodels.errors import ConfigError
+from seqmodels.metrics import sequence_metrics
 from seqmodels.tasks.base import Split
 from seqmodels.tokens import EOS, FIRST_SYMBOL, PAD
 
@@ -160,28 +161,6 @@ def check_fractions(val_fraction: float, test_fraction: float) -> None:
             raise ConfigError(name, "must be in (0, 1)")
     if val_fraction + test_fraction >= 1.0:
         raise ConfigError("test_fraction", "val_fraction + test_fraction must be < 1")
-
-
-def sequence_metrics(pred: np.ndarray, y: np.ndarray, y_len: np.ndarray) -> dict[str, float]:
-    """Exact match (every target id, EOS included, right) and token accuracy over real positions.
-
-    `pred` and `y` are (N, U) ids; positions at or past `y_len` are ignored.
-    """
-    width = max(pred.shape[1], y.shape[1])
-    pred, y = _widen(pred, width), _widen(y, width)
-    real = np.arange(width)[None, :] < y_len[:, None]  # (N, U)
-    right = (pred == y) & real
-    exact = right.sum(axis=1) == y_len
-    return {
-        "exact_match": float(exact.mean()),
-        "token_accuracy": float(right.sum() / real.sum()),
-    }
-
-
-def _widen(ids: np.ndarray, width: int) -> np.ndarray:
-    out = np.full((ids.shape[0], width), PAD, dtype=np.int64)
-    out[:, : ids.shape[1]] = ids
-    return out
 
 
 def majority_target_metrics(splits: dict[str, Split]) -> dict[str, float]:

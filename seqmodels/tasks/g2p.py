@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from seqmodels.errors import ConfigError
+from seqmodels.metrics import edit_distance, error_rates  # noqa: F401  (PER and WER, for callers)
 from seqmodels.tasks.base import TASKS, Split
 from seqmodels.tasks.common import Vocabulary, pairs_split
 from seqmodels.tasks.families import Seq2SeqTask
@@ -137,20 +138,3 @@ def _dictionary(stress: bool) -> tuple[tuple[str, tuple[str, ...]], ...]:
             entries.append((word, tuple(phones)))
     entries.sort(key=lambda e: hashlib.sha256(e[0].encode()).hexdigest())
     return tuple(entries)
-
-
-def edit_distance(a: list[str], b: list[str]) -> int:
-    """Levenshtein distance: insertions, deletions and substitutions cost 1."""
-    row = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        diagonal, row[0] = row[0], i
-        for j, y in enumerate(b, 1):
-            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (x != y))
-    return row[-1]
-
-
-def error_rates(predictions: list[list[str]], targets: list[list[str]]) -> dict[str, float]:
-    """PER: summed edit distance over summed target length; WER: share of words not exact."""
-    edits = sum(edit_distance(p, t) for p, t in zip(predictions, targets, strict=True))
-    wrong = sum(p != t for p, t in zip(predictions, targets, strict=True))
-    return {"per": edits / sum(len(t) for t in targets), "wer": wrong / len(targets)}
