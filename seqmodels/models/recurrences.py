@@ -51,6 +51,16 @@ class Recurrence(nn.Module):
     def output_size(self) -> int:
         return self.num_directions * self.hidden_size
 
+    @property
+    def recurrent_weight(self) -> torch.Tensor | None:
+        """The first layer's hidden-to-hidden matrix W (H, H), or None when it has none.
+
+        For gated cells it is the block that feeds the cell's candidate input (the LSTM's
+        g-block, the GRU's candidate), the path that carries the state's content from step to
+        step (`StepCell.recurrent_weight`). Eqs 10.36-10.39 read its eigenvalues.
+        """
+        return None
+
     def final(self, h: torch.Tensor, x_len: torch.Tensor | None = None) -> torch.Tensor:
         """The states that have read the whole sequence: (B, T, D*H) -> (B, D*H).
 
@@ -159,6 +169,14 @@ class TorchRecurrence(Recurrence):
             **extra,
         )
 
+    @property
+    def recurrent_weight(self) -> torch.Tensor:
+        W = self.rnn.weight_hh_l0  # (kH, H)
+        H = self.hidden_size
+        if self.rnn.mode in ("LSTM", "GRU"):
+            return W[2 * H : 3 * H]  # torch's gate order: LSTM (i, f, g, o), GRU (r, z, n)
+        return W
+
     def _run(
         self, x: torch.Tensor, state: RecurrentState | None, x_len: torch.Tensor | None
     ) -> tuple[torch.Tensor, RecurrentState]:
@@ -240,6 +258,10 @@ class Unrolled(Recurrence):
             ]
             self.layers.append(nn.ModuleList(directions))
 
+    @property
+    def recurrent_weight(self) -> torch.Tensor | None:
+        return self.layers[0][0].recurrent_weight
+
     def _run(
         self, x: torch.Tensor, state: RecurrentState | None, x_len: torch.Tensor | None
     ) -> tuple[torch.Tensor, RecurrentState]:
@@ -289,6 +311,15 @@ class Feedforward(Recurrence):
 
     def select_state(self, state: RecurrentState, index: torch.Tensor) -> RecurrentState:
         return None
+
+
+def first_recurrence(module: nn.Module) -> Recurrence | None:
+    """The first recurrence inside `module` that has a recurrent weight, in registration order:
+    the one the diagnostics and Omega read (for an encoder-decoder, the encoder's)."""
+    for sub in module.modules():
+        if isinstance(sub, Recurrence) and sub.recurrent_weight is not None:
+            return sub
+    return None
 
 
 def build_recurrence(
