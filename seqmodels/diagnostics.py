@@ -10,50 +10,10 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-from torch import nn
 
 from seqmodels.batch import Batch
-from seqmodels.models.cells import GRU, LSTM, EchoState, Elman, Leaky, SkipThroughTime, StepCell
-from seqmodels.models.recurrences import Recurrence, TorchRecurrence, Unrolled
+from seqmodels.models.recurrences import Recurrence, first_recurrence
 from seqmodels.training import recording_states, steppable
-
-
-def recurrent_matrix(recurrence: nn.Module) -> torch.Tensor | None:
-    """The first layer's hidden-to-hidden matrix W (H, H), or None when it has none.
-
-    For gated cells it is the block that feeds the cell's candidate input (the LSTM's g-block,
-    the GRU's candidate), the path that carries the state's content from step to step.
-    """
-    if isinstance(recurrence, TorchRecurrence):
-        W = recurrence.rnn.weight_hh_l0  # (kH, H)
-        H = recurrence.hidden_size
-        if recurrence.rnn.mode in ("LSTM", "GRU"):
-            return W[2 * H : 3 * H]  # torch's gate order: LSTM (i, f, g, o), GRU (r, z, n)
-        return W
-    if isinstance(recurrence, Unrolled):
-        return cell_matrix(recurrence.layers[0][0])
-    return None
-
-
-def cell_matrix(cell: StepCell) -> torch.Tensor | None:
-    """A step cell's hidden-to-hidden matrix, as in `recurrent_matrix`."""
-    H = cell.hidden_size
-    if isinstance(cell, EchoState):
-        return cell.W
-    if isinstance(cell, LSTM):
-        return cell.W.weight[2 * H : 3 * H]
-    if isinstance(cell, (Elman, Leaky, SkipThroughTime, GRU)):
-        return cell.W.weight
-    inner = getattr(cell, "inner", None)  # a wrapping cell, e.g. a deep transition
-    return cell_matrix(inner) if isinstance(inner, StepCell) else None
-
-
-def find_recurrence(net: nn.Module) -> Recurrence | None:
-    """The first recurrence inside `net` (for an encoder-decoder: the encoder's)."""
-    for module in net.modules():
-        if isinstance(module, Recurrence) and recurrent_matrix(module) is not None:
-            return module
-    return None
 
 
 class RecurrenceDiagnostics(L.Callback):
@@ -102,7 +62,7 @@ class RecurrenceDiagnostics(L.Callback):
     ) -> None:
         if batch_idx % self.every_n_steps:
             return
-        recurrence = find_recurrence(pl_module)
+        recurrence = first_recurrence(pl_module)
         if recurrence is None:
             return
         metrics = self.matrix_metrics(recurrence)
@@ -117,7 +77,10 @@ class RecurrenceDiagnostics(L.Callback):
     @staticmethod
     @torch.no_grad()
     def matrix_metrics(recurrence: Recurrence) -> dict[str, float]:
-        W = recurrence_matrix_or_raise(recurrence).detach().float().cpu()  # (H, H), small
+        W = recurrence.recurrent_weight
+        if W is None:
+            raise TypeError(f"{type(recurrence).__name__} has no recurrent weight")
+        W = W.detach().float().cpu()  # (H, H), small
         return {
             "diag/spectral_radius": float(torch.linalg.eigvals(W).abs().max()),
             "diag/max_singular_value": float(torch.linalg.matrix_norm(W, ord=2)),
@@ -147,11 +110,4 @@ class RecurrenceDiagnostics(L.Callback):
         return metrics
 
 
-def recurrence_matrix_or_raise(recurrence: Recurrence) -> torch.Tensor:
-    W = recurrent_matrix(recurrence)
-    if W is None:
-        raise TypeError(f"{type(recurrence).__name__} has no recurrent matrix")
-    return W
-
-
-__all__ = ["RecurrenceDiagnostics", "cell_matrix", "find_recurrence", "recurrent_matrix"]
+__all__ = ["RecurrenceDiagnostics"]

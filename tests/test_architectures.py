@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from seqmodels.batch import BOS, EOS, FIRST_SYMBOL, PAD
 from seqmodels.data import NpzDataModule
-from seqmodels.diagnostics import RecurrenceDiagnostics, recurrent_matrix
+from seqmodels.diagnostics import RecurrenceDiagnostics
 from seqmodels.errors import ConfigError
 from seqmodels.generate import beam_search, generate, next_token, sample_language_model
 from seqmodels.lit import LanguageModel, Seq2Seq, SequenceClassification, SequenceRegression
@@ -237,7 +237,7 @@ def tiny_task(arch: str) -> tuple[torch.nn.Module, Any]:
     net = build_model(config_for(arch, "tanh", hidden_size=16), 3, y.shape[-1])
 
     def loss() -> torch.Tensor:
-        pred = net(x, y) if isinstance(net, OutputRecurrent) else net(x)
+        pred = net(x, y=y) if isinstance(net, OutputRecurrent) else net(x)
         return F.mse_loss(pred, y)
 
     return net, loss
@@ -266,15 +266,15 @@ def test_teacher_forcing_and_free_running_differ_in_training_agree_at_test() -> 
     fr.load_state_dict(tf.state_dict())
     x, y = torch.randn(4, 6, 3), torch.randn(4, 6, 2) * 3
     tf.train(), fr.train()
-    out_tf, out_fr = tf(x, y), fr(x, y)
+    out_tf, out_fr = tf(x, y=y), fr(x, y=y)
     torch.testing.assert_close(out_tf[:, 0], out_fr[:, 0])  # nothing fed back at t = 1
     assert (out_tf[:, 1:] - out_fr[:, 1:]).abs().max() > 1e-2
     # teacher forcing feeds y(t-1): changing y changes its outputs; free running ignores y
-    assert (tf(x, y + 1) - out_tf).abs().max() > 1e-2
-    torch.testing.assert_close(fr(x, y + 1), out_fr)
+    assert (tf(x, y=y + 1) - out_tf).abs().max() > 1e-2
+    torch.testing.assert_close(fr(x, y=y + 1), out_fr)
     tf.eval(), fr.eval()
-    torch.testing.assert_close(tf(x, y), fr(x, y))
-    torch.testing.assert_close(tf(x, y), tf(x))  # at test time y is never read
+    torch.testing.assert_close(tf(x, y=y), fr(x, y=y))
+    torch.testing.assert_close(tf(x, y=y), tf(x))  # at test time y is never read
     torch.testing.assert_close(tf(x), out_fr)  # and eval is the free-running computation
 
 
@@ -290,17 +290,17 @@ def test_scheduled_sampling_follows_its_schedule() -> None:
     )
     tf.load_state_dict(ss.state_dict()), fr.load_state_dict(ss.state_dict())
     x, y = torch.randn(4, 6, 3), torch.randn(4, 6, 2)
-    ss.progress = 0.0  # start: always y(t-1), i.e. teacher forcing
-    torch.testing.assert_close(ss(x, y), tf(x, y))
-    ss.progress = 1.0  # end: always its own output, i.e. free running
-    torch.testing.assert_close(ss(x, y), fr(x, y))
+    ss.set_progress(0.0)  # start: always y(t-1), i.e. teacher forcing
+    torch.testing.assert_close(ss(x, y=y), tf(x, y=y))
+    ss.set_progress(1.0)  # end: always its own output, i.e. free running
+    torch.testing.assert_close(ss(x, y=y), fr(x, y=y))
 
 
 def test_output_recurrent_without_hidden_to_hidden_has_no_w_h_path() -> None:
     """Fig 10.4: with teacher forcing, h(t) depends on x(t) and y(t-1) only."""
     net = build_model(config_for("output_recurrent", "tanh"), 3, 2)
     x, y = torch.randn(1, 5, 3, requires_grad=True), torch.randn(1, 5, 2)
-    (grad,) = torch.autograd.grad(net(x, y)[0, 4].sum(), x)
+    (grad,) = torch.autograd.grad(net(x, y=y)[0, 4].sum(), x)
     assert grad[0, 4].abs().sum() > 0 and grad[0, :4].abs().sum() == 0
 
 
@@ -515,7 +515,7 @@ def test_recursive_balanced_tree_has_log_depth(T: int) -> None:
     net = build_model(config_for("recursive", "tanh"), 3, 2)
     assert isinstance(net, Recursive)
     x = torch.randn(2, T, 3)
-    torch.testing.assert_close(net(x), net(x, tree))  # the batched levels compose that tree
+    torch.testing.assert_close(net(x), net(x, tree=tree))  # the batched levels compose that tree
 
 
 def test_recursive_accepts_a_given_tree() -> None:
@@ -525,7 +525,7 @@ def test_recursive_accepts_a_given_tree() -> None:
     assert depth(chain) == 3 and depth(balanced_tree(4)) == 2
     net = build_model(config_for("recursive", "relu"), 3, 2)
     x = torch.randn(2, 4, 3)
-    assert (net(x, chain) - net(x)).abs().max() > 1e-6
+    assert (net(x, tree=chain) - net(x)).abs().max() > 1e-6
     with pytest.raises(ValueError, match="one root"):
         tree_from_parents([2, 2, -1, -1])
     with pytest.raises(ValueError, match="needs 2"):
@@ -555,7 +555,7 @@ def test_recursive_composes_one_tree_per_example() -> None:
     assert out.shape == (6, 10)
     for i, n in enumerate(x_len.tolist()):
         tree = tree_from_token_parents(x_parent[i, :n].tolist())
-        torch.testing.assert_close(out[i : i + 1], net(x[i : i + 1, :n], tree))
+        torch.testing.assert_close(out[i : i + 1], net(x[i : i + 1, :n], tree=tree))
     balanced = net(x, x_len=x_len)
     torch.testing.assert_close(balanced, each_alone(net, x, x_len))
     (grad,) = torch.autograd.grad(out.sum(), net.inputs.embedding.weight)
@@ -872,7 +872,7 @@ def test_sequence_regression_teacher_forces_output_recurrent_nets() -> None:
     x = torch.randn(4, 5, 3)
     batch = {"x": x, "x_len": torch.full((4,), 5), "y": x.cumsum(1)[..., :1]}
     loss, pred, _ = module.model_step(batch)
-    torch.testing.assert_close(pred, net(x, batch["y"]))
+    torch.testing.assert_close(pred, net(x, y=batch["y"]))
     (metrics,) = trainer().test(module, loader(batch), verbose=False)
     assert math.isfinite(metrics["test/mse"])
 
@@ -905,7 +905,7 @@ def test_diagnostics_callback_logs_finite_values(cell: str) -> None:
     }
     assert keys <= recorder.logged.keys()
     assert all(math.isfinite(v) for key in keys for v in recorder.logged[key])
-    W = recurrent_matrix(net.recurrence)
+    W = net.recurrent_weight
     assert W is not None and W.shape == (6, 6)
     radius = float(torch.linalg.eigvals(W.detach()).abs().max())
     assert recorder.logged["diag/spectral_radius"][-1] == pytest.approx(radius, rel=0.2)
@@ -942,8 +942,8 @@ def test_a_moved_batch_keeps_lengths_and_trees_on_the_host() -> None:
 
 
 def test_takes_argument_reads_each_class_forward_once_and_tells_classes_apart() -> None:
-    """The training step asks at every batch which of x_len and x_parent a network takes; the
-    answer is per class, so a subclass whose forward differs gets its own."""
+    """The serving runtime asks which of x_len and x_parent a network takes; the answer is per
+    class, so a subclass whose forward differs gets its own."""
 
     class WithoutLengths(torch.nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -39,7 +39,6 @@ from seqmodels.config import CELL_OPTIONS, WIRINGS
 from seqmodels.data import NpzDataModule
 from seqmodels.files import read_arrays
 from seqmodels.generate import generate
-from seqmodels.lit import _inputs
 from seqmodels.tasks import TASKS
 from tests.tiny import tiny_options, write_user_files
 
@@ -208,7 +207,7 @@ def check_outputs(module: L.LightningModule, batch: dict[str, Any], dataset: Dat
             _, pred, y = module.model_step(batch)
             assert pred.shape == y.shape, (pred.shape, y.shape)
             return
-        scores = module(batch["x"], **_inputs(module.net, batch, ("x_len", "x_parent")))
+        scores = module(batch["x"], **{k: batch[k] for k in ("x_len", "x_parent") if k in batch})
         if dataset.family == "classification":
             assert scores.shape == (B, dataset.output_size), scores.shape
         else:  # lm: a score for every id at every step

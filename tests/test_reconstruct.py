@@ -213,9 +213,9 @@ def test_output_recurrent_is_teacher_forced_with_the_targets(dataset: DatasetRef
     x, y = batch["x"], batch["y"]
     module.train()
     loss, pred, _ = module.model_step(batch)
-    torch.testing.assert_close(pred, module.net(x, y))
-    torch.testing.assert_close(loss, F.mse_loss(module.net(x, y), y))
-    assert (pred - module.net(x, y + 1)).abs().max() > 1e-3, "y(t-1) is what it reads"
+    torch.testing.assert_close(pred, module.net(x, y=y))
+    torch.testing.assert_close(loss, F.mse_loss(module.net(x, y=y), y))
+    assert (pred - module.net(x, y=y + 1)).abs().max() > 1e-3, "y(t-1) is what it reads"
     module.eval()  # at test time it runs free, whatever y says
     torch.testing.assert_close(module.model_step(batch)[1], module.net(x))
 

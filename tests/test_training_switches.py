@@ -589,3 +589,28 @@ def test_report_plots_gradient_norm_against_lag(
     plain = report.build(report.collect(client, _study(client, with_lags=False)))
     assert "gradient_norm_by_lag.png" not in plain.figures
     assert "gradient_norm_by_lag" not in plain.markdown
+
+
+def _steps(n: int) -> dict[str, dict[str, int]]:
+    """A Lightning progress counter at n steps."""
+    return {"total": {"ready": n, "completed": n}, "current": {"ready": n, "completed": n}}
+
+
+def test_the_checkpoint_shim_moves_an_automatic_step_count_to_the_manual_one() -> None:
+    """`carry_step_count` copies the count of a checkpoint saved under automatic optimization
+    where the manual count is empty, and leaves a checkpoint that counted by hand as it is."""
+    from seqmodels.lit.checkpoints import AUTOMATIC, MANUAL_STEPS, carry_step_count
+
+    def checkpoint(manual: int, automatic: int) -> dict[str, Any]:
+        automatic_steps = {"optimizer": {"step": _steps(automatic)}}
+        return {"loops": {"fit_loop": {MANUAL_STEPS: _steps(manual), AUTOMATIC: automatic_steps}}}
+
+    old = checkpoint(manual=0, automatic=7)
+    carry_step_count(old)
+    assert old["loops"]["fit_loop"][MANUAL_STEPS] == _steps(7)
+    new = checkpoint(manual=3, automatic=0)
+    carry_step_count(new)
+    assert new == checkpoint(manual=3, automatic=0)
+    bare: dict[str, Any] = {}
+    carry_step_count(bare)  # a checkpoint without loops (weights only) is left alone
+    assert bare == {}

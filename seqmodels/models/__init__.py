@@ -1,7 +1,8 @@
 """Networks: step cells, recurrences and the architectures that wire them.
 
 Every tensor is batch-first: inputs are (B, T, F), hidden sequences (B, T, H). What a config
-may name, and `ModelConfig` itself, live in `seqmodels.config`, which needs no torch.
+may name, and `ModelConfig` itself, live in `seqmodels.config`, which needs no torch. Every
+network the registry builds follows one protocol, `Network` (`seqmodels.models.network`).
 """
 
 from seqmodels.config import ArchOptions, CellOptions, ModelConfig, TokenOptions
@@ -11,9 +12,11 @@ from seqmodels.models.architectures import (
     SeqToOne,
     build_model,
     recurrence_for,
+    register,
     takes_argument,
 )
 from seqmodels.models.cells import CELLS, StepCell
+from seqmodels.models.network import Network
 from seqmodels.models.recurrences import (
     Feedforward,
     Recurrence,
@@ -22,6 +25,7 @@ from seqmodels.models.recurrences import (
     Unrolled,
     build_recurrence,
     detach_state,
+    first_recurrence,
     load_torch_weights,
 )
 from seqmodels.models.recursive import (
@@ -59,6 +63,7 @@ __all__ = [
     "EncoderDecoder",
     "Feedforward",
     "ModelConfig",
+    "Network",
     "OutputRecurrent",
     "Recurrence",
     "RecurrentState",
@@ -77,8 +82,10 @@ __all__ = [
     "build_recurrence",
     "depth",
     "detach_state",
+    "first_recurrence",
     "load_torch_weights",
     "recurrence_for",
+    "register",
     "takes_argument",
     "tree_from_parents",
     "tree_from_token_parents",

@@ -14,14 +14,13 @@ through ceil(log2 T) compositions instead of the chain's T - 1.
 
 from __future__ import annotations
 
-import math
 from typing import Union
 
 import torch
 from torch import nn
 
 from seqmodels.config import ModelConfig, TokenOptions
-from seqmodels.models.architectures import ARCHITECTURES, Architecture
+from seqmodels.models.architectures import Architecture, register
 from seqmodels.models.layers import InputLayer
 
 Tree = Union[int, tuple["Tree", "Tree"]]  # noqa: UP007  (a recursive alias needs the string)
@@ -118,7 +117,7 @@ def tree_from_token_parents(parents: list[int]) -> Tree:
     return tree
 
 
-@ARCHITECTURES.register("recursive")
+@register("recursive")
 class Recursive(Architecture):
     """Recursive network, Deep Learning 10.6 (fig 10.14): leaves `h = act(b + U x(t))`, and each
     node `h = act(b + W_L h_left + W_R h_right)`, one shared W for the whole tree; the root
@@ -130,12 +129,13 @@ class Recursive(Architecture):
     `x_len`, `balanced_tree(x_len[b])`, so padding never enters. All the batch's nodes of one
     height compose in one matmul, so a batch costs one matmul per level of its deepest tree.
 
-    Shapes: `forward(x: (B, T, F) or (B, T), tree: Tree | None, x_len: (B,) | None,
-    x_parent: (B, T) | None) -> (B, O)`. A `tree` is shared by the batch; with none of the
-    three, the tree is `balanced_tree(T)`.
+    Shapes: `forward(x: (B, T, F) or (B, T), x_len: (B,) | None, y ignored, *, tree: Tree |
+    None, x_parent: (B, T) | None) -> (B, O)`. A `tree` is shared by the batch; with none of
+    the three, the tree is `balanced_tree(T)`. `x_parent` is its one `extra_inputs`.
     """
 
     options_type = TokenOptions  # cells: relu and tanh (seqmodels.config.WIRINGS)
+    extra_inputs = ("x_parent",)
     book = "10.6, fig 10.14"
     summary = "tree-structured composition; a balanced tree when none is given"
 
@@ -232,8 +232,10 @@ class Recursive(Architecture):
     def forward(
         self,
         x: torch.Tensor,
-        tree: Tree | None = None,
         x_len: torch.Tensor | None = None,
+        y: torch.Tensor | None = None,
+        *,
+        tree: Tree | None = None,
         x_parent: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if tree is None and (x_parent is not None or x_len is not None):
@@ -252,15 +254,9 @@ class Recursive(Architecture):
         return self.head(self.root(x, tree))
 
 
-def balanced_depth(length: int) -> int:
-    """ceil(log2 T): the depth of `balanced_tree(T)`."""
-    return math.ceil(math.log2(length)) if length > 1 else 0
-
-
 __all__ = [
     "Recursive",
     "Tree",
-    "balanced_depth",
     "balanced_tree",
     "depth",
     "tree_from_parents",

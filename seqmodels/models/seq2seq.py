@@ -19,11 +19,9 @@ from torch import nn
 
 from seqmodels.batch import BOS
 from seqmodels.config import AttentionOptions, DecoderOptions, EncoderDecoderOptions, ModelConfig
-from seqmodels.models.architectures import ARCHITECTURES, Architecture, recurrence_for
+from seqmodels.models.architectures import Architecture, recurrence_for, register
 from seqmodels.models.layers import at_lengths, reverse_padded
 from seqmodels.models.recurrences import Recurrence, RecurrentState
-
-STOPS = ("eos", "bernoulli", "length")
 
 
 class Memory(NamedTuple):
@@ -87,11 +85,26 @@ def shift_right(y: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.full_like(y[:, :1], BOS), y[:, :-1]], dim=1)
 
 
+def teacher_forcing_inputs(
+    x: torch.Tensor, x_len: torch.Tensor | None, y: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The source lengths (None: every source fills all S positions) and the target that
+    teacher forcing reads, which an encoder-decoder's `forward` cannot do without."""
+    if y is None:
+        raise ValueError(
+            "an encoder-decoder's forward is teacher-forced on y; to decode without "
+            "it, use seqmodels.generate"
+        )
+    if x_len is None:
+        x_len = torch.full((x.shape[0],), x.shape[1], dtype=torch.long)  # on the host, as a batch's
+    return x_len, y
+
+
 class Seq2SeqArchitecture(Architecture):
     """Base of encoder-decoders: the stop and length outputs, and a step-by-step `forward`.
 
     Subclasses provide `encode`, `start` and `step`; `forward(x, x_len, y)` returns the
-    teacher-forced `DecoderOutput`.
+    teacher-forced `DecoderOutput` (`seqmodels.generate` decodes without y).
     """
 
     options_type = DecoderOptions
@@ -128,7 +141,10 @@ class Seq2SeqArchitecture(Architecture):
         recurrent = self.decoder.select_state(state.recurrent, index)
         return DecoderState(recurrent, state.h.index_select(0, index))
 
-    def forward(self, x: torch.Tensor, x_len: torch.Tensor, y: torch.Tensor) -> DecoderOutput:
+    def forward(
+        self, x: torch.Tensor, x_len: torch.Tensor | None = None, y: torch.Tensor | None = None
+    ) -> DecoderOutput:
+        x_len, y = teacher_forcing_inputs(x, x_len, y)
         memory = self.encode(x, x_len)
         state = self.start(memory)
         logits, stops = [], []
@@ -147,7 +163,7 @@ def build_encoder(config: ModelConfig, vocab_size: int, options: DecoderOptions)
     return Encoder(vocab_size, E, forward_rec, backward, options.reverse_source)
 
 
-@ARCHITECTURES.register("encoder_decoder")
+@register("encoder_decoder")
 class EncoderDecoder(Seq2SeqArchitecture):
     """RNN encoder-decoder, Deep Learning 10.4 (fig 10.12): the encoder's final state is a
     fixed-size context C; the decoder gets C as its initial state, as an input at every step,
@@ -227,9 +243,12 @@ class EncoderDecoder(Seq2SeqArchitecture):
         stop = self.stop_head(h)[:, 0] if self.stop_head is not None else None
         return self.out(h), stop, DecoderState(recurrent, h)
 
-    def forward(self, x: torch.Tensor, x_len: torch.Tensor, y: torch.Tensor) -> DecoderOutput:
+    def forward(
+        self, x: torch.Tensor, x_len: torch.Tensor | None = None, y: torch.Tensor | None = None
+    ) -> DecoderOutput:
         """Teacher forcing: every decoder input is known, so the decoder runs in one call (on
         the fast path where the cell has one) instead of step by step."""
+        x_len, y = teacher_forcing_inputs(x, x_len, y)
         memory = self.encode(x, x_len)
         state = self.start(memory)
         h, _ = self.decoder.run(self._inputs(shift_right(y), memory), state.recurrent)
@@ -266,7 +285,7 @@ class AttentionMemory(NamedTuple):
     keys: torch.Tensor  # (B, S, A): U h(j), computed once per source instead of once per step
 
 
-@ARCHITECTURES.register("attention")
+@register("attention")
 class AttentionEncoderDecoder(Seq2SeqArchitecture):
     """Encoder-decoder with additive attention (Bahdanau et al. 2015), Deep Learning 10.4:
     at each step the decoder reads `[embed(y(t-1)); c(t)]`, where c(t) attends over every
@@ -348,7 +367,6 @@ class AttentionEncoderDecoder(Seq2SeqArchitecture):
 
 
 __all__ = [
-    "STOPS",
     "AdditiveAttention",
     "AttentionEncoderDecoder",
     "DecoderOutput",

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from seqmodels.config import DeepOptions, ModelConfig, OutputRecurrentOptions, TokenOptions
-from seqmodels.models.architectures import ARCHITECTURES, Architecture, recurrence_for
+from seqmodels.models.architectures import Architecture, recurrence_for, register
 from seqmodels.models.cells import State, StepCell
 from seqmodels.models.layers import InputLayer, at_lengths, mlp, reverse_padded
 from seqmodels.models.recurrences import (
@@ -21,15 +21,15 @@ from seqmodels.models.recurrences import (
 # --- design pattern 1: an output at every step (10.2, eqs 10.8-10.11) -------------------------
 
 
-@ARCHITECTURES.register("recurrent")
+@register("recurrent")
 class Recurrent(Architecture):
     """Hidden-to-hidden recurrence with an output at every step: design pattern 1 (fig 10.3),
     Deep Learning eqs 10.8-10.11, `o(t) = c + V h(t)`.
 
     With `embedding_size` > 0 it reads token ids and its outputs are next-token logits: a
-    language model. Shapes: `forward(x: (B, T, F) or (B, T), x_len: (B,) | None) -> (B, T, O)`;
-    the lengths matter only to a bidirectional recurrence, whose backward direction starts at
-    each sequence's own end.
+    language model. Shapes: `forward(x: (B, T, F) or (B, T), x_len: (B,) | None, y ignored) ->
+    (B, T, O)`; the lengths matter only to a bidirectional recurrence, whose backward direction
+    starts at each sequence's own end.
     """
 
     options_type = TokenOptions
@@ -55,7 +55,9 @@ class Recurrent(Architecture):
         h, state = self.recurrence.run(self.inputs(x), state)  # (B, T, D*H)
         return self.head(h), state  # eq 10.10: o(t) = c + V h(t)
 
-    def forward(self, x: torch.Tensor, x_len: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, x_len: torch.Tensor | None = None, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
         h, _ = self.recurrence.run(self.inputs(x), x_len=x_len)  # (B, T, D*H)
         return self.head(h)
 
@@ -70,7 +72,7 @@ def own_output_probability(progress: float, schedule_end: float) -> float:
     return min(1.0, max(0.0, progress) / schedule_end)
 
 
-@ARCHITECTURES.register("output_recurrent")
+@register("output_recurrent")
 class OutputRecurrent(Architecture):
     """Output-to-hidden recurrence (Jordan), Deep Learning 10.2.1 and fig 10.4:
     `h(t) = act(b + W o(t-1) + U x(t))`, `o(t) = c + V h(t)`.
@@ -84,8 +86,8 @@ class OutputRecurrent(Architecture):
 
     `hidden_to_hidden=False` is the figure's network (cells tanh or relu, one feedforward
     layer per step); `True` keeps the chosen cell's own recurrence and adds o(t-1) to its input,
-    which works with every cell. Set `progress` (0 to 1) during training for the schedule.
-    Shapes: `forward(x: (B, T, F), y: (B, T, O) | None) -> (B, T, O)`.
+    which works with every cell. `set_progress` (0 to 1) moves the schedule during training.
+    Shapes: `forward(x: (B, T, F), x_len ignored, y: (B, T, O) | None) -> (B, T, O)`.
     """
 
     options_type = OutputRecurrentOptions
@@ -105,7 +107,7 @@ class OutputRecurrent(Architecture):
         self.output_size = output_size
         self.training_mode = training_mode
         self.schedule_end = schedule_end
-        self.progress = 0.0  # fraction of training done; the LightningModule sets it
+        self.progress = 0.0  # fraction of training done (`set_progress`)
 
     @classmethod
     def from_config(cls, config: ModelConfig, input_size: int, output_size: int) -> OutputRecurrent:
@@ -117,7 +119,16 @@ class OutputRecurrent(Architecture):
             recurrence = Feedforward(width, config.hidden_size, config.cell)
         return cls(recurrence, output_size, options.training, options.schedule_end)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    def set_progress(self, progress: float) -> None:
+        """Scheduled sampling's clock: `progress`, the fraction of training done, sets the
+        probability of feeding the model's own output (`own_output_probability`)."""
+        self.progress = progress
+
+    def forward(
+        self, x: torch.Tensor, x_len: torch.Tensor | None = None, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """In training, y(t-1) is fed back as `training` says; without y, and in evaluation, the
+        network runs free. Every step reads x(t) alone, so x_len changes nothing."""
         if not self.training or y is None:
             return self._step_by_step(x, None, 1.0)
         if self.training_mode == "teacher_forcing":
@@ -148,7 +159,7 @@ class OutputRecurrent(Architecture):
 # --- bidirectional RNNs (10.3) ----------------------------------------------------------------
 
 
-@ARCHITECTURES.register("bidirectional")
+@register("bidirectional")
 class Bidirectional(Architecture):
     """Bidirectional RNN, Deep Learning 10.3 (fig 10.11): h(t) reads x(1..t), g(t) reads
     x(t..tau), and `o(t) = c + V [h(t); g(t)]` sees both, most sensitive to inputs near t.
@@ -156,7 +167,7 @@ class Bidirectional(Architecture):
     Each direction of each layer is its own recurrence (on the fast path when the cell has
     one); the backward one reads every sequence reversed within its length, so padded batches
     give each sequence exactly the states it would get alone. Layer l > 0 reads [h; g].
-    Shapes: `forward(x: (B, T, F) or (B, T), x_len: (B,) | None) -> (B, T, O)`.
+    Shapes: `forward(x: (B, T, F) or (B, T), x_len: (B,) | None, y ignored) -> (B, T, O)`.
     """
 
     options_type = TokenOptions
@@ -194,7 +205,9 @@ class Bidirectional(Architecture):
             z = torch.cat([h, g], dim=-1)  # (B, T, 2H)
         return z
 
-    def forward(self, x: torch.Tensor, x_len: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, x_len: torch.Tensor | None = None, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return self.head(self.states(x, x_len))
 
 
@@ -218,13 +231,17 @@ class DeepTransition(StepCell):
     def initial_state(self, batch_size: int, like: torch.Tensor) -> State:
         return self.inner.initial_state(batch_size, like)
 
+    @property
+    def recurrent_weight(self) -> torch.Tensor | None:
+        return self.inner.recurrent_weight  # the wrapped cell's W; the MLP comes after it
+
     def forward(self, ux: torch.Tensor, state: State) -> State:
         c, *rest = self.inner(ux, state)
         h = c + self.mlp(c) if self.skip else self.mlp(c)
         return (h, *rest)  # an LSTM keeps its own cell state s(t)
 
 
-@ARCHITECTURES.register("deep")
+@register("deep")
 class Deep(Architecture):
     """Deep recurrent network, Deep Learning 10.5 and fig 10.13: depth in input-to-hidden,
     hidden-to-hidden (`DeepTransition`) and hidden-to-output, plus `num_layers` stacked
@@ -233,8 +250,8 @@ class Deep(Architecture):
 
     With `embedding_size` > 0 it reads token ids. With `output: final` the readout sees each
     sequence's own last state, at x_len - 1, so padding never reaches it.
-    Shapes: `forward(x: (B, T, F) or (B, T), x_len: (B,) | None) -> (B, T, O)`, or (B, O) with
-    `output: final`.
+    Shapes: `forward(x: (B, T, F) or (B, T), x_len: (B,) | None, y ignored) -> (B, T, O)`, or
+    (B, O) with `output: final`.
     """
 
     options_type = DeepOptions
@@ -282,7 +299,9 @@ class Deep(Architecture):
         every_step = options.output == "every_step"
         return cls(input_mlp, layers, output_mlp, output_size, options.skip, every_step, inputs)
 
-    def forward(self, x: torch.Tensor, x_len: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, x_len: torch.Tensor | None = None, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
         x = self.inputs(x)  # (B, T, F)
         z = self.input_mlp(x)
         if self.skip and len(self.input_mlp) and z.shape == x.shape:
@@ -301,7 +320,7 @@ class Deep(Architecture):
 # --- sequence autoencoder (reading note 2) ----------------------------------------------------
 
 
-@ARCHITECTURES.register("autoencoder")
+@register("autoencoder")
 class SequenceAutoencoder(Architecture):
     """Sequence autoencoder (reading note 2; Deep Learning 10.4 with the input as the target):
     an encoder reads x(1..tau) into h(tau), and a decoder must rebuild x(1..tau) from h(tau)
@@ -310,8 +329,9 @@ class SequenceAutoencoder(Architecture):
 
     On a padded batch the code is each sequence's own summary (`Recurrence.final` at x_len);
     the decoder still runs all T steps, and what it emits past x_len is for the loss to mask.
-    Token ids (B, T) are read one-hot. Shapes: `forward(x: (B, T, F), x_len: (B,) | None) ->
-    (B, T, output_size)`, output_size = F to reconstruct; `encode(x, x_len) -> (B, D*H)`.
+    Token ids (B, T) are read one-hot. Shapes: `forward(x: (B, T, F), x_len: (B,) | None,
+    y ignored) -> (B, T, output_size)`, output_size = F to reconstruct; `encode(x, x_len) ->
+    (B, D*H)`.
     """
 
     book = "10.4; reading note 2"
@@ -352,7 +372,9 @@ class SequenceAutoencoder(Architecture):
         h, _ = self.decoder.run(reread, state)
         return self.head(h)
 
-    def forward(self, x: torch.Tensor, x_len: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, x_len: torch.Tensor | None = None, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return self.decode(self.encode(x, x_len), x.shape[1])
 
 
