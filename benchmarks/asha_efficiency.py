@@ -29,7 +29,6 @@ import argparse
 import contextlib
 import io
 import math
-import os
 import statistics
 import sys
 import time
@@ -45,15 +44,16 @@ if TYPE_CHECKING:
 
 from common import (
     add_adding_arguments,
+    adding_sizes,
     adding_study,
-    machine,
+    argument_parser,
     private_home,
     publish,
-    versions,
+    report_head,
+    result_path,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULT = ROOT / "benchmarks" / "asha_efficiency.json"
+RESULT = result_path("asha_efficiency")
 METRIC = "val/loss"
 WITHIN = 1.02  # "within 2% of the best"
 TARGET = 0.35
@@ -285,13 +285,8 @@ def measure(args: argparse.Namespace, home: Path) -> tuple[dict[str, Any], list[
     dataset = store.prepare(spec.task.name, spec.task.options.__dict__, spec.task.seed, home)
     client = tracking.client()
     experiment_id = tracking.ensure_experiment(client, spec.name)
-    steps = math.ceil(dataset.sizes["train"] / spec.fixed.batch_size)
     sizes = {
-        "task": f"adding T={args.length}",
-        "n_train": dataset.sizes["train"],
-        "n_val": dataset.sizes["val"],
-        "batch_size": spec.fixed.batch_size,
-        "steps_per_epoch": steps,
+        **adding_sizes(args.length, dataset.sizes, spec.fixed.batch_size),
         "model": f"seq2one {args.cell}",
         "space": {k: v.model_dump(exclude_none=True) for k, v in spec.search.space.items()},
         "configs": args.configs,
@@ -380,15 +375,12 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0].replace("\n", " "),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = argument_parser(__doc__)
+    add_adding_arguments(parser, length=30)
     parser.add_argument("--configs", type=int, default=9, help="configurations, N")
     parser.add_argument("--max-t", type=int, default=9, help="epochs per trial (ASHA's max_t)")
     parser.add_argument("--repeats", type=int, default=1, help="fresh configurations each")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed of the first repeat")
-    add_adding_arguments(parser, length=30)
     parser.add_argument("--lr-low", type=float, default=3e-3)
     parser.add_argument("--lr-high", type=float, default=3e-2)
     parser.add_argument("--hidden", type=int, nargs="+", default=[16, 32, 64])
@@ -404,10 +396,7 @@ def main() -> int:
         sizes, repeats = measure(args, home)
     ratios = [1.0 if r["ratio"] is None else r["ratio"] for r in repeats]
     report = {
-        "benchmark": "asha_efficiency",
-        "machine": machine(),
-        "versions": versions(),
-        "load_average": list(os.getloadavg()),
+        **report_head("asha_efficiency"),
         "sizes": sizes,
         "summary": {
             "median_ratio": statistics.median(ratios),
@@ -416,9 +405,8 @@ def main() -> int:
             "asha_within": [r["asha_within"] for r in repeats],
         },
         "repeats": repeats,
-        "seconds": time.perf_counter() - began,
     }
-    publish(report, markdown(report), args.json)
+    publish(report, markdown, args.json, began)
     return 0
 
 

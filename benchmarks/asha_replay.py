@@ -12,7 +12,7 @@ could meet the target on these curves. Synchronous halving is the scheduler with
 information at each decision; ASHA, which promotes before a rung is full, cannot do better on
 the same ranking. The figures are a replay on data already measured, not a new measurement.
 
-    python benchmarks/asha_replay.py [benchmarks/asha_efficiency_t27.json]
+    python benchmarks/asha_replay.py [benchmarks/asha_efficiency_n27.json]
                                      [--grace 1 2 3 4 6 9] [--eta 2 3 4] [--target 0.35]
 """
 
@@ -99,7 +99,7 @@ def main() -> int:
         "report",
         nargs="?",
         type=Path,
-        default=ROOT / "benchmarks" / "asha_efficiency_t27.json",
+        default=ROOT / "benchmarks" / "asha_efficiency_n27.json",
         help="a JSON that asha_efficiency.py wrote",
     )
     parser.add_argument("--grace", type=int, nargs="+", default=[1, 2, 3, 4, 6, 9])

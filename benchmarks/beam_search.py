@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from common import machine, versions, write_atomically
+from common import machine, result_path, versions, write_atomically
 
 from seqmodels.batch import BOS, EOS, FIRST_SYMBOL, PAD
 from seqmodels.config import ModelConfig
@@ -33,7 +33,7 @@ from seqmodels.models import build_model
 from seqmodels.models.seq2seq import DecoderState, Seq2SeqArchitecture
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULT = ROOT / "benchmarks" / "beam_search.json"
+RESULT = result_path("beam_search")
 
 
 @torch.no_grad()

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import statistics
 import sys
 import time
@@ -38,18 +37,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from common import (
-    add_adding_arguments,
-    adding_study,
-    machine,
-    one_trial,
-    private_home,
-    publish,
-    versions,
-)
+import common
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULT = ROOT / "benchmarks" / "checkpoint_policy.json"
+RESULT = common.result_path("checkpoint_policy")
 ARMS = {"every-epoch": 1, "improvements": None}  # arm -> search.checkpoint_every
 VARIANT = "lstm"
 
@@ -58,7 +48,7 @@ def study_spec(args: argparse.Namespace, checkpoint_every: int | None) -> Any:
     """A one-variant, one-trial study spec whose trial runs every epoch (FIFO)."""
     from pipelines.spec import parse_spec
 
-    raw = adding_study(
+    raw = common.adding_study(
         "checkpoint-policy",
         args,
         variants={VARIANT: {"cell": args.cell, "hidden_size": args.hidden}},
@@ -98,7 +88,7 @@ def timed_result_handling() -> Iterator[list[float]]:
 def run_arm(spec: Any, dataset: Any, experiment_id: str, index: int) -> dict[str, Any]:
     """One trial through `flows.tune_variant`, under a fresh parent run (a fresh Tuner)."""
     with timed_result_handling() as handling:
-        run = one_trial(spec, VARIANT, dataset, experiment_id, index)
+        run = common.one_trial(spec, VARIANT, dataset, experiment_id, index)
     checkpoint_bytes = sum(
         f.stat().st_size for f in run.experiment_dir.glob("*/checkpoint_*/**/*") if f.is_file()
     )
@@ -216,31 +206,18 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("--rounds", type=int, default=6, help="runs of each arm, interleaved")
-    parser.add_argument("--epochs", type=int, default=40, help="epochs per run (first untimed)")
-    add_adding_arguments(parser, length=5)
-    parser.add_argument("--hidden", type=int, default=512)
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser = common.argument_parser(__doc__)
+    common.add_round_arguments(parser, epochs=40, length=5, hidden=512)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--json", type=Path, default=RESULT, help="where to write the figures")
     parser.set_defaults(n_train=64, n_val=64, batch=64)
     args = parser.parse_args()
-    if args.rounds < 1 or args.epochs < 2:
-        parser.error("--rounds must be at least 1 and --epochs at least 2")
-    if args.device == "cpu":
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    common.check_rounds(parser, args)
     began = time.perf_counter()
-    with private_home("seqlab-ckpt-") as home:
+    with common.private_home("seqlab-ckpt-") as home:
         runs = measure(args, home)
     report = {
-        "benchmark": "checkpoint_policy",
-        "machine": machine(),
-        "versions": versions(),
-        "load_average": list(os.getloadavg()),
+        **common.report_head("checkpoint_policy"),
         "rounds": args.rounds,
         "sizes": {
             "length": args.length,
@@ -254,9 +231,8 @@ def main() -> int:
         },
         "summary": summarise(runs),
         "runs": runs,
-        "seconds": time.perf_counter() - began,
     }
-    publish(report, markdown(report), args.json)
+    common.publish(report, markdown, args.json, began)
     return 0
 
 

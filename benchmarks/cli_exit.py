@@ -19,7 +19,6 @@ same round. For every run: the time from its last byte of output to its exit, an
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -29,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from common import embedded_env, machine, publish, versions
+from common import embedded_env, publish, report_head, result_path
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULT = ROOT / "benchmarks" / "cli_exit.json"
+RESULT = result_path("cli_exit")
 WITHOUT_FREEZE = "import sys; from pipelines.cli.app import main; sys.exit(main())"
 WAYS = {
     "baseline": [sys.executable, "-c", WITHOUT_FREEZE],
@@ -101,17 +100,13 @@ def main() -> int:
         summary[name]["wall_paired_ratios"] = paired
         summary[name]["wall_median_paired_ratio"] = statistics.median(paired)
     report: dict[str, Any] = {
-        "benchmark": "cli_exit",
-        "machine": machine(),
-        "versions": versions(),
-        "load_average": list(os.getloadavg()),
+        **report_head("cli_exit"),
         "spec": args.spec,
         "repeats": args.repeats,
         "runs": runs,
         "summary": summary,
-        "seconds": time.perf_counter() - began,
     }
-    publish(report, markdown(report), args.json)
+    publish(report, markdown, args.json, began)
     return 0
 
 

@@ -1,5 +1,6 @@
-"""What the benchmarks share: the machine and versions for the report, an atomic write, and
-the set-up of the in-process studies (a private home, the adding task's size).
+"""What the benchmarks share: the parser, the report's heading (the machine and versions), an
+atomic write, and the set-up of the in-process studies (a private home, the adding task's size,
+the rounds of trials).
 
 The benchmarks run as scripts (`python benchmarks/NAME.py`), so their own folder is on the path
 and they import this module as `common`.
@@ -11,16 +12,42 @@ import argparse
 import contextlib
 import io
 import json
+import math
 import os
 import platform
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def result_path(benchmark: str) -> Path:
+    """Where a benchmark writes its figures unless told otherwise: benchmarks/NAME.json."""
+    return ROOT / "benchmarks" / f"{benchmark}.json"
+
+
+def argument_parser(doc: str) -> argparse.ArgumentParser:
+    """A benchmark's parser: its module docstring's first paragraph, and every default shown."""
+    return argparse.ArgumentParser(
+        description=doc.split("\n\n")[0].replace("\n", " "),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+
+
+def report_head(benchmark: str) -> dict[str, Any]:
+    """The first keys of a benchmark's JSON: its name, the machine, versions and load."""
+    return {
+        "benchmark": benchmark,
+        "machine": machine(),
+        "versions": versions(),
+        "load_average": list(os.getloadavg()),
+    }
 
 
 def machine() -> str:
@@ -79,6 +106,26 @@ def add_adding_arguments(parser: argparse.ArgumentParser, length: int) -> None:
     parser.add_argument("--cell", default="lstm", help="a cell name (see `seqlab catalogue`)")
 
 
+def add_round_arguments(
+    parser: argparse.ArgumentParser, epochs: int, length: int, hidden: int
+) -> None:
+    """The options of a benchmark whose arms train the adding task in interleaved rounds."""
+    parser.add_argument("--rounds", type=int, default=6, help="runs of each arm, interleaved")
+    parser.add_argument("--epochs", type=int, default=epochs, help="epochs per run (first untimed)")
+    add_adding_arguments(parser, length=length)
+    parser.add_argument("--hidden", type=int, default=hidden)
+    parser.add_argument("--lr", type=float, default=3e-3)
+
+
+def check_rounds(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse a run too short to time; with `--device cpu`, hide any GPU before torch or Ray
+    look, so that no arm sees one."""
+    if args.rounds < 1 or args.epochs < 2:
+        parser.error("--rounds must be at least 1 and --epochs at least 2")
+    if args.device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+
 def adding_study(name: str, args: Any, **sections: Any) -> dict[str, Any]:
     """A raw one-variant study spec on the adding task, sized by `args.length`, `args.n_train`
     and `args.n_val` (100 test examples), with one CPU per trial; `sections` adds `variants`,
@@ -89,6 +136,17 @@ def adding_study(name: str, args: Any, **sections: Any) -> dict[str, Any]:
         "task": {"name": "adding", "options": {**task_options, "n_test": 100}},
         "resources": {"cpu": 1, "gpu": 0},
         **sections,
+    }
+
+
+def adding_sizes(length: int, split_sizes: dict[str, int], batch_size: int) -> dict[str, Any]:
+    """The report's sizes of an adding dataset trained in batches of `batch_size`."""
+    return {
+        "task": f"adding T={length}",
+        "n_train": split_sizes["train"],
+        "n_val": split_sizes["val"],
+        "batch_size": batch_size,
+        "steps_per_epoch": math.ceil(split_sizes["train"] / batch_size),
     }
 
 
@@ -131,9 +189,13 @@ def one_trial(spec: Any, variant: str, dataset: Any, experiment_id: str, index: 
     return TrialRun(outcome, experiment_dir, rows, wall)
 
 
-def publish(report: dict[str, Any], text: str, path: Path) -> None:
-    """Print the report's Markdown and its running time, and write its figures to `path`."""
-    print(text)
+def publish(
+    report: dict[str, Any], markdown: Callable[[dict[str, Any]], str], path: Path, began: float
+) -> None:
+    """Record the seconds since `began` in the report, print its Markdown and running time, and
+    write its figures to `path`."""
+    report["seconds"] = time.perf_counter() - began
+    print(markdown(report))
     print(f"\n{report['seconds']:.0f} s in all; figures in {path}")
     write_atomically(path, report)
 

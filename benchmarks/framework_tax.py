@@ -64,26 +64,18 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pipelines.data.store import DatasetRef
     from pipelines.spec import StudySpec
+    from seqmodels.config import TrialConfig
 
-from common import (
-    add_adding_arguments,
-    adding_study,
-    machine,
-    one_trial,
-    private_home,
-    publish,
-    versions,
-)
+import common
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULT = ROOT / "benchmarks" / "framework_tax.json"
+RESULT = common.result_path("framework_tax")
 ARMS = ("bare", "bare+deterministic", "lightning", "bare-worker", "seqlab", "seqlab-fast")
 LABELS = {
     "bare": "bare PyTorch loop (baseline)",
@@ -122,7 +114,7 @@ def study_spec(args: argparse.Namespace, deterministic: bool = True) -> StudySpe
     """A one-variant, one-trial study spec: the trial config every arm trains."""
     from pipelines.spec import parse_spec
 
-    raw = adding_study(
+    raw = common.adding_study(
         "framework-tax",
         args,
         variants={VARIANT: {"cell": args.cell, "hidden_size": args.hidden}},
@@ -150,9 +142,7 @@ def synchronize() -> None:
 # --- the bare arm -----------------------------------------------------------------------------
 
 
-def bare_arm(
-    config: dict[str, Any], dataset: DatasetRef, deterministic: bool, device: str
-) -> ArmRun:
+def bare_arm(config: TrialConfig, dataset: DatasetRef, deterministic: bool, device: str) -> ArmRun:
     """Train with a hand-written loop: what the trial computes, with nothing around it."""
     import torch
     from torch import nn
@@ -227,7 +217,7 @@ def differences(times: list[float]) -> list[float]:
 
 
 def bare_in_worker(
-    spec: StudySpec, config: dict[str, Any], dataset: DatasetRef, device: str
+    spec: StudySpec, config: TrialConfig, dataset: DatasetRef, device: str
 ) -> ArmRun:
     """The bare loop in a Ray worker process with the resources of the study's trials."""
     import ray
@@ -239,7 +229,7 @@ def bare_in_worker(
 # --- the Lightning arm --------------------------------------------------------------------------
 
 
-def lightning_arm(config: dict[str, Any], dataset: DatasetRef, scratch: Path) -> ArmRun:
+def lightning_arm(config: TrialConfig, dataset: DatasetRef, scratch: Path) -> ArmRun:
     """Train with the trial's Trainer and module in this process; no Tune, no MLflow.
 
     Afterwards, time `trainer.save_checkpoint` as the trial's `Report` calls it each epoch.
@@ -318,7 +308,7 @@ def timed_mlflow_logging() -> Iterator[list[float]]:
 def seqlab_arm(spec: StudySpec, dataset: DatasetRef, experiment_id: str, index: int) -> ArmRun:
     """One trial through `flows.tune_variant`, under a fresh parent run (a fresh Tuner)."""
     with timed_mlflow_logging() as logging_s:
-        run = one_trial(spec, VARIANT, dataset, experiment_id, index)
+        run = common.one_trial(spec, VARIANT, dataset, experiment_id, index)
     epochs = [float(row["time_this_iter_s"]) for row in run.results]
     extra = {
         "mlflow_log_s": logging_s,
@@ -380,13 +370,8 @@ def measure(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     dataset = store.prepare(spec.task.name, options, spec.task.seed, home)
     config = spec.trial(VARIANT)
     net = build_net(config, dataset)
-    steps = math.ceil(dataset.sizes["train"] / config.train.batch_size)
     sizes = {
-        "task": f"adding T={args.length}",
-        "n_train": dataset.sizes["train"],
-        "n_val": dataset.sizes["val"],
-        "batch_size": config.train.batch_size,
-        "steps_per_epoch": steps,
+        **common.adding_sizes(args.length, dataset.sizes, config.train.batch_size),
         "model": f"seq2one {args.cell} H={args.hidden} (torch fast path)",
         "device": gpu_name() if args.device == "cuda" else "cpu",
         "parameters": sum(p.numel() for p in net.parameters()),
@@ -394,6 +379,7 @@ def measure(args: argparse.Namespace, home: Path) -> dict[str, Any]:
         "lr": config.train.lr,
         "grad_clip": config.train.grad_clip,
     }
+    steps = sizes["steps_per_epoch"]
     client = tracking.client()
     experiment_id = tracking.ensure_experiment(client, spec.name)
     runs: dict[str, list[ArmRun]] = {arm: [] for arm in ARMS}
@@ -443,7 +429,7 @@ def measure(args: argparse.Namespace, home: Path) -> dict[str, Any]:
 
 
 def python_calls_per_step(
-    arms: dict[str, Callable[[dict[str, Any]], ArmRun]], config: dict[str, Any], steps: int
+    arms: dict[str, Callable[[TrialConfig], ArmRun]], config: TrialConfig, steps: int
 ) -> dict[str, float]:
     """The Python function calls per training step of each arm, from two runs under cProfile
     that differ by two epochs (so set-up and warm-up cancel)."""
@@ -455,7 +441,7 @@ def python_calls_per_step(
         totals = []
         for epochs in (2, 4):
             profile = cProfile.Profile()
-            profile.runcall(run, {**config, "max_epochs": epochs})
+            profile.runcall(run, replace(config, train=replace(config.train, max_epochs=epochs)))
             totals.append(pstats.Stats(profile).total_calls)
         counts[arm] = (totals[1] - totals[0]) / (2 * steps)
     return counts
@@ -609,15 +595,8 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("--rounds", type=int, default=6, help="runs of each arm, interleaved")
-    parser.add_argument("--epochs", type=int, default=5, help="epochs per run (first untimed)")
-    add_adding_arguments(parser, length=50)
-    parser.add_argument("--hidden", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser = common.argument_parser(__doc__)
+    common.add_round_arguments(parser, epochs=5, length=50, hidden=64)
     parser.add_argument(
         "--threads", type=int, default=0, help="torch threads in process; 0: what a trial gets"
     )
@@ -626,11 +605,8 @@ def main() -> int:
     )
     parser.add_argument("--json", type=Path, default=RESULT, help="where to write the figures")
     args = parser.parse_args()
-    if args.rounds < 1 or args.epochs < 2:
-        parser.error("--rounds must be at least 1 and --epochs at least 2")
-    if args.device == "cpu":
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # before torch or Ray look: no arm sees a GPU
-    else:
+    common.check_rounds(parser, args)
+    if args.device == "cuda":
         # What Lightning sets for `deterministic=True` on a GPU (cuBLAS's reproducible
         # workspace); set once for the whole process, so the bare arms run under it too.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -640,13 +616,10 @@ def main() -> int:
             parser.error("--device cuda: torch sees no GPU")
 
     began = time.perf_counter()
-    with private_home("seqlab-tax-") as home:
+    with common.private_home("seqlab-tax-") as home:
         measured = measure(args, home)
     report = {
-        "benchmark": "framework_tax",
-        "machine": machine(),
-        "versions": versions(),
-        "load_average": list(os.getloadavg()),
+        **common.report_head("framework_tax"),
         "rounds": args.rounds,
         "sizes": measured["sizes"],
         "probe": measured["probe"],
@@ -654,9 +627,8 @@ def main() -> int:
         "summary": summarise(measured),
         "runs": {arm: [asdict(run) for run in runs] for arm, runs in measured["runs"].items()},
         "partners": measured["partners"],
-        "seconds": time.perf_counter() - began,
     }
-    publish(report, markdown(report), args.json)
+    common.publish(report, markdown, args.json, began)
     return 0
 
 

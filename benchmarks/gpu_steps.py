@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import machine, versions, write_atomically
+from common import machine, result_path, versions, write_atomically
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULT = ROOT / "benchmarks" / "gpu_steps.json"
+RESULT = result_path("gpu_steps")
 SYNC_WARNING = "synchronizing CUDA operation"
 
 
@@ -45,8 +45,7 @@ class Case:
     """One family's network on one task, as a study's spec would name them."""
 
     name: str
-    task: str
-    options: dict[str, Any]
+    task: dict[str, Any]  # the spec's task section: name and options
     variant: dict[str, Any]
     batch_size: int = 128
 
@@ -54,14 +53,15 @@ class Case:
 CASES = (
     Case(
         "regression: adding, seq2one LSTM",
-        "adding",
-        {"length": 200, "n_train": 5120, "n_val": 512, "n_test": 128},
+        {
+            "name": "adding",
+            "options": {"length": 200, "n_train": 5120, "n_val": 512, "n_test": 128},
+        },
         {"cell": "lstm", "hidden_size": 512},
     ),
     Case(
         "language model: charlm, GRU",
-        "charlm",
-        {"window": 128},
+        {"name": "charlm", "options": {"window": 128}},
         {
             "architecture": "recurrent",
             "cell": "gru",
@@ -71,14 +71,21 @@ CASES = (
     ),
     Case(
         "classification: seq_digits rows, GRU",
-        "seq_digits",
-        {"view": "rows"},
+        {"name": "seq_digits", "options": {"view": "rows"}},
         {"cell": "gru", "hidden_size": 256},
     ),
     Case(
         "classification, padded: listops, bidirectional seq2one LSTM",
-        "listops",
-        {"max_length": 60, "max_depth": 4, "n_train": 5120, "n_val": 512, "n_test": 128},
+        {
+            "name": "listops",
+            "options": {
+                "max_length": 60,
+                "max_depth": 4,
+                "n_train": 5120,
+                "n_val": 512,
+                "n_test": 128,
+            },
+        },
         {
             "cell": "lstm",
             "hidden_size": 256,
@@ -88,20 +95,38 @@ CASES = (
     ),
     Case(
         "seq2seq: addition, encoder-decoder LSTM",
-        "addition",
-        {"max_digits": 5, "n_train": 5120, "n_val": 512, "n_test": 128},
+        {
+            "name": "addition",
+            "options": {"max_digits": 5, "n_train": 5120, "n_val": 512, "n_test": 128},
+        },
         {"architecture": "encoder_decoder", "cell": "lstm", "hidden_size": 256},
     ),
     Case(
         "seq2seq, padded: reverse, attention, bidirectional GRU",
-        "reverse",
-        {"min_length": 3, "max_length": 20, "n_train": 5120, "n_val": 512, "n_test": 128},
+        {
+            "name": "reverse",
+            "options": {
+                "min_length": 3,
+                "max_length": 20,
+                "n_train": 5120,
+                "n_val": 512,
+                "n_test": 128,
+            },
+        },
         {"architecture": "attention", "cell": "gru", "hidden_size": 256, "bidirectional": True},
     ),
     Case(
         "recursive: listops, tree of tanh units",
-        "listops",
-        {"max_length": 30, "max_depth": 3, "n_train": 1280, "n_val": 128, "n_test": 128},
+        {
+            "name": "listops",
+            "options": {
+                "max_length": 30,
+                "max_depth": 3,
+                "n_train": 1280,
+                "n_val": 128,
+                "n_test": 128,
+            },
+        },
         {
             "architecture": "recursive",
             "cell": "tanh",
@@ -145,13 +170,13 @@ def run_case(case: Case, args: argparse.Namespace, scratch: Path) -> dict[str, A
     spec = parse_spec(
         {
             "name": "gpu-steps",
-            "task": {"name": case.task, "options": case.options},
+            "task": case.task,
             "variants": {"v": case.variant},
             "fixed": {"max_epochs": args.epochs, "batch_size": case.batch_size, "lr": 0.001},
         },
         "gpu_steps.py",
     )
-    dataset = prepare(case.task, spec.task.options.__dict__, 0, scratch)
+    dataset = prepare(spec.task.name, spec.task.options.__dict__, 0, scratch)
     config = spec.trial("v")
 
     def synchronize() -> None:
@@ -215,7 +240,7 @@ def run_case(case: Case, args: argparse.Namespace, scratch: Path) -> dict[str, A
     steps = watch.watched_steps
     return {
         "case": case.name,
-        "task": case.task,
+        "task": case.task["name"],
         "variant": case.variant,
         "batch_size": case.batch_size,
         "steps_per_epoch": watch.steps,

@@ -28,7 +28,7 @@ import yaml
 from common import machine, write_atomically
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = ("rnn", "lstm")
+VARIANTS = {"rnn": "tanh", "lstm": "lstm"}  # variant -> cell, each of 4 units
 
 
 def spec(trials: int) -> dict:
@@ -36,10 +36,7 @@ def spec(trials: int) -> dict:
     return {
         "name": f"scale-{trials}",
         "task": {"name": "adding", "options": {"length": 5, "n_train": 64, "n_val": 32}},
-        "variants": {
-            "rnn": {"cell": "tanh", "hidden_size": 4},
-            "lstm": {"cell": "lstm", "hidden_size": 4},
-        },
+        "variants": {name: {"cell": cell, "hidden_size": 4} for name, cell in VARIANTS.items()},
         "search": {
             "space": {"lr": {"loguniform": [0.001, 0.1]}},
             "trials_per_variant": trials // len(VARIANTS),

@@ -13,7 +13,6 @@ over several rounds, in alternating order, so that drift in the machine's speed 
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -30,7 +29,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
-from common import machine
+from common import argument_parser, machine
 
 ROOT = Path(__file__).resolve().parents[1]
 SEQLAB = [sys.executable, "-m", "pipelines.cli"]
@@ -205,10 +204,7 @@ def markdown(summary: dict, shape: Shape, trials: int, rounds: int, versions: st
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0].replace("\n", " "),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--trials", type=int, default=30, help="trials per store per round")
     parser.add_argument("--rounds", type=int, default=5, help="rounds; the order alternates")
     parser.add_argument("--epochs", type=int, default=10, help="metric batches per trial")
