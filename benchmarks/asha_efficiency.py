@@ -4,14 +4,14 @@ exhaustive random search finds, as a share of the random search's epochs (target
 Both searches run the same N configurations on the adding problem, drawn once from the study's
 search space (`lr` log-uniform, `hidden_size` a choice) with a seeded generator, and handed to
 Tune as a grid over a point index, so the two Tuners see the same configurations in the same
-order. Each trial is the study's own: `trainable.train_trial` under `flows._trainable`, with the
+order. Each trial is the study's own: `trainable.train_trial` under `tuning.trainable`, with the
 `trial_runs.TrialRuns` callback logging to an MLflow SQLite store in a temporary SEQLAB_HOME,
-on a local Ray (`flows.ray_session`). Every trial trains with the same seed, so a configuration
+on a local Ray (`tuning.ray_session`). Every trial trains with the same seed, so a configuration
 follows the same curve in both searches (the script checks this).
 
 - random search: FIFO, every configuration for `max_t` epochs; its best val/loss B over all
   epochs of all trials, and its N * max_t epochs.
-- ASHA: `flows.scheduler` with grace period 1 and reduction factor 3 (`--grace-period` and
+- ASHA: `space.scheduler` with grace period 1 and reduction factor 3 (`--grace-period` and
   `--reduction-factor` change them). Its results are counted in
   the order they reached the driver (a Tune callback records them); the count of epochs, summed
   over trials, at the first result with val/loss <= 1.02 B is ASHA's cost. Ratio = that count /
@@ -148,8 +148,8 @@ def run_search(
     from ray import tune
     from ray.tune.schedulers import FIFOScheduler
 
-    from pipelines import tracking
-    from pipelines.study import flows
+    import pipelines.study.flows  # noqa: F401  (the flow and every phase)
+    from pipelines import study, tracking
     from pipelines.tracking import trial_runs
     from pipelines.trial.trainable import train_trial
 
@@ -180,11 +180,11 @@ def run_search(
     client = tracking.client()
     parent_id = client.create_run(experiment_id, run_name=label, tags={"kind": "study"}).info.run_id
     runs = trial_runs.TrialRuns(client, experiment_id, parent_id, "trial")
-    run_config = flows._run_config(
+    run_config = study.tuning.run_config(
         label,
         [runs, Arrivals()],
         checkpoint_config=tune.CheckpointConfig(
-            num_to_keep=flows.keep_checkpoints(spec),
+            num_to_keep=study.space.keep_checkpoints(spec),
             checkpoint_score_attribute=METRIC,
             checkpoint_score_order="min",
         ),
@@ -193,19 +193,19 @@ def run_search(
         metric=METRIC,
         mode="min",
         num_samples=1,  # the grid over `point` makes the N trials
-        scheduler=flows.scheduler(spec) if kind == "asha" else FIFOScheduler(),
+        scheduler=study.space.scheduler(spec) if kind == "asha" else FIFOScheduler(),
         max_concurrent_trials=spec.search.max_concurrent,
-        reuse_actors=flows.reuse_workers(),  # as a study runs its trials
+        reuse_actors=study.tuning.reuse_workers(),  # as a study runs its trials
     )
     tuner = tune.Tuner(
-        flows._trainable(train_trial, spec, dataset),
+        study.tuning.trainable(train_trial, spec, dataset),
         param_space=param_space,
         tune_config=tune_config,
         run_config=run_config,
     )
     began = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
-        results = flows._fit(tuner, parent_id, "trial", None)
+        results = study.tuning.fit(tuner, parent_id, "trial", None)
     search.wall_s = time.perf_counter() - began
     client.set_terminated(parent_id, "FINISHED")
     failed = [r.error for r in results if r.error is not None]
@@ -277,9 +277,9 @@ def spearman(xs: list[float], ys: list[float]) -> float:
 
 
 def measure(args: argparse.Namespace, home: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    from pipelines import tracking
+    import pipelines.study.flows  # noqa: F401  (the flow and every phase)
+    from pipelines import study, tracking
     from pipelines.data import store
-    from pipelines.study import flows
 
     spec = study_spec(args)
     dataset = store.prepare(spec.task.name, spec.task.options.__dict__, spec.task.seed, home)
@@ -295,7 +295,7 @@ def measure(args: argparse.Namespace, home: Path) -> tuple[dict[str, Any], list[
         "reduction_factor": spec.search.scheduler.reduction_factor,
     }
     repeats = []
-    with flows.ray_session():
+    with study.tuning.ray_session():
         for repeat in range(args.repeats):
             seed = args.seed + repeat
             points = sample_points(spec, seed)

@@ -1,8 +1,8 @@
 """Checkpoint policy: what a trial's epoch costs when it checkpoints every epoch, and when only
 the epochs that lower its validation loss (and its last one) do, as trials now do by default.
 
-Two arms, one trial each, through the real stack: `flows.tune_variant` (its function, without
-Prefect) inside `flows.ray_session()`, the `trial_runs.TrialRuns` callback logging to an MLflow
+Two arms, one trial each, through the real stack: `search.tune_variant` (its function, without
+Prefect) inside `tuning.ray_session()`, the `trial_runs.TrialRuns` callback logging to an MLflow
 SQLite store in a temporary SEQLAB_HOME.
 
 - every-epoch: `search.checkpoint_every: 1`, what every trial did before.
@@ -86,7 +86,7 @@ def timed_result_handling() -> Iterator[list[float]]:
 
 
 def run_arm(spec: Any, dataset: Any, experiment_id: str, index: int) -> dict[str, Any]:
-    """One trial through `flows.tune_variant`, under a fresh parent run (a fresh Tuner)."""
+    """One trial through `search.tune_variant`, under a fresh parent run (a fresh Tuner)."""
     with timed_result_handling() as handling:
         run = common.one_trial(spec, VARIANT, dataset, experiment_id, index)
     checkpoint_bytes = sum(
@@ -103,9 +103,9 @@ def run_arm(spec: Any, dataset: Any, experiment_id: str, index: int) -> dict[str
 
 
 def measure(args: argparse.Namespace, home: Path) -> dict[str, Any]:
-    from pipelines import tracking
+    import pipelines.study.flows  # noqa: F401  (the flow and every phase)
+    from pipelines import study, tracking
     from pipelines.data import store
-    from pipelines.study import flows
 
     specs = {arm: study_spec(args, every) for arm, every in ARMS.items()}
     spec = specs["improvements"]
@@ -114,7 +114,7 @@ def measure(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     experiment_id = tracking.ensure_experiment(client, spec.name)
     runs: dict[str, list[dict[str, Any]]] = {arm: [] for arm in ARMS}
     arms = list(ARMS)
-    with flows.ray_session():
+    with study.tuning.ray_session():
         for round_ in range(args.rounds):
             for arm in arms[round_ % 2 :] + arms[: round_ % 2]:
                 runs[arm].append(run_arm(specs[arm], dataset, experiment_id, round_))

@@ -162,22 +162,22 @@ class TrialRun:
 
 
 def one_trial(spec: Any, variant: str, dataset: Any, experiment_id: str, index: int) -> TrialRun:
-    """The spec's one trial through `flows.tune_variant` (its function, without Prefect), under
+    """The spec's one trial through `search.tune_variant` (its function, without Prefect), under
     a fresh parent run: `tune_variant` would restore, not rerun, a Tuner that the same parent
     run already recorded.
 
     Raises:
         RuntimeError: the trial failed or stopped before `max_epochs`.
     """
-    from pipelines import tracking
-    from pipelines.study import flows
+    import pipelines.study.flows  # noqa: F401  (the flow and every phase)
+    from pipelines import study, tracking
 
     client = tracking.client()
     parent = client.create_run(experiment_id, run_name=f"round-{index}", tags={"kind": "study"})
     parent_id = parent.info.run_id
     began = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
-        outcome = flows.tune_variant.fn(spec, variant, dataset, experiment_id, parent_id)
+        outcome = study.search.tune_variant.fn(spec, variant, dataset, experiment_id, parent_id)
     wall = time.perf_counter() - began
     client.set_terminated(parent_id, "FINISHED")
     experiment_dir = Path(client.get_run(parent_id).data.tags[f"seqlab.tune.{variant}"])

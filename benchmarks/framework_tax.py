@@ -16,7 +16,7 @@ One model, one dataset, one process tree, six arms, timed per epoch and reported
 - lightning: the trial's own Trainer (`trainable.make_trainer`) and LightningModule
   (`trainable.build_module`) in this process, without Tune or MLflow.
 - seqlab: the real stack, as a study runs a trial (`deterministic: true`, the default):
-  `flows.tune_variant` (its function, without Prefect) inside `flows.ray_session()`, one trial
+  `search.tune_variant` (its function, without Prefect) inside `tuning.ray_session()`, one trial
   of `trainable.train_trial` under a Tuner with the `trial_runs.TrialRuns` callback logging to an
   MLflow SQLite store in a temporary SEQLAB_HOME. Its epoch time is Tune's `time_this_iter_s`:
   the time between two reports in the trial, which includes the checkpoint, Tune's reporting,
@@ -284,7 +284,7 @@ def lightning_arm(config: TrialConfig, dataset: DatasetRef, scratch: Path) -> Ar
 def timed_mlflow_logging() -> Iterator[list[float]]:
     """Time `TrialRuns.on_trial_result` (the driver's MLflow `log_batch` for each epoch).
 
-    `flows.tune_variant` builds its callback from `trial_runs.TrialRuns` when called, so a subclass
+    `search.tune_variant` builds its callback from `trial_runs.TrialRuns` when called, so a subclass
     put there for the duration times the real calls; it changes nothing else.
     """
     from pipelines.tracking import trial_runs
@@ -306,7 +306,7 @@ def timed_mlflow_logging() -> Iterator[list[float]]:
 
 
 def seqlab_arm(spec: StudySpec, dataset: DatasetRef, experiment_id: str, index: int) -> ArmRun:
-    """One trial through `flows.tune_variant`, under a fresh parent run (a fresh Tuner)."""
+    """One trial through `search.tune_variant`, under a fresh parent run (a fresh Tuner)."""
     with timed_mlflow_logging() as logging_s:
         run = common.one_trial(spec, VARIANT, dataset, experiment_id, index)
     epochs = [float(row["time_this_iter_s"]) for row in run.results]
@@ -322,8 +322,9 @@ def probe_trial(spec: StudySpec, dataset: DatasetRef) -> dict[str, Any]:
     """What a trial's process gets: torch threads, OMP_NUM_THREADS, Ray's CPUs, CPU affinity."""
     from ray import tune
 
+    import pipelines.study.flows  # noqa: F401  (the flow and every phase)
+    from pipelines import study
     from pipelines.ops import settings
-    from pipelines.study import flows
 
     def probe(config: dict[str, Any], dataset: DatasetRef) -> None:
         import os
@@ -343,7 +344,7 @@ def probe_trial(spec: StudySpec, dataset: DatasetRef) -> dict[str, Any]:
         )
 
     tuner = tune.Tuner(
-        flows._trainable(probe, spec, dataset),  # the study's resources per trial
+        study.tuning.trainable(probe, spec, dataset),  # the study's resources per trial
         run_config=tune.RunConfig(
             name="probe", storage_path=str(settings.seqlab_home() / "ray_results"), verbose=0
         ),
@@ -360,9 +361,9 @@ def measure(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     """Prepare the data, start Ray, probe a trial, then run the arms round by round."""
     import torch
 
-    from pipelines import tracking
+    import pipelines.study.flows  # noqa: F401  (the flow and every phase)
+    from pipelines import study, tracking
     from pipelines.data import store
-    from pipelines.study import flows
     from pipelines.trial.trainable import build_net
 
     spec, fast = study_spec(args), study_spec(args, deterministic=False)
@@ -395,7 +396,7 @@ def measure(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     # runs[arm][k]
     partners: dict[str, list[int]] = {arm: [] for arm in BASELINE}
     others = list(BASELINE)
-    with flows.ray_session():
+    with study.tuning.ray_session():
         probe = probe_trial(spec, dataset)
         threads = args.threads or int(probe["torch_threads"])
         torch.set_num_threads(threads)  # the in-process arms get what a trial gets

@@ -73,7 +73,7 @@ def main() -> None:
     runs = [one_run(args.spec) for _ in range(args.repeats)]
     keys = list(runs[0])
     medians = {k: statistics.median(r[k] for r in runs) for k in keys}
-    cpus = os.cpu_count() or 1  # what flows.ray_session gives the local Ray
+    cpus = os.cpu_count() or 1  # what study.tuning.ray_session gives the local Ray
     per_trial = load_spec(args.spec).resources.cpu
     tuners = [r["trials"] + r["repeats"] for r in runs]
     outside = [r["wall"] - t for r, t in zip(runs, tuners, strict=True)]

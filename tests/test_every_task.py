@@ -4,7 +4,7 @@
 The studies run through the CLI in-process (`pipelines.cli.app`), one after another in one home
 with a study name each: the imports, Prefect's ephemeral API server and MLflow's database are
 paid once for all of them instead of once a study (a `seqlab run` subprocess costs about a minute
-of start-up on 2 cores), and one local Ray, started here, serves every study (`flows.ray_session`
+of start-up on 2 cores), and one local Ray, started here, serves every study (`tuning.ray_session`
 reuses an initialised Ray). Per-study homes would not isolate more in one process anyway: Prefect
 reads its home once, when it is imported. What each study left is read back from MLflow.
 """

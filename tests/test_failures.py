@@ -188,7 +188,7 @@ def bad_trainable(config: dict[str, Any]) -> None:
 
 
 @pytest.fixture(scope="module")
-def flows(tmp_path_factory: pytest.TempPathFactory):
+def study(tmp_path_factory: pytest.TempPathFactory):
     """pipelines.study.flows with a private SEQLAB_HOME, read by Prefect at import."""
     os.environ["SEQLAB_HOME"] = str(tmp_path_factory.mktemp("failures") / "home")
     for var in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "PREFECT_API_URL"):
@@ -196,13 +196,14 @@ def flows(tmp_path_factory: pytest.TempPathFactory):
     from pipelines.ops import settings
 
     settings.configure_environment()
-    from pipelines.study import flows
+    import pipelines.study.flows  # noqa: F401  (the flow and every phase)
+    from pipelines import study
 
-    return flows
+    return study
 
 
 @pytest.mark.slow
-def test_tune_results_of_trials_that_raise_nan_and_blow_up(flows, capfd) -> None:
+def test_tune_results_of_trials_that_raise_nan_and_blow_up(study, capfd) -> None:
     """The flow's helpers on a real Tuner's results, with the study's callbacks and log."""
     import ray.cloudpickle
     from ray import tune
@@ -227,7 +228,7 @@ def test_tune_results_of_trials_that_raise_nan_and_blow_up(flows, capfd) -> None
     parent = client.create_run(experiment, tags={"kind": "study"}).info.run_id
     diverged = Divergence("mse", 1 / 6)
     runs = trial_runs.TrialRuns(client, experiment, parent, "trial", diverged)
-    run_config = flows._run_config(
+    run_config = study.tuning.run_config(
         "failing",
         [runs, Progress("a", len(ENDS), "val/loss", 1)],
         checkpoint_config=tune.CheckpointConfig(
@@ -236,9 +237,9 @@ def test_tune_results_of_trials_that_raise_nan_and_blow_up(flows, capfd) -> None
     )
     space = spec.trial("a").nested()
     space["train"]["lr"] = tune.grid_search([1.0 + i for i in range(len(ENDS))])
-    with failures.study_log(spec.name) as log, flows.ray_session():
+    with failures.study_log(spec.name) as log, study.tuning.ray_session():
         tuner = tune.Tuner(bad_trainable, param_space=space, run_config=run_config)
-        results = flows._fit(tuner, parent, "trial", "a")
+        results = study.tuning.fit(tuner, parent, "trial", "a")
     out = capfd.readouterr()
     terminal = out.out + out.err
     by_end = {_end(r.config["train"]["lr"]): r for r in results}
@@ -265,26 +266,32 @@ def test_tune_results_of_trials_that_raise_nan_and_blow_up(flows, capfd) -> None
     assert status["huge"].data.tags["diverged"].startswith("val/loss 1.9e+12 at epoch 1 is over")
 
     # the variant's best trial: the one that trained, though NaN and 1.9e12 came too
-    outcome = flows.variant_outcome(spec, "a", results, parent, diverged)
-    assert isinstance(outcome, flows.VariantOutcome)
+    outcome = study.search.variant_outcome(spec, "a", results, parent, diverged)
+    assert isinstance(outcome, study.search.VariantOutcome)
     assert _end(outcome.trial.train.lr) == "well" and outcome.best_val == pytest.approx(0.1)
     assert outcome.failed == 1 and outcome.run_id == status["well"].info.run_id
     # no trial that can be used: left out, with the error or the divergence in one line
-    only = flows.variant_outcome(spec, "a", [by_end["raise"]], parent, diverged)
-    assert only == flows.LeftOut("a", "every trial failed: ValueError: boom at step 3")
-    gone = flows.variant_outcome(spec, "a", [by_end["nan"], by_end["huge"]], parent, diverged)
-    assert gone == flows.LeftOut("a", "every trial diverged: train/loss is nan at epoch 1")
-    mixed = flows.variant_outcome(spec, "a", [by_end["raise"], by_end["nan"]], parent, diverged)
-    assert isinstance(mixed, flows.LeftOut) and "1 of 2 trials failed" in mixed.reason
+    only = study.search.variant_outcome(spec, "a", [by_end["raise"]], parent, diverged)
+    assert only == study.search.LeftOut("a", "every trial failed: ValueError: boom at step 3")
+    gone = study.search.variant_outcome(
+        spec, "a", [by_end["nan"], by_end["huge"]], parent, diverged
+    )
+    assert gone == study.search.LeftOut("a", "every trial diverged: train/loss is nan at epoch 1")
+    mixed = study.search.variant_outcome(
+        spec, "a", [by_end["raise"], by_end["nan"]], parent, diverged
+    )
+    assert isinstance(mixed, study.search.LeftOut) and "1 of 2 trials failed" in mixed.reason
 
     # the same results as seeded repeats: a diverged one leaves its variant out
     repeats = [by_end[end] for end in ("well", "huge", "raise", "nan")]
-    left = flows.repeats_left_out(["a"], repeats, diverged)
+    left = study.repeat.repeats_left_out(["a"], repeats, diverged)
     why = "2 of 4 seeded repeats diverged: val/loss 1.9e+12 at epoch 1 is over 1000x"
     assert len(left) == 1 and left[0].variant == "a" and left[0].reason.startswith(why)
-    failing = flows.repeats_left_out(["a", "b"], [by_end["raise"]], diverged)
-    assert failing == [flows.LeftOut("a", "every seeded repeat failed: ValueError: boom at step 3")]
-    assert flows.repeats_left_out(["a"], [by_end["well"], by_end["raise"]], diverged) == []
+    failing = study.repeat.repeats_left_out(["a", "b"], [by_end["raise"]], diverged)
+    assert failing == [
+        study.search.LeftOut("a", "every seeded repeat failed: ValueError: boom at step 3")
+    ]
+    assert study.repeat.repeats_left_out(["a"], [by_end["well"], by_end["raise"]], diverged) == []
 
 
 DIVERGING = {

@@ -115,12 +115,13 @@ def test_tunes_saved_state_is_found_in_the_bucket(
     """What `seqlab resume` asks of an experiment in the bucket before `Tuner.restore`."""
     for key, value in s3.items():
         monkeypatch.setenv(key, value)
-    from pipelines.study import flows
+    import pipelines.study.flows  # noqa: F401  (the flow and every phase)
+    from pipelines import study
 
     experiment = f"s3://{BUCKET}/resume/ray_results/study-rnn-20261127-120000"
-    assert not flows._saved_state(experiment)
+    assert not study.tuning.saved_state(experiment)
     _bucket(s3).pipe(f"{experiment}/experiment_state-2026-11-27_12-00-00.json", b"{}")
-    assert flows._saved_state(experiment)
+    assert study.tuning.saved_state(experiment)
 
 
 def _trial_runs(client: MlflowClient, variant: str) -> list:

@@ -29,47 +29,48 @@ def _spec(**search: Any) -> StudySpec:
 
 
 @pytest.fixture(scope="module")
-def flows(tmp_path_factory: pytest.TempPathFactory):
+def study(tmp_path_factory: pytest.TempPathFactory):
     """pipelines.study.flows, imported with a private SEQLAB_HOME (Prefect reads it at import)."""
     os.environ["SEQLAB_HOME"] = str(tmp_path_factory.mktemp("search") / "home")
     from pipelines.ops import settings
 
     settings.configure_environment()
-    from pipelines.study import flows
+    import pipelines.study.flows  # noqa: F401  (the flow and every phase)
+    from pipelines import study
 
-    return flows
+    return study
 
 
-def test_random_search_samples_trials_per_variant(flows) -> None:
+def test_random_search_samples_trials_per_variant(study) -> None:
     from ray.tune.search.sample import Float
 
     spec = _spec(space={"lr": {"loguniform": [1e-3, 1e-1]}}, trials_per_variant=5)
-    assert isinstance(flows.search_space(spec)["lr"], Float)
-    assert flows.search_algorithm(spec) is None  # Tune's own random generator
+    assert isinstance(study.space.search_space(spec)["lr"], Float)
+    assert study.space.search_algorithm(spec) is None  # Tune's own random generator
 
 
-def test_grid_enumerates_every_combination(flows) -> None:
+def test_grid_enumerates_every_combination(study) -> None:
     spec = _spec(
         algorithm="grid",
         space={"lr": {"choice": [0.01, 0.1]}, "hidden_size": {"choice": [4, 8, 16]}},
         trials_per_variant=6,
     )
-    space = flows.search_space(spec)
+    space = study.space.search_space(spec)
     assert space["lr"] == {"grid_search": [0.01, 0.1]}
     assert space["hidden_size"] == {"grid_search": [4, 8, 16]}
     with pytest.raises(SpecError, match="set it to 6"):
         parse_spec({**BASE, "search": {**spec.search.model_dump(), "trials_per_variant": 5}})
 
 
-def test_optuna_is_tpe_behind_a_concurrency_cap(flows) -> None:
+def test_optuna_is_tpe_behind_a_concurrency_cap(study) -> None:
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
-    plain = flows.search_algorithm(
+    plain = study.space.search_algorithm(
         _spec(algorithm="optuna", space={"lr": {"uniform": [0.01, 0.1]}})
     )
     assert isinstance(plain, OptunaSearch)
-    capped = flows.search_algorithm(
+    capped = study.space.search_algorithm(
         _spec(algorithm="optuna", space={"lr": {"uniform": [0.01, 0.1]}}, max_concurrent=2)
     )
     assert isinstance(capped, ConcurrencyLimiter) and capped.max_concurrent == 2
@@ -84,12 +85,12 @@ def test_optuna_is_tpe_behind_a_concurrency_cap(flows) -> None:
         ("pbt", "PopulationBasedTraining"),
     ],
 )
-def test_each_scheduler(flows, name: str, kind: str) -> None:
+def test_each_scheduler(study, name: str, kind: str) -> None:
     spec = _spec(
         scheduler={"name": name, "grace_period": 2, "perturbation_interval": 2},
         space={"lr": {"loguniform": [1e-3, 1e-1]}, "hidden_size": {"choice": [4, 8]}},
     )
-    built = flows.scheduler(spec)
+    built = study.space.scheduler(spec)
     assert type(built).__name__ == kind
     if name == "asha":
         assert built._max_t == 4 and built._time_attr == "training_iteration"
@@ -117,7 +118,7 @@ def test_pbt_needs_a_training_hyperparameter_to_perturb() -> None:
     ],
     ids=["optuna-hyperband", "pbt"],
 )
-def test_real_search_on_local_ray(flows, tmp_path: Path, search: dict[str, Any]) -> None:
+def test_real_search_on_local_ray(study, tmp_path: Path, search: dict[str, Any]) -> None:
     from mlflow.tracking import MlflowClient
 
     from pipelines import tracking
@@ -140,8 +141,8 @@ def test_real_search_on_local_ray(flows, tmp_path: Path, search: dict[str, Any])
     client: MlflowClient = tracking.client()
     experiment_id = tracking.ensure_experiment(client, f"search-{tmp_path.name}")
     parent = client.create_run(experiment_id, tags={"kind": "study"}).info.run_id
-    with flows.ray_session():
-        outcome = flows.tune_variant.fn(spec, "rnn", dataset, experiment_id, parent)
+    with study.tuning.ray_session():
+        outcome = study.search.tune_variant.fn(spec, "rnn", dataset, experiment_id, parent)
     assert outcome.trials == 3 and outcome.failed == 0
     assert math.isfinite(outcome.best_val)
     assert Path(outcome.checkpoint_dir, "checkpoint").is_file()
@@ -165,17 +166,17 @@ def _leaky(**search: Any) -> StudySpec:
     return parse_spec({**LEAKY, "search": search})
 
 
-def test_a_variant_searches_its_own_options_next_to_the_shared_space(flows) -> None:
+def test_a_variant_searches_its_own_options_next_to_the_shared_space(study) -> None:
     from ray.tune.search.sample import Float
 
     spec = _leaky(
         space={"lr": {"loguniform": [1e-3, 1e-1]}},
         per_variant={"leaky": {"cell_options.alpha": {"uniform": [0.1, 0.9]}}},
     )
-    leaky = flows.trial_space(spec, "leaky")
+    leaky = study.space.trial_space(spec, "leaky")
     assert isinstance(leaky["train"]["lr"], Float)
     assert isinstance(leaky["model"]["cell_options"]["alpha"], Float)
-    rnn = flows.trial_space(spec, "rnn")
+    rnn = study.space.trial_space(spec, "rnn")
     assert isinstance(rnn["train"]["lr"], Float) and rnn["model"]["cell_options"] == {}
     assert spec.search.variant_space("rnn").keys() == {"lr"}
 
@@ -229,7 +230,7 @@ class KillOnce(tune.Callback):
 
 
 @pytest.mark.slow
-def test_a_crashed_trial_is_retried_from_its_last_checkpoint(flows, tmp_path: Path) -> None:
+def test_a_crashed_trial_is_retried_from_its_last_checkpoint(study, tmp_path: Path) -> None:
     from pipelines import tracking
     from pipelines.data import store
     from pipelines.ops import settings
@@ -244,13 +245,15 @@ def test_a_crashed_trial_is_retried_from_its_last_checkpoint(flows, tmp_path: Pa
     killer = KillOnce(epoch=2)
     runs = trial_runs.TrialRuns(client, experiment_id, parent, "trial")
     tuner = tune.Tuner(
-        flows._trainable(train_trial, spec, dataset),
-        param_space=flows.trial_space(spec, "rnn"),
-        tune_config=tune.TuneConfig(metric=flows.METRIC, mode=flows.MODE, num_samples=1),
-        run_config=flows._run_config("retry", [runs, killer]),
+        study.tuning.trainable(train_trial, spec, dataset),
+        param_space=study.space.trial_space(spec, "rnn"),
+        tune_config=tune.TuneConfig(
+            metric=study.space.METRIC, mode=study.space.MODE, num_samples=1
+        ),
+        run_config=study.tuning.run_config("retry", [runs, killer]),
     )
-    with flows.ray_session():
-        (result,) = flows._fit(tuner, parent, "trial", "rnn")
+    with study.tuning.ray_session():
+        (result,) = study.tuning.fit(tuner, parent, "trial", "rnn")
     assert killer.killed, "the worker was killed once"
     assert result.error is None and result.metrics["training_iteration"] == 4
     # restored from a checkpoint (Tune's newest when the worker died), not trained from scratch
@@ -261,7 +264,7 @@ def test_a_crashed_trial_is_retried_from_its_last_checkpoint(flows, tmp_path: Pa
     assert sorted(steps) == [0, 1, 2, 3], "each epoch logged once, across the retry"
 
 
-def _one_trial(flows, experiment: str, epochs: int) -> tuple[StudySpec, Any, str, str, Any]:
+def _one_trial(study, experiment: str, epochs: int) -> tuple[StudySpec, Any, str, str, Any]:
     """One rnn trial of `epochs` epochs that checkpoints every epoch: (its spec, the MLflow
     client, a new experiment's id, a parent run's id, a factory of its trainable). Call the
     factory within a Ray session: it puts the dataset in the object store."""
@@ -279,7 +282,7 @@ def _one_trial(flows, experiment: str, epochs: int) -> tuple[StudySpec, Any, str
     parent = client.create_run(experiment_id, tags={"kind": "study"}).info.run_id
 
     def trainable() -> Any:
-        return flows._trainable(train_trial, spec, dataset, checkpoint_every=1)
+        return study.tuning.trainable(train_trial, spec, dataset, checkpoint_every=1)
 
     return spec, client, experiment_id, parent, trainable
 
@@ -301,7 +304,7 @@ class InterruptOnce(tune.Callback):
 
 @pytest.mark.slow
 def test_a_resumed_trial_whose_checkpoint_tune_deleted_goes_on_from_one_that_exists(
-    flows, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    study, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Tune deletes checkpoints beyond the best N as newer ones come, and saves its state only
     every few seconds, so a stopped driver can leave a state whose latest checkpoint is gone.
@@ -313,33 +316,40 @@ def test_a_resumed_trial_whose_checkpoint_tune_deleted_goes_on_from_one_that_exi
 
     epochs = 8
     spec, client, experiment_id, parent, trainable = _one_trial(
-        flows, f"gone-{tmp_path.name}", epochs
+        study, f"gone-{tmp_path.name}", epochs
     )
-    run_config = flows._run_config(
+    run_config = study.tuning.run_config(
         "gone",
         [
             trial_runs.TrialRuns(client, experiment_id, parent, "trial"),
             InterruptOnce(epoch=5, marker=tmp_path / "interrupted"),
         ],
         checkpoint_config=tune.CheckpointConfig(
-            num_to_keep=2, checkpoint_score_attribute=flows.METRIC, checkpoint_score_order="min"
+            num_to_keep=2,
+            checkpoint_score_attribute=study.space.METRIC,
+            checkpoint_score_order="min",
         ),
     )
     path = str(Path(run_config.storage_path) / run_config.name)
-    with flows.ray_session(), pytest.raises(KeyboardInterrupt):
+    with study.tuning.ray_session(), pytest.raises(KeyboardInterrupt):
         tuner = tune.Tuner(
             trainable(),
-            param_space=flows.trial_space(spec, "rnn"),
-            tune_config=tune.TuneConfig(metric=flows.METRIC, mode=flows.MODE, num_samples=1),
+            param_space=study.space.trial_space(spec, "rnn"),
+            tune_config=tune.TuneConfig(
+                metric=study.space.METRIC, mode=study.space.MODE, num_samples=1
+            ),
             run_config=run_config,
         )
-        flows._fit(tuner, parent, "trial", "rnn")
-    with flows.ray_session(), caplog.at_level("WARNING", logger="pipelines.trial.restorable"):
+        study.tuning.fit(tuner, parent, "trial", "rnn")
+    with (
+        study.tuning.ray_session(),
+        caplog.at_level("WARNING", logger="pipelines.trial.restorable"),
+    ):
         (saved,) = tune.Tuner.restore(path, trainable=trainable()).get_results()
         assert saved.checkpoint is not None and Path(saved.checkpoint.path).is_dir()
         shutil.rmtree(saved.checkpoint.path)  # what Tune deleted after it last saved its state
         restored = tune.Tuner.restore(path, trainable=trainable(), resume_unfinished=True)
-        (result,) = flows._fit(restored, parent, "trial", "rnn")
+        (result,) = study.tuning.fit(restored, parent, "trial", "rnn")
     assert result.error is None and result.metrics["training_iteration"] == epochs
     assert f"its checkpoint {saved.checkpoint.path} is no longer on storage" in caplog.text
     (run,) = tracking.child_runs(client, parent, "trial")
@@ -360,7 +370,7 @@ class CtrlCOnce(InterruptOnce):
 
 @pytest.mark.slow
 def test_ctrl_c_stops_the_tuner_after_it_saves_every_result_it_has(
-    flows, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    study, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Ctrl-C while a Tuner fits: Tune stops as its own Ctrl-C handler stops it, saving the
     experiment's state once more, so the saved state holds every epoch MLflow holds and names
@@ -373,26 +383,30 @@ def test_ctrl_c_stops_the_tuner_after_it_saves_every_result_it_has(
 
     epochs = 12
     spec, client, experiment_id, parent, trainable = _one_trial(
-        flows, f"ctrl-c-{tmp_path.name}", epochs
+        study, f"ctrl-c-{tmp_path.name}", epochs
     )
     ctrl_c = CtrlCOnce(epoch=4, marker=tmp_path / "interrupted")
-    run_config = flows._run_config(
+    run_config = study.tuning.run_config(
         "ctrl-c", [trial_runs.TrialRuns(client, experiment_id, parent, "trial"), ctrl_c]
     )
     path = str(Path(run_config.storage_path) / run_config.name)
-    with flows.ray_session():
+    with study.tuning.ray_session():
         tuner = tune.Tuner(
             trainable(),
-            param_space=flows.trial_space(spec, "rnn"),
-            tune_config=tune.TuneConfig(metric=flows.METRIC, mode=flows.MODE, num_samples=1),
+            param_space=study.space.trial_space(spec, "rnn"),
+            tune_config=tune.TuneConfig(
+                metric=study.space.METRIC, mode=study.space.MODE, num_samples=1
+            ),
             run_config=run_config,
         )
         with (
             pytest.raises(KeyboardInterrupt) as stopped,
             cli._interruptible("interrupted", embedded=False),
         ):
-            flows._fit(tuner, parent, "trial", "rnn")
-        assert isinstance(stopped.value, flows.StudyInterrupted), "Tune returned, then _fit raised"
+            study.tuning.fit(tuner, parent, "trial", "rnn")
+        assert isinstance(stopped.value, study.tuning.StudyInterrupted), (
+            "Tune returned, then _fit raised"
+        )
         assert ctrl_c.marker.exists()
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
         (run,) = tracking.child_runs(client, parent, "trial")
@@ -404,7 +418,7 @@ def test_ctrl_c_stops_the_tuner_after_it_saves_every_result_it_has(
         assert saved.checkpoint is not None and Path(saved.checkpoint.path).is_dir()
         with caplog.at_level("WARNING", logger="pipelines.trial.restorable"):
             restored = tune.Tuner.restore(path, trainable=trainable(), resume_unfinished=True)
-            (result,) = flows._fit(restored, parent, "trial", "rnn")
+            (result,) = study.tuning.fit(restored, parent, "trial", "rnn")
     assert "no longer on storage" not in caplog.text
     assert result.error is None and result.metrics["training_iteration"] == epochs
     # from the newest checkpoint Tune registered: the last epoch's, or the one before when Tune
@@ -576,10 +590,10 @@ def test_a_diverged_epoch_is_never_the_best(monkeypatch: pytest.MonkeyPatch) -> 
     assert epochs == [1, 3] and state["best"] == 0.9
 
 
-def test_pbt_checkpoints_every_epoch(flows) -> None:
+def test_pbt_checkpoints_every_epoch(study) -> None:
     pbt = _spec(space={"lr": {"loguniform": [1e-3, 1e-1]}}, scheduler={"name": "pbt"})
-    assert flows.checkpoint_every(pbt) == 1
-    assert flows.checkpoint_every(_spec(checkpoint_every=5)) == 5
-    assert flows.checkpoint_every(_spec()) is None
+    assert study.space.checkpoint_every(pbt) == 1
+    assert study.space.checkpoint_every(_spec(checkpoint_every=5)) == 5
+    assert study.space.checkpoint_every(_spec()) is None
     with pytest.raises(SpecError, match="checkpoint_every"):
         _spec(checkpoint_every=0)

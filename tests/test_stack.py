@@ -49,8 +49,9 @@ RAY_SESSION = """
 import sys
 from pipelines.ops import settings
 settings.configure_environment()  # as every seqlab command does, before Ray is imported
-from pipelines.study import flows
-with flows.ray_session():
+import pipelines.study.flows  # noqa: F401  (the flow and every phase)
+from pipelines import study
+with study.tuning.ray_session():
     print("up", flush=True)
     sys.stdin.readline()
 """
@@ -136,7 +137,7 @@ def _record(home: Path, name: str, pid: int, started: str | None = None) -> stac
         address="127.0.0.1:1" if name == "ray" else "",
     )
     stack.stack_dir(home).mkdir(parents=True, exist_ok=True)
-    stack._write_record(home, record)
+    stack.write_record(home, record)
     return record
 
 

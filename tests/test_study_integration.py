@@ -238,7 +238,7 @@ from pipelines.ops import settings
 settings.configure_environment()
 from prefect import flow
 from prefect.client.orchestration import get_client
-from pipelines.study.flows import prepare_data
+from pipelines.data.prepare import prepare_data
 
 @flow
 def again():

@@ -1,7 +1,7 @@
 """A trial whose Ray worker is SIGKILLed mid-epoch resumes from its checkpoint and finishes.
 
 A SIGKILL of a worker (the kernel's OOM killer, a lost node) costs a trial one of Tune's
-retries (`flows._run_config`); the retry must then train on to the end. One local Ray session
+retries (`tuning.run_config`); the retry must then train on to the end. One local Ray session
 (2 CPUs, one per trial, as on a 2-core laptop) runs the same two-trial search three times, with
 the study's own Tune settings (`flows`: the retry budget, checkpoints, reused workers). In
 each, one trial's worker process is killed by its PID in the middle of an epoch: early, midway,
@@ -87,7 +87,7 @@ class KillMidEpoch(tune.Callback):
 
 
 @pytest.fixture(scope="module")
-def flows(tmp_path_factory: pytest.TempPathFactory):
+def study(tmp_path_factory: pytest.TempPathFactory):
     """pipelines.study.flows, imported with a private SEQLAB_HOME (Prefect reads it at import) and
     no servers configured: the embedded default, a local Ray."""
     with pytest.MonkeyPatch.context() as patch:
@@ -97,13 +97,14 @@ def flows(tmp_path_factory: pytest.TempPathFactory):
         from pipelines.ops import settings
 
         settings.configure_environment()
-        from pipelines.study import flows
+        import pipelines.study.flows  # noqa: F401  (the flow and every phase)
+        from pipelines import study
 
-        yield flows
+        yield study
 
 
-def _search(flows, client, experiment_id: str, killer: KillMidEpoch, label: str):
-    """The two-trial search as `flows.tune_variant` configures it; (its results, parent run)."""
+def _search(study, client, experiment_id: str, killer: KillMidEpoch, label: str):
+    """The two-trial search as `search.tune_variant` configures it; (its results, parent run)."""
     from pipelines.data import store
     from pipelines.ops import settings
     from pipelines.spec import parse_spec
@@ -113,37 +114,39 @@ def _search(flows, client, experiment_id: str, killer: KillMidEpoch, label: str)
     spec = parse_spec(SPEC)
     dataset = store.prepare("adding", spec.task.options.__dict__, 0, settings.seqlab_home())
     parent = client.create_run(experiment_id, tags={"kind": "study"}).info.run_id
-    run_config = flows._run_config(
+    run_config = study.tuning.run_config(
         label,
         [trial_runs.TrialRuns(client, experiment_id, parent, "trial"), killer],
         checkpoint_config=tune.CheckpointConfig(
-            num_to_keep=flows.keep_checkpoints(spec),
-            checkpoint_score_attribute=flows.METRIC,
-            checkpoint_score_order=flows.MODE,
+            num_to_keep=study.space.keep_checkpoints(spec),
+            checkpoint_score_attribute=study.space.METRIC,
+            checkpoint_score_order=study.space.MODE,
         ),
     )
     tuner = tune.Tuner(
-        flows._trainable(train_trial, spec, dataset, checkpoint_every=flows.checkpoint_every(spec)),
-        param_space=flows.trial_space(spec, "rnn"),
+        study.tuning.trainable(
+            train_trial, spec, dataset, checkpoint_every=study.space.checkpoint_every(spec)
+        ),
+        param_space=study.space.trial_space(spec, "rnn"),
         tune_config=tune.TuneConfig(
-            metric=flows.METRIC,
-            mode=flows.MODE,
+            metric=study.space.METRIC,
+            mode=study.space.MODE,
             num_samples=spec.search.trials_per_variant,
-            scheduler=flows.scheduler(spec),
-            reuse_actors=flows.reuse_workers(),
+            scheduler=study.space.scheduler(spec),
+            reuse_actors=study.tuning.reuse_workers(),
         ),
         run_config=run_config,
     )
-    return flows._fit(tuner, parent, "trial", "rnn"), parent
+    return study.tuning.fit(tuner, parent, "trial", "rnn"), parent
 
 
 def test_a_trial_whose_worker_is_killed_mid_epoch_finishes(
-    flows, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    study, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     from pipelines import tracking
     from pipelines.study import failures
 
-    assert flows.reuse_workers(), "the local default, where Tune reuses workers"
+    assert study.tuning.reuse_workers(), "the local default, where Tune reuses workers"
     client = tracking.client()
     experiment_id = tracking.ensure_experiment(client, f"killed-{tmp_path.name}")
     schedules = {
@@ -154,7 +157,7 @@ def test_a_trial_whose_worker_is_killed_mid_epoch_finishes(
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         with failures.study_log(SPEC["name"]) as log:
-            _kill_each(flows, client, experiment_id, schedules)
+            _kill_each(study, client, experiment_id, schedules)
             time.sleep(2)  # the raylet's message on the last death arrives after the search
     finally:
         ray.shutdown()
@@ -164,11 +167,11 @@ def test_a_trial_whose_worker_is_killed_mid_epoch_finishes(
     assert "A worker died or was killed" in log.read_text()
 
 
-def _kill_each(flows, client, experiment_id: str, schedules: dict[str, KillMidEpoch]) -> None:
+def _kill_each(study, client, experiment_id: str, schedules: dict[str, KillMidEpoch]) -> None:
     from pipelines import tracking
 
     for label, killer in schedules.items():
-        results, parent = _search(flows, client, experiment_id, killer, label)
+        results, parent = _search(study, client, experiment_id, killer, label)
         where = f"{label}: killed {killer.killed}, the PIDs each trial reported {killer.pids}"
         assert len(killer.killed) == 1, where
         for result in results:

@@ -85,10 +85,10 @@ def interrupted(err: BaseException | None) -> bool:
 @contextmanager
 def interruptible(message: str, embedded: bool) -> Iterator[None]:
     """Ctrl-C stops the study: a Tuner that is fitting stops as Tune's own Ctrl-C stops it
-    (`flows.stop_tuning`: its state saved once more, then StudyInterrupted); anywhere else it
+    (`tuning.stop_tuning`: its state saved once more, then StudyInterrupted); anywhere else it
     raises KeyboardInterrupt at once. A second Ctrl-C raises KeyboardInterrupt wherever the
     study is. With `embedded`, the process also exits 130, printing `message`: as soon as the
-    study has closed (`flows.INTERRUPTED_STUDY_CLOSED`) if Prefect's API server no longer
+    study has closed (`tuning.INTERRUPTED_STUDY_CLOSED`) if Prefect's API server no longer
     answers, at once on a second Ctrl-C, and within `INTERRUPT_GRACE_S` in any case.
 
     Why `os._exit`: Ctrl-C stops Prefect's ephemeral API server too (it is in the foreground
@@ -103,18 +103,20 @@ def interruptible(message: str, embedded: bool) -> Iterator[None]:
         os._exit(130)
 
     def later() -> None:
-        from pipelines.study import flows
+        import pipelines.study.flows  # noqa: F401  (the flow and every phase)
+        from pipelines import study
 
         deadline = time.monotonic() + INTERRUPT_GRACE_S
-        if flows.INTERRUPTED_STUDY_CLOSED.wait(INTERRUPT_GRACE_S) and not _prefect_answers():
+        if study.tuning.INTERRUPTED_STUDY_CLOSED.wait(INTERRUPT_GRACE_S) and not _prefect_answers():
             leave()  # nothing left to wait for: Prefect cannot record the crash anywhere
         time.sleep(max(0.0, deadline - time.monotonic()))
         leave()
 
     def on_interrupt(signum: int, frame: FrameType | None) -> None:
-        from pipelines.study import flows  # imported already: the study runs in it
+        import pipelines.study.flows  # noqa: F401  (the flow and every phase)
+        from pipelines import study
 
-        stopping = flows.stop_tuning(frame)  # Tune's handler sets SIGINT's back to this one
+        stopping = study.tuning.stop_tuning(frame)  # Tune's handler sets SIGINT's back to this one
         if embedded:
             signal.signal(signal.SIGINT, lambda *_: leave())
             threading.Thread(target=later, daemon=True).start()

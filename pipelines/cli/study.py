@@ -220,7 +220,9 @@ def _study(
         "prefect_start": result.began_at - called_at,
         **result.phases,
     }
-    cpus = None if settings.ray_address() else os.cpu_count()  # flows.ray_session's local Ray
+    cpus = (
+        None if settings.ray_address() else os.cpu_count()
+    )  # study.tuning.ray_session's local Ray
     for line in time_summary(phases, total, result.train_seconds, spec.resources.cpu, cpus):
         print(line)
     print(f"MLflow parent run {result.parent_run_id} in experiment {spec.name!r}. To browse it:")

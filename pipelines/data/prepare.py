@@ -1,7 +1,7 @@
 """Data preparation in Prefect: the `prepare-data` task and a flow that runs it alone.
 
-`run_study` calls the same `prepare_data` task, so the flow and a study share one content
-cache: a dataset prepared here is a cache hit for a study, and back. This module imports no
+A study calls the same `prepare_data` task (`study_dataset`), so the flow and a study share one
+content cache: a dataset prepared here is a cache hit for a study, and back. This module imports no
 training stack (torch, Ray, MLflow), so `seqlab data prepare` starts quickly.
 
 Import this module only after `settings.configure_environment()`: Prefect reads its settings
@@ -19,6 +19,7 @@ from prefect.context import TaskRunContext
 from pipelines.data import store
 from pipelines.data.store import DatasetRef
 from pipelines.ops import settings
+from pipelines.study.timings import timed
 
 # Prefect's logging configuration gives the root logger a console handler, which every flow
 # and task run record reaches. The CLI prints its own lines instead; the records still go to
@@ -57,7 +58,17 @@ def prepare_data_flow(
     Returns:
         The dataset's reference: URI, content digest, split sizes, metric and baseline.
     """
-    root = root or settings.data_store()
+    return _prepared(task_name, options, seed, root or settings.data_store())
+
+
+@timed("data")
+def study_dataset(task: Any) -> DatasetRef:
+    """Phase 1 of a study: the dataset of its `task` section (`pipelines.spec.task`), prepared
+    in the store (`settings.data_store()`) or found there."""
+    return _prepared(task.name, task.options.__dict__, task.seed, settings.data_store())
+
+
+def _prepared(task_name: str, options: dict[str, Any], seed: int, root: str) -> DatasetRef:
     dataset = prepare_data(task_name, options, seed, root)
     if not store.is_prepared(dataset.uri):  # the store was cleared under the cache
         dataset = prepare_data.with_options(refresh_cache=True)(task_name, options, seed, root)

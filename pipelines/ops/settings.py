@@ -12,6 +12,8 @@ import logging
 import os
 from pathlib import Path
 
+from pipelines.ops import records
+
 DEFAULT_HOME = ".seqlab"
 
 
@@ -34,9 +36,7 @@ def data_store() -> str:
 
 def _stack_url(service: str) -> str | None:
     """The URL (or, for Ray, the address) of a running stack service under the home."""
-    from pipelines.ops import stack
-
-    record = stack.live_records(seqlab_home()).get(service)
+    record = records.live_records(seqlab_home()).get(service)
     if record is None:
         return None
     return record.address or record.url
@@ -115,8 +115,8 @@ def configure_environment() -> None:
         # included, which stops at once. Tune's own handler would swallow the first Ctrl-C and
         # let the study go on to its next phase without its API server. seqlab's handler
         # (`cli._interruptible`) asks Tune to stop instead, through the stop handler Tune keeps
-        # for SIGUSR1 (`flows.stop_tuning`): Tune saves its state once more and returns, and the
-        # study stops there (`flows.StudyInterrupted`); `seqlab resume` continues from that state.
+        # for SIGUSR1 (`tuning.stop_tuning`): Tune saves its state once more and returns, and the
+        # study stops there (`tuning.StudyInterrupted`); `seqlab resume` continues from that state.
         "TUNE_DISABLE_SIGINT_HANDLER": "1",
         # Ray's dashboard and usage stats are not needed for an embedded run.
         "RAY_USAGE_STATS_ENABLED": "0",

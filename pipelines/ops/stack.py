@@ -10,256 +10,33 @@ This module imports nothing heavy: the CLI and `settings` use it before deciding
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.ops import settings
+from pipelines.ops.records import (
+    SERVICES,
+    Record,
+    alive,
+    forget,
+    live_records,
+    pid_exists,
+    process_started,
+    read_records,
+    stack_dir,
+    write_record,
+)
+from pipelines.ops.services import Service, StackConfig, StackError, plan
 
-SERVICES = ("mlflow", "prefect", "ray")
-LOOPBACK = "127.0.0.1"
 HEALTH_TIMEOUT_S = 180.0  # Prefect's first start migrates a fresh database: slow on 2 cores
 STOP_TIMEOUT_S = 30.0  # Ray drains for up to 30 s on SIGTERM before it stops its processes
-
-
-@dataclass(frozen=True)
-class StackConfig:
-    """What `seqlab up` starts and where. Every port is the service's usual default."""
-
-    host: str = LOOPBACK
-    mlflow_port: int = 5000
-    prefect_port: int = 4200
-    ray_port: int = 6379
-    dashboard_port: int = 8265
-    ray_client_port: int = 10001
-    backend_store_uri: str | None = None  # None: SQLite under $SEQLAB_HOME
-    num_cpus: int | None = None  # None: every core
-    num_gpus: int | None = None  # None: what Ray detects
-    prefect_auth: bool = False  # protect the Prefect API with $PREFECT_API_AUTH_STRING
-    services: tuple[str, ...] = SERVICES
-
-
-@dataclass(frozen=True)
-class Service:
-    """One server process: how to start it, which ports it takes, how to ask it if it is well."""
-
-    name: str
-    command: list[str]
-    ports: dict[str, int]  # the CLI option that sets it -> port
-    url: str  # what a person opens
-    health_url: str
-    healthy_body: str  # the health endpoint's answer when all is well
-    env: dict[str, str] = field(default_factory=dict)
-    address: str = ""  # what clients connect to, where it differs from the URL (Ray's GCS)
-
-
-@dataclass(frozen=True)
-class Record:
-    """What `up` wrote about a service it started: enough to find it, check it and stop it."""
-
-    name: str
-    pid: int
-    started: str  # the process's start time as the kernel counts it; guards against PID reuse
-    url: str
-    health_url: str
-    healthy_body: str
-    log: str
-    address: str = ""  # what clients connect to, where it differs from the URL (Ray's GCS)
-    command: list[str] = field(default_factory=list)
-
-
-class StackError(Exception):
-    """A problem with the stack that the user can act on; the message is one line."""
-
-
-def stack_dir(home: Path) -> Path:
-    return home / "stack"
-
-
-def _connect_host(host: str) -> str:
-    """The address a client on this machine uses to reach a server bound to `host`."""
-    return LOOPBACK if host in ("0.0.0.0", "::", "") else host
-
-
-def plan(config: StackConfig, home: Path) -> list[Service]:
-    """The services `config` asks for, with their commands, in start order."""
-    bin_dir = Path(sys.executable).parent
-    host, near = config.host, _connect_host(config.host)
-    services: dict[str, Service] = {}
-    store = config.backend_store_uri or f"sqlite:///{home / 'mlflow.db'}"
-    allowed = {f"{near}:{config.mlflow_port}", f"localhost:{config.mlflow_port}"}
-    if host not in (LOOPBACK, "localhost"):
-        allowed.add(f"{host}:{config.mlflow_port}")
-    services["mlflow"] = Service(
-        name="mlflow",
-        command=[
-            str(bin_dir / "mlflow"),
-            "server",
-            "--host",
-            host,
-            "--port",
-            str(config.mlflow_port),
-            "--backend-store-uri",
-            store,
-            # Artifacts go through the server, so clients need no access to its disk.
-            "--serve-artifacts",
-            "--artifacts-destination",
-            (home / "mlartifacts").as_uri(),
-            "--allowed-hosts",
-            ",".join(sorted(allowed)),
-            "--workers",
-            "1",
-        ],
-        ports={"--mlflow-port": config.mlflow_port},
-        url=f"http://{near}:{config.mlflow_port}",
-        health_url=f"http://{near}:{config.mlflow_port}/health",
-        healthy_body="OK",
-        env={"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "GIT_PYTHON_REFRESH": "quiet"},
-    )
-    prefect_env = {
-        "PREFECT_HOME": str(home / "prefect"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_API_URL": f"http://{near}:{config.prefect_port}/api",
-    }
-    if config.prefect_auth:
-        secret = os.environ.get("PREFECT_API_AUTH_STRING")
-        if not secret:
-            raise StackError("--prefect-auth: set PREFECT_API_AUTH_STRING to the 'user:password'")
-        prefect_env["PREFECT_SERVER_API_AUTH_STRING"] = secret
-    services["prefect"] = Service(
-        name="prefect",
-        command=[
-            str(bin_dir / "prefect"),
-            "server",
-            "start",
-            "--host",
-            host,
-            "--port",
-            str(config.prefect_port),
-        ],
-        ports={"--prefect-port": config.prefect_port},
-        url=f"http://{near}:{config.prefect_port}",
-        health_url=f"http://{near}:{config.prefect_port}/api/health",
-        healthy_body="true",
-        env=prefect_env,
-    )
-    ray_command = [
-        str(bin_dir / "ray"),
-        "start",
-        "--head",
-        "--block",  # stay in the foreground, so the PID we record owns the whole node
-        "--port",
-        str(config.ray_port),
-        "--include-dashboard",
-        "true",
-        "--dashboard-host",
-        host,
-        "--dashboard-port",
-        str(config.dashboard_port),
-        "--ray-client-server-port",
-        str(config.ray_client_port),
-        "--disable-usage-stats",
-    ]
-    if config.num_cpus is not None:
-        ray_command += ["--num-cpus", str(config.num_cpus)]
-    if config.num_gpus is not None:
-        ray_command += ["--num-gpus", str(config.num_gpus)]
-    services["ray"] = Service(
-        name="ray",
-        command=ray_command,
-        ports={
-            "--ray-port": config.ray_port,
-            "--dashboard-port": config.dashboard_port,
-            "--ray-client-port": config.ray_client_port,
-        },
-        url=f"http://{near}:{config.dashboard_port}",
-        health_url=f"http://{near}:{config.dashboard_port}/api/gcs_healthz",
-        healthy_body="success",
-        # Token authentication (the token is in ~/.ray/auth_token, made on first start);
-        # clients need the same mode, which `settings.configure_environment` sets.
-        env={
-            "RAY_USAGE_STATS_ENABLED": "0",
-            "RAY_AUTH_MODE": "token",
-            # on loopback only, unless the stack serves other machines (see settings)
-            settings.RAY_SINGLE_MACHINE: "0" if host in settings.LOOPBACK_HOSTS else "1",
-        },
-        address=f"{near}:{config.ray_port}",
-    )
-    unknown = set(config.services) - set(services)
-    if unknown:
-        raise StackError(f"--only: unknown service {sorted(unknown)[0]!r}; one of {SERVICES}")
-    return [services[name] for name in SERVICES if name in config.services]
-
-
-# --- records -------------------------------------------------------------------------------------
-
-
-def process_started(pid: int) -> str | None:
-    """The kernel's start time of `pid`, or None when no such process runs."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return None
-    except OSError:  # no procfs: fall back to "some process has this PID"
-        return "" if _pid_exists(pid) else None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    if fields[0] == "Z":
-        return None  # a zombie has exited; only its parent has not collected it
-    return fields[19]  # field 22 of stat(5), counted after the command name
-
-
-def _pid_exists(pid: int, kill: Callable[[int, int], None] = os.kill) -> bool:
-    """Whether a process (or, with `kill=os.killpg`, a process group) of that id exists."""
-    try:
-        kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def alive(record: Record) -> bool:
-    """Whether the process `record` names still runs (and is the same process, not a reuse)."""
-    started = process_started(record.pid)
-    return started is not None and (started == record.started or not record.started)
-
-
-def read_records(home: Path) -> dict[str, Record]:
-    """The records `up` wrote, live or not, by service name."""
-    records: dict[str, Record] = {}
-    for name in SERVICES:
-        path = stack_dir(home) / f"{name}.json"
-        try:
-            records[name] = Record(**json.loads(path.read_text()))
-        except (FileNotFoundError, json.JSONDecodeError, TypeError):
-            continue
-    return records
-
-
-def live_records(home: Path) -> dict[str, Record]:
-    """The records whose process still runs: the stack `seqlab run` should use."""
-    return {name: r for name, r in read_records(home).items() if alive(r)}
-
-
-def _write_record(home: Path, record: Record) -> None:
-    path = stack_dir(home) / f"{record.name}.json"
-    partial = path.with_suffix(".json.tmp")
-    partial.write_text(json.dumps(asdict(record), indent=2))
-    partial.replace(path)  # a reader sees the old record or the new one, never half of one
-
-
-def _forget(home: Path, name: str) -> None:
-    (stack_dir(home) / f"{name}.json").unlink(missing_ok=True)
 
 
 # --- health --------------------------------------------------------------------------------------
@@ -305,7 +82,6 @@ def log_tail(path: str | Path, lines: int = 20) -> str:
 @dataclass
 class UpResult:
     started: list[Record]
-    already: list[Record]
     seconds: float
 
 
@@ -342,7 +118,7 @@ def _start(service: Service, home: Path) -> Record:
         address=service.address,
         command=service.command,
     )
-    _write_record(home, record)
+    write_record(home, record)
     return record
 
 
@@ -399,7 +175,6 @@ def up(
         )
     return UpResult(
         started=started,
-        already=[running[s.name] for s in wanted if s.name in running],
         seconds=time.monotonic() - began,
     )
 
@@ -428,17 +203,17 @@ def stop(
         if alive(record):
             _signal(record.pid, signal.SIGKILL)
     # What is left of the group (the leader set it up with its own PID) gets a short grace.
-    if was_alive and _pid_exists(record.pid, os.killpg):
+    if was_alive and pid_exists(record.pid, os.killpg):
         deadline = time.monotonic() + 5.0
         try:
             os.killpg(record.pid, signal.SIGTERM)
-            while _pid_exists(record.pid, os.killpg) and time.monotonic() < deadline:
+            while pid_exists(record.pid, os.killpg) and time.monotonic() < deadline:
                 time.sleep(0.2)
-            if _pid_exists(record.pid, os.killpg):
+            if pid_exists(record.pid, os.killpg):
                 os.killpg(record.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    _forget(home, record.name)
+    forget(home, record.name)
     return was_alive
 
 

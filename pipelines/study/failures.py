@@ -1,6 +1,6 @@
 """What goes wrong in a trial, said once: the divergence rule, an error in one line, the log.
 
-A study goes on without a variant that cannot train (`flows.LeftOut`). For that to be honest,
+A study goes on without a variant that cannot train (`search.LeftOut`). For that to be honest,
 a diverged run must be told apart from a result, and a failed trial must say why in one line on
 the terminal while its whole traceback goes where it can be read later: the trial's MLflow run
 and the study's log file under `SEQLAB_HOME/logs`.

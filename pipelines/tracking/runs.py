@@ -141,7 +141,7 @@ def provenance_tags() -> dict[str, str]:
 
 def driver_tags() -> dict[str, str]:
     """Which process drives the study: `seqlab resume` refuses a study whose driver still runs."""
-    from pipelines.ops.stack import process_started  # the stack module imports nothing heavy
+    from pipelines.ops.records import process_started
 
     pid = os.getpid()
     return {
@@ -153,7 +153,7 @@ def driver_tags() -> dict[str, str]:
 
 def driver_alive(tags: dict[str, str]) -> bool | None:
     """Whether the driver a parent run's tags name still runs: None when it ran on another host."""
-    from pipelines.ops.stack import process_started
+    from pipelines.ops.records import process_started
 
     if tags.get("seqlab.driver.host") != socket.gethostname():
         return None
