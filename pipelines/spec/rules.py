@@ -9,7 +9,8 @@ every fact about a task from its class (`Task.family`, `per_step`, `token_inputs
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from seqmodels.config import (
     INFO_FLOW_ARCHITECTURES,
@@ -24,17 +25,23 @@ from seqmodels.config import (
 from seqmodels.errors import ConfigError
 from seqmodels.tasks import TASKS, Task
 
-if TYPE_CHECKING:
-    from pipelines.spec.schema import Distribution, StudySpec
+
+class Dimension(Protocol):
+    """One searched dimension, as the spec's `Distribution` is: its kind and its values (a
+    choice's list, or a range's ends)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def args(self) -> Any: ...
 
 
 # What a study turns on or off for all its trials; never searched.
 SWITCHES = frozenset({"diagnostics", "deterministic"})
 
 
-def check_option_values(
-    variant: ModelConfig, section: str, option: str, dist: Distribution
-) -> None:
+def check_option_values(variant: ModelConfig, section: str, option: str, dist: Dimension) -> None:
     """Every value `dist` can draw must be a valid `option` of the variant's cell or architecture.
 
     Raises ConfigError naming the key; the variant itself must leave the option to the search.
@@ -51,7 +58,13 @@ def check_option_values(
             raise ConfigError(key, f"{value!r}: {err}") from None
 
 
-def check_training_switches(spec: StudySpec) -> None:
+def check_training_switches(
+    task_name: str,
+    variants: Mapping[str, ModelConfig],
+    space: Mapping[str, Dimension],
+    per_variant: Mapping[str, Mapping[str, Dimension]],
+    fixed: Mapping[str, Any],
+) -> None:
     """Reject `tbptt`, `info_flow` and the other switches where the study cannot honour them.
 
     Whether fixed or searched (for every variant, or for one in `per_variant`), every value a
@@ -60,27 +73,27 @@ def check_training_switches(spec: StudySpec) -> None:
     first, on a task with a target at every step, `variants.<v>.architecture` (or
     `.arch_options.output`) for a variant without an output at every step.
     """
-    task = TASKS.get(spec.task.name)
+    task = TASKS.get(task_name)
     family = task.family
-    for name, variant in spec.variants.items():
+    for name, variant in variants.items():
         _check_reads_the_task(name, variant, task)
         if task.per_step:
             _check_emits_per_step(name, variant, task.name)
-        searched = {key: (f"search.space.{key}", d) for key, d in spec.search.space.items()}
-        own = spec.search.per_variant.get(name, {})
+        searched = {key: (f"search.space.{key}", d) for key, d in space.items()}
+        own = per_variant.get(name, {})
         searched |= {key: (f"search.per_variant.{name}.{key}", d) for key, d in own.items()}
         switches = sorted(SWITCHES & searched.keys())
         if switches:
             field = searched[switches[0]][0]
             raise ConfigError(field, "a switch, not a hyperparameter: set it in fixed")
-        values = {key: [getattr(spec.fixed, key)] for key in ("tbptt", "info_flow")}
+        values = {key: [fixed[key]] for key in ("tbptt", "info_flow")}
         fields = {key: f"fixed.{key}" for key in values}
         for key in ("tbptt", "info_flow", "grad_clip_algorithm"):
             if key in searched:
                 fields[key], dist = searched[key]
                 values[key] = _searched_values(key, dist, fields[key])
         if any(v is not None for v in values["tbptt"]):
-            _check_tbptt(name, variant, spec.task.name, family, fields["tbptt"])
+            _check_tbptt(name, variant, task_name, family, fields["tbptt"])
         if any(v != 0 for v in values["info_flow"]):
             _check_info_flow(name, variant, fields["info_flow"])
         # after the switches: their messages say more than the architecture's would
@@ -88,7 +101,7 @@ def check_training_switches(spec: StudySpec) -> None:
             _check_emits_one_output(name, variant, task.name)
 
 
-def _searched_values(key: str, dist: Distribution, field: str) -> list[Any]:
+def _searched_values(key: str, dist: Dimension, field: str) -> list[Any]:
     """The values (or the ends of the range) a search may draw for `key`, checked for type."""
     if key == "grad_clip_algorithm":
         if dist.kind != "choice" or not set(dist.args) <= {"norm", "value"}:

@@ -273,7 +273,11 @@ class StudySpec(BaseModel):
 
     @model_validator(mode="after")
     def _training_switches_fit(self) -> StudySpec:
-        check_training_switches(self)
+        search = self.search
+        fixed = self.fixed.model_dump()
+        check_training_switches(
+            self.task.name, self.variants, search.space, search.per_variant, fixed
+        )
         return self
 
     def trial(self, variant: str) -> TrialConfig:
