@@ -360,7 +360,7 @@ def test_a_resumed_trial_whose_checkpoint_tune_deleted_goes_on_from_one_that_exi
 
 class CtrlCOnce(InterruptOnce):
     """Sends SIGINT to this process after a trial's `epoch`-th result, as Ctrl-C in a terminal
-    does, the first time only; the handler in place is the study's (`cli._interruptible`)."""
+    does, the first time only; the handler in place is the study's (`cli.process.interruptible`)."""
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         if result["training_iteration"] == self.epoch and not self.marker.exists():
@@ -378,7 +378,8 @@ def test_ctrl_c_stops_the_tuner_after_it_saves_every_result_it_has(
     that checkpoint, with no lost checkpoint to repair, and logs each epoch once. (With a
     KeyboardInterrupt raised in Tune's loop instead, as before, the saved state is older than
     what MLflow holds.)"""
-    from pipelines import cli, tracking
+    from pipelines import tracking
+    from pipelines.cli import process
     from pipelines.tracking import trial_runs
 
     epochs = 12
@@ -401,7 +402,7 @@ def test_ctrl_c_stops_the_tuner_after_it_saves_every_result_it_has(
         )
         with (
             pytest.raises(KeyboardInterrupt) as stopped,
-            cli._interruptible("interrupted", embedded=False),
+            process.interruptible("interrupted", embedded=False),
         ):
             study.tuning.fit(tuner, parent, "trial", "rnn")
         assert isinstance(stopped.value, study.tuning.StudyInterrupted), (

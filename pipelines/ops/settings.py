@@ -114,9 +114,10 @@ def configure_environment() -> None:
         # Ctrl-C reaches the whole foreground process group, Prefect's ephemeral API server
         # included, which stops at once. Tune's own handler would swallow the first Ctrl-C and
         # let the study go on to its next phase without its API server. seqlab's handler
-        # (`cli._interruptible`) asks Tune to stop instead, through the stop handler Tune keeps
-        # for SIGUSR1 (`tuning.stop_tuning`): Tune saves its state once more and returns, and the
-        # study stops there (`tuning.StudyInterrupted`); `seqlab resume` continues from that state.
+        # (`cli.process.interruptible`) asks Tune to stop instead, through the stop handler Tune
+        # keeps for SIGUSR1 (`tuning.stop_tuning`): Tune saves its state once more and returns,
+        # and the study stops there (`tuning.StudyInterrupted`); `seqlab resume` continues from
+        # that state.
         "TUNE_DISABLE_SIGINT_HANDLER": "1",
         # Ray's dashboard and usage stats are not needed for an embedded run.
         "RAY_USAGE_STATS_ENABLED": "0",
