@@ -20,7 +20,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from pipelines import report
-from pipelines.report.markdown import RunRecord, StudyRecord
+from pipelines.report import RunRecord, StudyRecord
 from pipelines.study.failures import DIVERGENCE_FACTOR, Divergence, error_line
 from tests.conftest import embedded_env, seqlab
 

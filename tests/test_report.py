@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from pipelines import report
-from pipelines.report.markdown import RunRecord, StudyRecord
+from pipelines.report import RunRecord, StudyRecord
 
 
 def _record(metric: str, baseline: float, scores: dict[str, list[float]]) -> StudyRecord:

@@ -20,8 +20,9 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
+from pipelines import report
 from pipelines.data.store import DatasetRef, prepare
-from pipelines.report import markdown as report
+from pipelines.report import plots
 from pipelines.spec import SpecError, load_spec, parse_spec
 from pipelines.trial import trainable
 from seqmodels.data import NpzDataModule
@@ -574,7 +575,7 @@ def test_report_plots_gradient_norm_against_lag(
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     client = MlflowClient(tracking_uri=(tmp_path / "mlruns").as_uri())
     record = report.collect(client, _study(client, with_lags=True))
-    curves = report._gradient_by_lag(record)
+    curves = plots.gradient_by_lag(record)
     assert curves["rnn"][8] == pytest.approx(0.5**8 * 2 * 1.5)  # median of seeds, last epoch
     built = report.build(record)
     assert "`plots/gradient_norm_by_lag.png`" in built.markdown

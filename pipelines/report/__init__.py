@@ -1,21 +1,34 @@
-"""Phase 5, the report: the statistics of a comparison (`stats`) and the Markdown report
-built from a study's MLflow runs (`markdown`).
+"""Phase 5, the report: a study's runs as MLflow holds them (`records`), the statistics of the
+comparison (`stats`), the figures (`plots`) and the Markdown report (`markdown`).
 
-The package re-exports `markdown`, called as `report.<name>`.
+The package re-exports what callers use, as `report.<name>`.
 """
 
-from pipelines.report.markdown import (  # noqa: F401
-    GRAD_LAG,
+from pipelines.report.markdown import (
     RATIO_MIN_BASELINE,
     Report,
-    RunRecord,
-    StudyRecord,
     build,
-    collect,
-    latest_parent,
     metric_mode,
     publish,
     rebuild,
     shows_ratio,
     write,
 )
+from pipelines.report.plots import GRAD_LAG
+from pipelines.report.records import RunRecord, StudyRecord, collect, latest_parent
+
+__all__ = [
+    "GRAD_LAG",
+    "RATIO_MIN_BASELINE",
+    "Report",
+    "RunRecord",
+    "StudyRecord",
+    "build",
+    "collect",
+    "latest_parent",
+    "metric_mode",
+    "publish",
+    "rebuild",
+    "shows_ratio",
+    "write",
+]

@@ -6,20 +6,16 @@ study with no retraining: both call `collect` then `build`.
 
 from __future__ import annotations
 
-import json
 import math
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 from matplotlib.figure import Figure
 from mlflow.tracking import MlflowClient
 
-from pipelines import tracking
 from pipelines.ops import settings
-from pipelines.report import stats
+from pipelines.report import plots, stats
+from pipelines.report.records import RunRecord, StudyRecord, collect, latest_parent
 from seqmodels.tasks.metrics import metric_range
 
 # `mean / baseline` only where the baseline is at least this far from 0. The baselines are
@@ -27,77 +23,10 @@ from seqmodels.tasks.metrics import metric_range
 # below 1e-3 means the trivial predictor is already almost perfect, and a ratio to it
 # magnifies noise (0.0005 / 0.0001 = 5).
 RATIO_MIN_BASELINE = 1e-3
-# ||dL/dh(t)|| at lag k, what `RecurrenceDiagnostics` logs when a spec sets `diagnostics: true`
-GRAD_LAG = re.compile(r"diag/grad_h_lag_(\d+)")
 
 
 def metric_mode(metric: str) -> stats.Mode:
     return "max" if metric_range(metric).maximised else "min"
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """One child run: a search trial or a seeded repeat."""
-
-    run_id: str
-    variant: str
-    kind: str
-    seed: int
-    status: str
-    start_time: int
-    params: dict[str, str]
-    metrics: dict[str, float]
-    history: dict[str, list[float]] = field(default_factory=dict)  # key -> value per epoch
-    tags: dict[str, str] = field(default_factory=dict)  # `diverged`, `error`: why it FAILED
-
-    @property
-    def epochs(self) -> int:
-        return len(self.history.get("val/loss", []))
-
-    @property
-    def best_val(self) -> float:
-        return min(self.history.get("val/loss", []), default=math.nan)
-
-
-@dataclass(frozen=True)
-class StudyRecord:
-    """Everything a report needs, read back from one parent run and its children."""
-
-    study: str
-    parent_run_id: str
-    tags: dict[str, str]
-    spec: dict[str, Any]
-    runs: list[RunRecord]
-
-    @property
-    def metric(self) -> str:
-        return self.tags["dataset.metric"]
-
-    @property
-    def baseline(self) -> float:
-        return float(self.tags["dataset.baseline"])
-
-    @property
-    def variants(self) -> list[str]:
-        return list(self.spec["variants"])
-
-    @property
-    def left_out(self) -> dict[str, str]:
-        """The variants the study went on without, and why (`flows.LeftOut`, tagged on the
-        parent run as `left_out.<variant>`), in the spec's order."""
-        tags = self.tags
-        return {v: tags[f"left_out.{v}"] for v in self.variants if f"left_out.{v}" in tags}
-
-    def of(self, kind: str, variant: str | None = None) -> list[RunRecord]:
-        return [
-            r for r in self.runs if r.kind == kind and (variant is None or r.variant == variant)
-        ]
-
-
-def latest_parent(client: MlflowClient, study: str) -> str | None:
-    """The newest finished parent run of a study, or None."""
-    run = tracking.latest_study_run(client, study, finished=True)
-    return run.info.run_id if run else None
 
 
 def rebuild(client: MlflowClient, study: str, run_id: str | None = None) -> tuple[str, Report]:
@@ -110,51 +39,6 @@ def rebuild(client: MlflowClient, study: str, run_id: str | None = None) -> tupl
     if parent is None:
         raise LookupError(f"study: no finished run of {study!r} in {settings.tracking_uri()}")
     return parent, build(collect(client, parent))
-
-
-def collect(client: MlflowClient, parent_run_id: str) -> StudyRecord:
-    """Read a study's parent run, its child runs and their per-epoch histories."""
-    parent = client.get_run(parent_run_id)
-    spec = json.loads(Path(client.download_artifacts(parent_run_id, "spec.json")).read_text())
-    children = client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
-        max_results=10_000,
-    )
-    runs = []
-    for child in children:
-        tags = child.data.tags
-        history = {
-            key: [
-                m.value
-                for m in sorted(
-                    client.get_metric_history(child.info.run_id, key), key=lambda m: m.step
-                )
-            ]
-            for key in ("train/loss", "val/loss")
-        }
-        runs.append(
-            RunRecord(
-                run_id=child.info.run_id,
-                variant=tags.get("variant", "?"),
-                kind=tags.get("kind", "trial"),
-                seed=int(tags.get("seed", 0) or 0),
-                status=child.info.status,
-                start_time=child.info.start_time or 0,
-                params=dict(child.data.params),
-                metrics=dict(child.data.metrics),
-                history=history,
-                tags=dict(tags),
-            )
-        )
-    runs.sort(key=lambda r: (r.start_time, r.run_id))
-    return StudyRecord(
-        study=spec["name"],
-        parent_run_id=parent_run_id,
-        tags=dict(parent.data.tags),
-        spec=spec,
-        runs=runs,
-    )
 
 
 @dataclass
@@ -190,13 +74,13 @@ def build(record: StudyRecord) -> Report:
     verdict = _verdict(best, summaries, mode, metric, list(left_out))
     gone = _left_out(record)
     figures = {
-        "learning_curves.png": _learning_curves(record),
-        "final_metric.png": _final_metric(record, scores),
-        "search_best_so_far.png": _best_so_far(record),
+        "learning_curves.png": plots.learning_curves(record),
+        "final_metric.png": plots.final_metric(record, scores),
+        "search_best_so_far.png": plots.best_so_far(record),
     }
-    by_lag = _gradient_by_lag(record)
+    by_lag = plots.gradient_by_lag(record)
     if by_lag:  # the study ran with `diagnostics: true`
-        figures["gradient_norm_by_lag.png"] = _gradient_norm_by_lag(by_lag)
+        figures["gradient_norm_by_lag.png"] = plots.gradient_norm_by_lag(by_lag)
     sections = [
         f"# {record.study}",
         "",
@@ -399,100 +283,3 @@ def _reproduce(record: StudyRecord) -> str:
             "",
         ]
     )
-
-
-def _learning_curves(record: StudyRecord) -> Figure:
-    """Validation loss per epoch: median and interquartile band of each variant's repeats."""
-    figure = Figure(figsize=(6, 4))
-    ax = figure.add_subplot()
-    for v in record.variants:
-        runs = record.of("repeat", v) or record.of("trial", v)
-        curves = [r.history["val/loss"] for r in runs if r.history.get("val/loss")]
-        if not curves:
-            continue
-        length = min(len(c) for c in curves)
-        values = np.array([c[:length] for c in curves])  # (runs, epochs)
-        epochs = np.arange(1, length + 1)
-        ax.plot(epochs, np.median(values, axis=0), label=f"{v} (n={len(curves)})")
-        ax.fill_between(epochs, *np.percentile(values, [25, 75], axis=0), alpha=0.25)
-    ax.axhline(record.baseline, color="grey", linestyle="--", label="baseline")
-    ax.set(xlabel="epoch", ylabel="val/loss", title="Learning curves (median, IQR)")
-    ax.set_yscale("log")
-    ax.legend()
-    figure.tight_layout()
-    return figure
-
-
-def _final_metric(record: StudyRecord, scores: dict[str, list[float]]) -> Figure:
-    """Each repeat's test metric, per variant, with the mean."""
-    figure = Figure(figsize=(6, 4))
-    ax = figure.add_subplot()
-    for i, values in enumerate(scores.values()):
-        jitter = np.linspace(-0.08, 0.08, len(values)) if len(values) > 1 else [0.0]
-        ax.scatter(i + np.asarray(jitter), values, alpha=0.8)
-        if values:
-            ax.hlines(np.mean(values), i - 0.2, i + 0.2, color="black")
-    ax.axhline(record.baseline, color="grey", linestyle="--", label="baseline")
-    ax.set_xticks(range(len(scores)), list(scores))
-    ax.set(ylabel=f"test {record.metric}", title="Final metric per seeded repeat")
-    ax.legend()
-    figure.tight_layout()
-    return figure
-
-
-def _best_so_far(record: StudyRecord) -> Figure:
-    """Best validation loss found so far against trials started, per variant."""
-    figure = Figure(figsize=(6, 4))
-    ax = figure.add_subplot()
-    for v in record.variants:
-        best = [r.best_val for r in record.of("trial", v) if not math.isnan(r.best_val)]
-        if best:
-            ax.step(range(1, len(best) + 1), np.minimum.accumulate(best), where="post", label=v)
-    ax.set(xlabel="trials started", ylabel="best val/loss so far", title="Search progress")
-    ax.set_yscale("log")
-    if ax.get_legend_handles_labels()[0]:  # none when every trial failed: matplotlib would warn
-        ax.legend()
-    figure.tight_layout()
-    return figure
-
-
-def _gradient_by_lag(record: StudyRecord) -> dict[str, dict[int, float]]:
-    """Per variant, ||dL/dh(t)|| against the time lag k = tau - t at the last epoch (10.7).
-
-    The median over the variant's repeats, or over its trials when no repeat logged the
-    diagnostics; a run's value is its last epoch's (MLflow's latest). Empty when no run has them.
-    """
-    curves = {}
-    for v in record.variants:
-        runs = [r for r in record.of("repeat", v) if _lags(r)]
-        runs = runs or [r for r in record.of("trial", v) if _lags(r)]
-        lags = sorted({lag for r in runs for lag in _lags(r)})
-        curves[v] = {lag: _median_at(runs, f"diag/grad_h_lag_{lag}") for lag in lags}
-    return {v: curve for v, curve in curves.items() if curve}
-
-
-def _median_at(runs: list[RunRecord], key: str) -> float:
-    return float(np.median([r.metrics[key] for r in runs if key in r.metrics]))
-
-
-def _lags(run: RunRecord) -> list[int]:
-    """The lags at which a run logged the gradient norm."""
-    return [int(m.group(1)) for key in run.metrics if (m := GRAD_LAG.fullmatch(key))]
-
-
-def _gradient_norm_by_lag(curves: dict[str, dict[int, float]]) -> Figure:
-    """Gradient norm against time lag: vanishing gradients (10.7) fall as the lag grows."""
-    figure = Figure(figsize=(6, 4))
-    ax = figure.add_subplot()
-    for v, curve in curves.items():
-        lags = sorted(curve)
-        ax.plot(lags, [curve[k] for k in lags], marker="o", label=v)
-    ax.set(
-        xlabel="time lag k = tau - t",
-        ylabel="||dL/dh(t)|| (median, last epoch)",
-        title="Gradient norm against time lag",
-    )
-    ax.set_yscale("log")
-    ax.legend()
-    figure.tight_layout()
-    return figure
