@@ -93,7 +93,7 @@ def generator_options(n_train: int, n_val: int, n_test: int) -> Callable[[type[T
 
     def decorate(cls: type[T]) -> type[T]:
         for name, default in zip(SPLIT_SIZES, (n_train, n_val, n_test), strict=True):
-            cls.__annotations__[name] = int
+            cls.__annotations__[name] = "int"  # as `from __future__ import annotations` writes it
             setattr(cls, name, default)
         own_checks = cls.__dict__.get("__post_init__")
 
