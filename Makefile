@@ -1,6 +1,7 @@
 # seqlab: two commands do all the set-up (see README).
 #   make quickstart   create .venv, install, run experiments/quickstart.yaml
 #   make test         create or refresh .venv with the dev extra, lint, run the whole test suite
+#   make test-fast    the same, the unit tier only (tests/unit, no servers): a few minutes
 #
 # TORCH_SPEC lets a machine pin its torch build before the project installs,
 # e.g. `make test TORCH_SPEC=torch==2.13.0` for a CPU wheel. Users keep an unpinned torch.
@@ -11,7 +12,7 @@ BIN        := $(VENV)/bin
 TORCH_SPEC ?=
 PYTEST_ARGS ?=
 
-.PHONY: quickstart test lint bench clean-home
+.PHONY: quickstart test test-fast lint bench clean-home
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +38,9 @@ lint: $(VENV)/.stamp-dev
 
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: lint
+	$(BIN)/python -m pytest tests/unit -m "not slow" $(PYTEST_ARGS)
 
 bench: $(VENV)/.stamp-dev
 	$(BIN)/python benchmarks/quickstart_wall.py

@@ -1,4 +1,5 @@
-"""Shared fixtures. Every test that writes state gets its own SEQLAB_HOME."""
+"""Shared fixtures of the three tiers (`unit/`, `integration/`, `infra/`). Every test that writes
+state gets its own SEQLAB_HOME. A test marked `gpu` is skipped where torch sees no CUDA device."""
 
 from __future__ import annotations
 
@@ -12,6 +13,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SEQLAB = [sys.executable, "-m", "pipelines.cli"]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    gpu = [item for item in items if "gpu" in item.keywords]
+    if not gpu:
+        return
+    import torch  # only when a gpu test is collected: the unit tier's collection stays light
+
+    if torch.cuda.is_available():
+        return
+    for item in gpu:
+        item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
 
 
 @pytest.fixture

@@ -55,7 +55,7 @@ def mlflow_ui_url(base: str, experiment_id: str, run_id: str | None = None) -> s
     """A page of the MLflow UI served at `base`: an experiment's training runs, or one run.
 
     Routes of MLflow 3.x's hash router (`#/experiments/:experimentId/runs[/:runUuid]`;
-    tests/test_cli_output.py finds them in the served bundle). Its bare URL opens on the GenAI
+    tests/unit/test_cli_output.py finds them in the served bundle). Its bare URL opens on the GenAI
     overview, not on the runs.
     """
     runs = f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs"

@@ -2,7 +2,7 @@
 
 Declared once, here, for the report and its statistics: an interval of a mean is clipped to its
 metric's range (the mean of an MSE cannot be negative), and the verdict reads the direction.
-Every name in a task's `metric` and `metrics` has an entry (tests/test_tasks.py checks it).
+Every name in a task's `metric` and `metrics` has an entry (tests/unit/test_tasks.py checks it).
 """
 
 from __future__ import annotations

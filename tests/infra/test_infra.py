@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 K8S = INFRA / "k8s"
 COMPOSE = INFRA / "compose" / "docker-compose.yml"
