@@ -45,9 +45,8 @@ class SplitDataset(Dataset):
 
     def __getitems__(self, indices: list[int]) -> Batch:
         """A whole batch, one gather per array: what a DataLoader asks for when the dataset
-        has it, instead of an item per index. On the training loop's own thread, a batch of 50
-        adding sequences took 0.15-0.22 ms where 50 items and their stacking took 0.66-0.73 ms;
-        of 128, 0.13-0.26 ms against 0.79-1.55 ms (benchmarks/README.md)."""
+        has it, instead of an item per index: on the training loop's own thread that is a few
+        times faster than gathering the items and stacking them (benchmarks/README.md)."""
         index = torch.as_tensor(indices, dtype=torch.int64)
         return {key: value[index] for key, value in self.tensors.items()}
 
@@ -150,8 +149,8 @@ class NpzDataModule(L.LightningDataModule):
 
         Torch's packing reads the lengths on the CPU and the recursive network builds its trees
         in Python: had they moved to the GPU, each read back would wait for all its queued work
-        (`benchmarks/gpu_steps.py` counted 2.3 such waits a step for padded bidirectional
-        batches, 23 for trees).
+        (`benchmarks/gpu_steps.py` counts such waits a step, for padded bidirectional batches
+        and for trees).
         """
         host = {key: batch[key] for key in HOST_KEYS if key in batch}
         rest = {key: value for key, value in batch.items() if key not in host}

@@ -24,7 +24,7 @@ def freeze_at_exit() -> None:
     """Leave the objects alive at exit to the operating system, instead of collecting them.
 
     Why: with torch, Lightning, Ray, Prefect and MLflow loaded, CPython's collection at exit took
-    5-7 s on 2 cores after `seqlab run` had printed its last line (`benchmarks/cli_exit.py`).
+    seconds on 2 cores after `seqlab run` had printed its last line (`benchmarks/cli_exit.py`).
     Registered before those libraries register theirs, `gc.freeze` runs after their exit
     handlers (Prefect's server stopped, Ray shut down, MLflow flushed). The price: reference
     cycles among them are not finalized at exit, so seqlab writes and closes its files and ends

@@ -34,8 +34,8 @@ from seqmodels.files import join
 def reuse_workers() -> bool:
     """Whether a new trial may run in a finished trial's worker process (Tune's `reuse_actors`).
 
-    On the local default it does: a fresh worker imports torch and Lightning again, and 8
-    one-epoch trials took 45 s instead of 18 s on 2 cores (benchmarks/scale.py). Every trial
+    On the local default it does: a fresh worker imports torch and Lightning again, which
+    costs more than a short trial trains (benchmarks/scale.py). Every trial
     seeds what it uses itself, so it inherits nothing that changes its result. On a Ray cluster
     (`RAY_ADDRESS`, or the Ray head of `seqlab up`) each trial gets a fresh worker, so Ray
     places it on any node with room: reused workers keep every later trial on the nodes the

@@ -179,9 +179,9 @@ def make_trainer(train: TrainConfig, callbacks: list[L.Callback] | None = None) 
     )
     # Lightning sets torch's flags for the whole process either way, so a trial never inherits
     # the previous one's. `deterministic=True` also fills every new tensor with NaN, a guard
-    # against ops that read memory before writing it. On CPU that cost +9% per step for a small
-    # LSTM and +35% at H=256 (benchmarks/framework_tax.py), and the losses were the same
-    # without it.
+    # against ops that read memory before writing it. On CPU that costs a measurable share of
+    # a small network's step (benchmarks/framework_tax.py), and the losses were the same without
+    # it.
     torch.utils.deterministic.fill_uninitialized_memory = False
     return trainer
 

@@ -27,16 +27,6 @@ def test_every_shipped_spec_validates(path: Path) -> None:
         assert not set(spec.search.space) & {"architecture", "cell"}
 
 
-def test_quickstart_is_the_adding_rnn_against_lstm() -> None:
-    spec = load_spec(QUICKSTART)
-    assert spec.task.name == "adding"
-    assert 20 <= spec.task.options.length <= 40
-    assert {v.cell for v in spec.variants.values()} == {"tanh", "lstm"}
-    assert spec.search.trials_per_variant >= 3
-    assert spec.search.scheduler.name == "asha"
-    assert {"lr", "hidden_size"} <= set(spec.search.space)
-
-
 def test_defaults_fill_what_a_spec_leaves_out() -> None:
     spec = parse_spec({"name": "s", "task": {"name": "adding"}, "variants": {"a": {}}})
     assert spec.fixed.lr == 1e-3 and spec.seeds == 3

@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 from pipelines import report
 from pipelines.data.store import DatasetRef, prepare
 from pipelines.report import plots
-from pipelines.spec import SpecError, load_spec, parse_spec
+from pipelines.spec import SpecError, parse_spec
 from pipelines.trial import trainable
 from seqmodels.data import NpzDataModule
 from seqmodels.diagnostics import RecurrenceDiagnostics
@@ -36,12 +36,11 @@ from seqmodels.training import (
     run_stepwise,
     truncated_bptt,
 )
-from tests.conftest import ROOT, seqlab
+from tests.conftest import seqlab
 
 COPY = {"delay": 6, "alphabet": 4, "n_train": 48, "n_val": 16, "n_test": 16}  # T = 26
 ADDING = {"length": 12, "n_train": 48, "n_val": 16, "n_test": 16}
 LM = {"architecture": "recurrent", "cell": "lstm", "arch_options": {"embedding_size": 4}}
-EXAMPLE = ROOT / "experiments" / "vanishing_gradients.yaml"
 
 
 def _spec(
@@ -234,13 +233,6 @@ def test_cli_dry_run_exits_2_on_a_bad_switch(tmp_path: Path, home: Path) -> None
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr
     assert f"{path}: {field}: " in lines[0] and fragment in lines[0]
-
-
-def test_the_example_spec_compares_gates_with_diagnostics_on() -> None:
-    spec = load_spec(EXAMPLE)
-    assert spec.fixed.diagnostics
-    assert spec.task.name in ("adding", "copy")
-    assert {"tanh", "lstm"} <= {v.cell for v in spec.variants.values()}
 
 
 # -- truncated BPTT ------------------------------------------------------------------------------
