@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import typing
+from dataclasses import MISSING
 from typing import Any, Literal
 
 from seqmodels.errors import ConfigError
@@ -29,15 +30,31 @@ from seqmodels.models.recurrences import TORCH_MODULES
 
 
 def option_specs(options_type: type) -> list[dict[str, Any]]:
-    """The options of a frozen options dataclass, in declaration order."""
+    """The options of a frozen options dataclass, in declaration order: each one's `name`, its
+    `type` (a Literal's by its choices' type), its `annotation` as the class writes it, its
+    `default` (None where it has none), its `choices` (a Literal's) and whether it is
+    `required` (it has no default)."""
     hints = typing.get_type_hints(options_type)
     specs = []
     for field in dataclasses.fields(options_type):
         hint = hints[field.name]
         choices = list(typing.get_args(hint)) if typing.get_origin(hint) is Literal else None
-        kind = type(choices[0]).__name__ if choices else hint.__name__
+        kind = type(choices[0]).__name__ if choices else getattr(hint, "__name__", str(hint))
+        written = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
+        required = field.default is MISSING and field.default_factory is MISSING
+        if field.default is not MISSING:
+            default = field.default
+        else:
+            default = None if field.default_factory is MISSING else field.default_factory()
         specs.append(
-            {"name": field.name, "type": kind, "default": field.default, "choices": choices}
+            {
+                "name": field.name,
+                "type": kind,
+                "annotation": written,
+                "default": default,
+                "choices": choices,
+                "required": required,
+            }
         )
     return specs
 

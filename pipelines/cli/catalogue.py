@@ -64,9 +64,8 @@ def models(as_json: bool) -> int:
 
 def _describe_task(task: type) -> dict:
     """A registered task's public facts, read from its class: no data is touched."""
-    import dataclasses
-
     from pipelines.spec import fitting_architectures
+    from seqmodels.catalogue import option_specs
     from seqmodels.errors import ConfigError
 
     try:  # a default that the options refuse (a user task's empty `path`) must be given
@@ -74,24 +73,17 @@ def _describe_task(task: type) -> dict:
         refused = ""
     except ConfigError as err:
         refused = err.field
-    options = []
-    for f in dataclasses.fields(task.options_type):
-        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        required = required or f.name == refused
-        if f.default is not dataclasses.MISSING:
-            default = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            default = f.default_factory()
-        else:
-            default = None
-        options.append(
-            {
-                "name": f.name,
-                "type": f.type if isinstance(f.type, str) else getattr(f.type, "__name__", ""),
-                "default": list(default) if isinstance(default, tuple) else default,
-                "required": required,
-            }
-        )
+    options = [
+        {
+            "name": spec["name"],
+            "type": spec["annotation"],
+            "default": list(spec["default"])
+            if isinstance(spec["default"], tuple)
+            else spec["default"],
+            "required": spec["required"] or spec["name"] == refused,
+        }
+        for spec in option_specs(task.options_type)
+    ]
     return {
         "name": task.name,
         "family": task.family,
