@@ -146,7 +146,8 @@ class TrialRuns(Callback):
         if run_id is not None:
             self._reopen(trial.trial_id, run_id)
             return
-        variant, seed = trial.config["variant"], trial.config["seed"]
+        config = TrialConfig.from_nested(trial.config)
+        variant, seed = config.variant, config.seed
         run = self.mlflow.create_run(
             self.experiment_id,
             run_name=f"{variant}-{self.kind}-{seed}" if self.kind == "repeat" else trial.trial_id,
@@ -160,8 +161,8 @@ class TrialRuns(Callback):
         )
         self.run_ids[trial.trial_id] = run.info.run_id
         self.open.add(trial.trial_id)
-        config = TrialConfig.from_nested(trial.config).params()  # flat, as MLflow always had it
-        params = [Param(k, str(v)) for k, v in sorted(config.items())]
+        flat = config.params()  # one param a field, as MLflow always had it
+        params = [Param(k, str(v)) for k, v in sorted(flat.items())]
         self.mlflow.log_batch(run.info.run_id, params=params)
 
     def on_trial_result(
