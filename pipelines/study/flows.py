@@ -66,8 +66,8 @@ def run_study(spec: StudySpec, source: str = "", resume_run_id: str | None = Non
                     repeats = repeat_best(spec, best, dataset, study.experiment_id, study.run_id)
                 left_out = study.leave_out([*searched.left_out, *repeats.left_out])
                 kept = [outcome for outcome in best if outcome.variant not in left_out]
-                register_champions(spec, kept, dataset)
-                built = publish_report(spec, study.run_id)
+                register_champions(spec.name, kept, dataset)
+                built = publish_report(spec.name, study.run_id)
             train_seconds = sum(o.train_seconds for o in kept) + repeats.train_seconds
             study.log_timings(timings, train_seconds)
     return StudyResult(

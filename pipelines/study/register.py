@@ -16,27 +16,24 @@ from prefect.artifacts import create_markdown_artifact
 from pipelines import report, serving, tracking
 from pipelines.data.store import DatasetRef
 from pipelines.report.markdown import Report
-from pipelines.spec import StudySpec
 from pipelines.study.search import VariantOutcome
 from pipelines.study.timings import timed
 from pipelines.trial.trainable import evaluate
 
 
 @timed("register")
-def register_champions(
-    spec: StudySpec, outcomes: list[VariantOutcome], dataset: DatasetRef
-) -> None:
+def register_champions(study: str, outcomes: list[VariantOutcome], dataset: DatasetRef) -> None:
     """Test and register each variant's best trial, but one registered already (a resumed
     study's)."""
     client = tracking.client()
     for outcome in outcomes:
         if not client.search_model_versions(f"run_id = '{outcome.run_id}'"):
-            evaluate_and_register(spec, outcome, dataset)
+            evaluate_and_register(study, outcome, dataset)
 
 
 @task(name="evaluate-and-register")
 def evaluate_and_register(
-    spec: StudySpec, outcome: VariantOutcome, dataset: DatasetRef
+    study: str, outcome: VariantOutcome, dataset: DatasetRef
 ) -> dict[str, float]:
     """Test the variant's best trial on the held-out split; log and register its network.
 
@@ -44,7 +41,7 @@ def evaluate_and_register(
     end time still say when the trial finished, not when its model was registered.
     """
     metrics, module = evaluate(outcome.trial, dataset, outcome.checkpoint_dir)
-    name = f"{spec.name}-{outcome.variant}"
+    name = f"{study}-{outcome.variant}"
     client = tracking.client()
     ended = client.get_run(outcome.run_id).info
     said = io.StringIO()  # MLflow prints each registration to stderr; the study's log keeps it
@@ -63,14 +60,15 @@ def evaluate_and_register(
 
 @timed("report")
 @task(name="report")
-def publish_report(spec: StudySpec, parent_run_id: str) -> Report:
+def publish_report(study: str, parent_run_id: str) -> Report:
     """Build the report from MLflow alone; publish it to MLflow and as a Prefect artifact."""
     client = tracking.client()
     built = report.build(report.collect(client, parent_run_id))
     report.publish(client, parent_run_id, built)
-    key = "".join(c if c.isalnum() else "-" for c in spec.name.lower()) + "-report"
-    create_markdown_artifact(markdown=built.markdown, key=key, description=f"study {spec.name}")
+    key = "".join(c if c.isalnum() else "-" for c in study.lower()) + "-report"
+    create_markdown_artifact(markdown=built.markdown, key=key, description=f"study {study}")
     if built.winner is not None:
-        version = client.get_model_version_by_alias(f"{spec.name}-{built.winner}", "champion")
-        client.set_registered_model_alias(f"{spec.name}-{built.winner}", "winner", version.version)
+        winner = f"{study}-{built.winner}"  # the winning variant's registered model
+        version = client.get_model_version_by_alias(winner, "champion")
+        client.set_registered_model_alias(winner, "winner", version.version)
     return built
