@@ -91,7 +91,8 @@ class Progress(Callback):
         number = self.numbers.setdefault(trial.trial_id, len(self.numbers) + 1)
         if not self._is_plain():
             self._row(trial).state = "running"
-        searched = ", ".join(f"{k}={_short(v)}" for k, v in sorted(trial.evaluated_params.items()))
+        drawn = {_as_written(k): v for k, v in trial.evaluated_params.items()}
+        searched = ", ".join(f"{k}={_short(v)}" for k, v in sorted(drawn.items()))
         self._say(f"trial {number}/{self.total} started  {searched}", trials)
 
     def on_trial_result(
@@ -255,3 +256,10 @@ def _isatty(stream: Any) -> bool:
 
 def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _as_written(key: str) -> str:
+    """A sampled key as a spec writes it: Tune names `TrialConfig`'s nested dimensions by path
+    (`train/lr`, `model/cell_options/alpha`); the spec says `lr`, `cell_options.alpha`."""
+    section, _, rest = key.partition("/")
+    return rest.replace("/", ".") if section in ("model", "train") and rest else key

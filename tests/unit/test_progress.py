@@ -30,6 +30,18 @@ def _complete(progress: Progress, trials: list[Trial], trial: Trial) -> None:
     progress.on_trial_complete(0, trials, trial)
 
 
+def test_a_started_trial_names_what_it_drew_as_the_spec_writes_it() -> None:
+    """Tune names the nested `TrialConfig`'s dimensions by path; the line uses the spec's keys."""
+    out = io.StringIO()
+    progress = Progress("leaky", 1, "val/loss", MAX_EPOCHS, out=out, every_s=0.0)
+    drawn = {"train/lr": 0.01, "model/cell_options/alpha": 0.5, "seed": 3}
+    trial = Trial("train", trial_id="d", evaluated_params=drawn, stub=True)
+    progress.on_trial_start(0, [trial], trial)
+    assert out.getvalue().strip() == (
+        "[leaky] trial 1/1 started  cell_options.alpha=0.5, lr=0.01, seed=3"
+    )
+
+
 def test_a_repeat_counts_its_epochs_and_shows_its_test_report() -> None:
     out = io.StringIO()
     progress = Progress(
