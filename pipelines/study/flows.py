@@ -79,5 +79,5 @@ def run_study(spec: StudySpec, source: str = "", resume_run_id: str | None = Non
         phases=timings.phases,
         train_seconds=train_seconds,
         began_at=timings.began_at,
-        left_out={gone.variant: gone.reason for gone in [*searched.left_out, *repeats.left_out]},
+        left_out=left_out,
     )

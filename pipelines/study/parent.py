@@ -86,16 +86,16 @@ class StudyRun:
     experiment_id: str
     run_id: str
 
-    def leave_out(self, left_out: list[LeftOut]) -> set[str]:
+    def leave_out(self, left_out: list[LeftOut]) -> dict[str, str]:
         """Tag the run `left_out.<variant>` with why (the report reads them), and say so;
-        the variants left out."""
+        each variant left out, and why."""
         logger = get_run_logger()
         for gone in left_out:
             self.client.set_tag(self.run_id, f"left_out.{gone.variant}", gone.reason)
             line = f"variant {gone.variant} is left out of the comparison: {gone.reason}"
             logger.warning(line)
             logging.getLogger("seqlab").warning(line)  # the study's log file
-        return {gone.variant for gone in left_out}
+        return {gone.variant: gone.reason for gone in left_out}
 
     def log_timings(self, timings: Timings, train_seconds: float) -> None:
         """The phases' wall-clock seconds and the trials' summed training time, as

@@ -129,16 +129,12 @@ def build_module(trial: TrialConfig, dataset: DatasetRef) -> L.LightningModule:
         ConfigError: a switch the network or the dataset cannot honour, naming it.
     """
     train = trial.train
-    # The spec refuses this first, from the same declarations (`Task.per_step`, the
-    # architecture's `Wiring`); a safety net for the configs that skip the spec: a recorded run
-    # that `seqlab rerun` trains again, a direct call.
+    # The spec refuses this first, from the same declaration (`Task.per_step`); a safety net
+    # for the configs that skip the spec: a recorded run that `seqlab rerun` trains again, a
+    # direct call. The module checks the network itself (`seqmodels.lit.switches`).
     if train.tbptt is not None and not TASKS.get(dataset.task).per_step:
         raise ConfigError(
             "tbptt", f"task {dataset.task!r} has one target per sequence, none to truncate"
-        )
-    if train.tbptt is not None and not trial.model.wiring.tbptt:
-        raise ConfigError(
-            "tbptt", f"{trial.model.architecture!r} cannot carry its state across chunks"
         )
     net = build_net(trial, dataset)
     return FAMILIES[dataset.family](
