@@ -208,7 +208,9 @@ def _study(
             prefect_ready()
             result = run_study(spec, source=source, resume_run_id=resume_run_id)
     except BaseException as err:
-        if not process.interrupted(err):
+        from pipelines.study.tuning import interrupted
+
+        if not interrupted(err):
             raise
         print(message, file=sys.stderr)
         return 130

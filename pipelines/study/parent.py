@@ -127,7 +127,7 @@ def study_run(
     try:
         yield StudyRun(client, experiment_id, run_id)
     except BaseException as stopped:
-        interrupted = isinstance(stopped, KeyboardInterrupt)
+        interrupted = tuning.interrupted(stopped)
         client.set_terminated(run_id, "KILLED" if interrupted else "FAILED")
         if interrupted:
             tuning.INTERRUPTED_STUDY_CLOSED.set()

@@ -58,6 +58,21 @@ class StudyInterrupted(KeyboardInterrupt):
     """
 
 
+def interrupted(err: BaseException | None) -> bool:
+    """Whether Ctrl-C is behind `err`.
+
+    Why the chain is walked: Ctrl-C reaches the whole foreground process group, Prefect's API
+    server included, so the flow engine's last report after the KeyboardInterrupt fails too and
+    raises its own error, with the interrupt in its context; and a library that meets the
+    interrupt while it cleans up (an MLflow write) raises its own error from it.
+    """
+    while err is not None:
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
 def tune_storage() -> str:
     """Where Ray Tune keeps its experiments' state, results and checkpoints.
 
