@@ -1,7 +1,8 @@
 """The study's Prefect flow: a spec's five phases, in order.
 
 1. data: the task's dataset, prepared once into the store (`pipelines.data.prepare`);
-2. search: each variant's nuisance space searched with an equal budget (`search`);
+2. search: each variant's nuisance space searched with an equal budget, all in one Tuner
+   (`search`);
 3. repeat: each variant's best configuration retrained under fresh seeds (`repeat`);
 4. register: each variant's best trial tested and registered as its champion (`register`);
 5. report: the comparison's statistics, from MLflow alone (`register.publish_report`).
@@ -22,7 +23,7 @@ from pipelines.spec import StudySpec
 from pipelines.study import failures, parent, tuning
 from pipelines.study.register import publish_report, register_champions
 from pipelines.study.repeat import repeat_best
-from pipelines.study.search import tune_variants
+from pipelines.study.search import tune_search
 from pipelines.study.timings import Timings
 
 # `mlflow.pytorch` calls logging.basicConfig() on import. That root handler would print every
@@ -61,7 +62,7 @@ def run_study(spec: StudySpec, source: str = "", resume_run_id: str | None = Non
         with parent.study_run(spec, source, dataset, resume_run_id) as study:
             with failures.study_log(spec.name):  # the study's log file, up to its report
                 with tuning.ray_session():
-                    searched = tune_variants(spec, dataset, study.experiment_id, study.run_id)
+                    searched = tune_search(spec, dataset, study.experiment_id, study.run_id)
                     best = searched.outcomes
                     repeats = repeat_best(spec, best, dataset, study.experiment_id, study.run_id)
                 left_out = study.leave_out([*searched.left_out, *repeats.left_out])

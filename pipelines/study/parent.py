@@ -62,7 +62,9 @@ def _reopen_parent(
 ) -> None:
     """Mark an interrupted study's parent run RUNNING again, under this driver."""
     tags = client.get_run(parent_id).data.tags
-    problem = resume.spec_changed(parent_id, tags, spec)
+    problem = resume.spec_changed(parent_id, tags, spec) or resume.searched_per_variant(
+        parent_id, tags, spec
+    )
     if problem:
         raise ValueError(problem)
     if tags.get("dataset.digest") != dataset.digest:

@@ -7,6 +7,7 @@ import atexit
 import math
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -26,8 +27,9 @@ LIVE_EVERY_S = 0.1  # the live table redraws on a result at most this often
 class _Row:
     """One trial's line in the live table."""
 
-    number: int
+    number: int  # within its group
     variant: str
+    group: str  # what its number counts in: its variant, or the phase's label
     epochs: int = 0
     best: float = math.nan
     state: str = "running"
@@ -35,6 +37,11 @@ class _Row:
 
 class Progress(Callback):
     """Prints `[variant] trial 2/3 ...` lines; Ray Tune's own tables are switched off.
+
+    `total` is how many trials the phase runs, all labelled `label`; or, when the phase runs
+    several variants' trials, each variant's own number of them: each trial is then counted,
+    and its lines labelled, by its variant. With `shown`, a trial's start line names only
+    those of its parameters (as the spec writes them), the ones its variant's search drew.
 
     `max_epochs` is the training budget of a trial. With `test_metric` (a repeat's
     `test/<metric>`), a trial's last report is its test result, after its last epoch: it is
@@ -51,17 +58,20 @@ class Progress(Callback):
 
     def __init__(
         self,
-        variant: str,
-        total: int,
+        label: str,
+        total: int | Mapping[str, int],
         metric: str,
         max_epochs: int,
         out: TextIO | None = None,
         every_s: float = 15.0,
         test_metric: str | None = None,
         diverged: Divergence | None = None,
+        shown: frozenset[str] | None = None,
     ) -> None:
-        self.variant = variant
-        self.total = total
+        self.label = label
+        self.totals = dict(total) if isinstance(total, Mapping) else {label: total}
+        self.total = sum(self.totals.values())
+        self.shown = shown
         self.metric = metric
         self.max_epochs = max_epochs
         self.test_metric = test_metric
@@ -71,9 +81,11 @@ class Progress(Callback):
         self.out = out
         self.every_s = every_s  # a heartbeat line at most this often while trials run
         self.last_line = time.monotonic()
-        self.numbers: dict[str, int] = {}
+        self.numbers: dict[str, int] = {}  # trial id -> its number within its group
+        self.groups: dict[str, str] = {}  # trial id -> its group: its variant, or the label
         self.trial_best: dict[str, float] = {}
         self.finished = 0
+        self.done: dict[str, int] = dict.fromkeys(self.totals, 0)  # finished, per group
         self.best = math.inf
         self.rows: dict[str, _Row] = {}
         self._live: Live | None = None  # the live table, once the phase has started in one
@@ -88,12 +100,14 @@ class Progress(Callback):
     def on_trial_start(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
-        number = self.numbers.setdefault(trial.trial_id, len(self.numbers) + 1)
+        number, group = self._number(trial)
         if not self._is_plain():
             self._row(trial).state = "running"
         drawn = {_as_written(k): v for k, v in trial.evaluated_params.items()}
+        if self.shown is not None:
+            drawn = {k: v for k, v in drawn.items() if k in self.shown}
         searched = ", ".join(f"{k}={_short(v)}" for k, v in sorted(drawn.items()))
-        self._say(f"trial {number}/{self.total} started  {searched}", trials)
+        self._say(f"trial {number}/{self.totals[group]} started  {searched}", trials, group)
 
     def on_trial_result(
         self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any
@@ -114,17 +128,20 @@ class Progress(Callback):
         if time.monotonic() - self.last_line >= self.every_s:
             running = sum(t.status == Trial.RUNNING for t in trials)
             epoch = self._epochs(result)
-            number = self.numbers.get(trial.trial_id, "?")
+            number, group = self._number(trial)
             where = "tested" if self._is_test(result) else f"at epoch {epoch}/{self.max_epochs}"
             self._say(
                 f"running {running}, done {self.finished}/{self.total}, "
-                f"trial {number} {where}, best so far {self.best:.4f}"
+                f"trial {number} {where}, best so far {self.best:.4f}",
+                group=group,
             )
 
     def on_trial_complete(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
+        number, group = self._number(trial)
         self.finished += 1
+        self.done[group] += 1
         last = trial.last_result or {}
         epochs = self._epochs(last)
         how = "finished" if epochs >= self.max_epochs else f"stopped early at epoch {epochs}"
@@ -143,21 +160,25 @@ class Progress(Callback):
         if not self._is_plain():
             row = self._row(trial)
             row.epochs, row.state = epochs, f"{how}: {score}"
+        total = self.totals[group]
         self._say(
-            f"trial {self.numbers.get(trial.trial_id, '?')}/{self.total} {how}: {score} | "
-            f"done {self.finished}/{self.total}, running {running}, best so far {self.best:.4f}",
+            f"trial {number}/{total} {how}: {score} | "
+            f"done {self.done[group]}/{total}, running {running}, best so far {self.best:.4f}",
             trials,
+            group,
         )
 
     def on_trial_error(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
+        number, group = self._number(trial)
         self.finished += 1
+        self.done[group] += 1
         line, _ = trial_error(trial)  # the traceback goes to its MLflow run and the study's log
         if not self._is_plain():
             self._row(trial).state = "FAILED"
-        number = self.numbers.get(trial.trial_id, "?")
-        self._say(f"trial {number}/{self.total} FAILED: {line}", trials, always=True)
+        total = self.totals[group]
+        self._say(f"trial {number}/{total} FAILED: {line}", trials, group, always=True)
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
         if self._live is not None:
@@ -173,22 +194,39 @@ class Progress(Callback):
         reports = int(result.get("training_iteration", 0))
         return reports - 1 if self._is_test(result) else reports
 
-    def _row(self, trial: Trial) -> _Row:
-        """The trial's row in the live table; a trial restored mid-run gets its number here."""
-        number = self.numbers.setdefault(trial.trial_id, len(self.numbers) + 1)
-        variant = str((trial.config or {}).get("variant", self.variant))
-        return self.rows.setdefault(trial.trial_id, _Row(number, variant))
+    def _number(self, trial: Trial) -> tuple[int, str]:
+        """The trial's number within its group, and the group; a trial first seen (restored
+        mid-run) gets the next number of its group."""
+        if trial.trial_id not in self.numbers:
+            variant = str((trial.config or {}).get("variant", ""))
+            group = variant if variant in self.totals else self.label
+            self.groups[trial.trial_id] = group
+            taken = sum(g == group for g in self.groups.values())
+            self.numbers[trial.trial_id] = taken
+        return self.numbers[trial.trial_id], self.groups[trial.trial_id]
 
-    def _say(self, line: str, trials: list[Trial] | None = None, always: bool = False) -> None:
-        """The event's line, or in a terminal the table redrawn (and the line if `always`)."""
+    def _row(self, trial: Trial) -> _Row:
+        """The trial's row in the live table."""
+        number, group = self._number(trial)
+        variant = str((trial.config or {}).get("variant", group))
+        return self.rows.setdefault(trial.trial_id, _Row(number, variant, group=group))
+
+    def _say(
+        self,
+        line: str,
+        trials: list[Trial] | None = None,
+        group: str | None = None,
+        always: bool = False,
+    ) -> None:
+        """The event's line, labelled by its group, or in a terminal the table redrawn (and
+        the line if `always`)."""
+        line = f"[{group or self.label}] {line}"
         if self._is_plain():
-            print(f"[{self.variant}] {line}", file=self.out or sys.stdout, flush=True)
+            print(line, file=self.out or sys.stdout, flush=True)
             self.last_line = time.monotonic()
             return
         if always:
-            self._start().console.print(
-                f"[{self.variant}] {line}", markup=False, highlight=False, soft_wrap=True
-            )
+            self._start().console.print(line, markup=False, highlight=False, soft_wrap=True)
         self._draw(trials or [])
 
     def _is_plain(self) -> bool:
@@ -230,15 +268,15 @@ class Progress(Callback):
 
         running = sum(t.status == Trial.RUNNING for t in trials)
         best = f", best so far {self.best:.4f}" if math.isfinite(self.best) else ""
-        title = f"[{self.variant}] done {self.finished}/{self.total}, running {running}{best}"
+        title = f"[{self.label}] done {self.finished}/{self.total}, running {running}{best}"
         table = Table(title=Text(title), title_justify="left", expand=False)
         for name in ("variant", "trial", "epoch", f"best {self.metric}", "state"):
             table.add_column(name, justify="right" if name in ("trial", "epoch") else "left")
-        for row in sorted(self.rows.values(), key=lambda r: r.number):
+        for row in sorted(self.rows.values(), key=lambda r: (r.group, r.number)):
             loss = f"{row.best:.4f}" if math.isfinite(row.best) else "-"
             cells = (
                 row.variant,
-                f"{row.number}/{self.total}",
+                f"{row.number}/{self.totals[row.group]}",
                 f"{row.epochs}/{self.max_epochs}",
                 loss,
                 row.state,

@@ -69,6 +69,18 @@ def spec_changed(run_id: str, tags: dict[str, str], spec: StudySpec) -> str | No
     )
 
 
+def searched_per_variant(run_id: str, tags: dict[str, str], spec: StudySpec) -> str | None:
+    """Why a study cannot be resumed whose search ran a Tuner per variant (tagged
+    `seqlab.tune.<variant>`), as seqlab did before the search became one Tuner: this one would
+    search again from the start, beside the runs of the trials already searched."""
+    if "seqlab.tune.search" in tags or not any(f"seqlab.tune.{v}" in tags for v in spec.variants):
+        return None
+    return (
+        f"run {run_id}: its search ran a Ray Tune experiment per variant, which this seqlab "
+        "cannot continue; run the study again"
+    )
+
+
 def _parent(client: MlflowClient, study: str, run_id: str | None) -> Run:
     experiment = client.get_experiment_by_name(study)
     if experiment is None:

@@ -1,5 +1,6 @@
 """Phase 2, the search: each variant's nuisance space searched with its equal share of the
-budget, and its best trial, or why the study goes on without it.
+budget, all variants in one Tuner, and each variant's best trial, or why the study goes on
+without it.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from dataclasses import dataclass
 
 from prefect import task
 from ray import tune
+from ray.tune.search import ConcurrencyLimiter
 
 from pipelines import tracking
 from pipelines.data.store import DatasetRef
 from pipelines.spec import StudySpec
-from pipelines.study import failures, tuning
+from pipelines.study import failures, routing, tuning
 from pipelines.study.progress import Progress
 from pipelines.study.space import (
     METRIC,
@@ -22,7 +24,7 @@ from pipelines.study.space import (
     checkpoint_every,
     keep_checkpoints,
     scheduler,
-    search_algorithm,
+    searched_keys,
     trial_space,
 )
 from pipelines.study.timings import timed
@@ -59,28 +61,58 @@ class LeftOut:
     reason: str
 
 
+@dataclass
+class Searched:
+    """What the search produced: each variant's best trial, or why it is left out."""
+
+    outcomes: list[VariantOutcome]
+    left_out: list[LeftOut]
+
+
 def divergence(dataset: DatasetRef) -> failures.Divergence:
     """The study's divergence rule, against its task's metric and baseline."""
     return failures.Divergence(dataset.metric, dataset.baseline)
 
 
-@task(name="tune-variant")
-def tune_variant(
-    spec: StudySpec, variant: str, dataset: DatasetRef, experiment_id: str, parent_run_id: str
-) -> VariantOutcome | LeftOut:
-    """Search the nuisance space for one variant with its equal share of the budget.
+@timed("trials")
+@task(name="search")
+def tune_search(
+    spec: StudySpec,
+    dataset: DatasetRef,
+    experiment_id: str,
+    parent_run_id: str,
+    variants: list[str] | None = None,
+) -> Searched:
+    """Search every variant's nuisance space (or only `variants`'), each with its equal share of
+    the budget, in one Tuner: each variant drawn and scheduled on its own (`routing`).
 
-    Returns LeftOut when no trial of it trained: each failed or diverged.
+    A variant none of whose trials trained (each failed or diverged) comes back LeftOut.
     """
-    trials = spec.search.trials_per_variant
+    variants = list(variants or spec.variants)
     diverged = divergence(dataset)
     runs = trial_runs.TrialRuns(tracking.client(), experiment_id, parent_run_id, "trial", diverged)
     trainable = tuning.trainable(
         train_trial, spec, dataset, checkpoint_every=checkpoint_every(spec)
     )
+    searcher = routing.VariantSearch(
+        {variant: trial_space(spec, variant) for variant in variants},
+        spec.search.trials_per_variant,
+        spec.search.algorithm,
+        spec.fixed.seed,
+        METRIC,
+        MODE,
+    )
+    progress = Progress(
+        "search",
+        searcher.budget,
+        METRIC,
+        spec.fixed.max_epochs,
+        diverged=diverged,
+        shown=searched_keys(spec),
+    )
     run_config = tuning.run_config(
-        f"{spec.name}-{variant}",
-        [runs, Progress(variant, trials, METRIC, spec.fixed.max_epochs, diverged=diverged)],
+        f"{spec.name}-search",
+        [runs, progress],
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=keep_checkpoints(spec),
             checkpoint_score_attribute=METRIC,
@@ -90,25 +122,32 @@ def tune_variant(
     tune_config = tune.TuneConfig(
         metric=METRIC,
         mode=MODE,
-        # a grid enumerates its trials itself; the spec checked they match the budget
-        num_samples=1 if spec.search.algorithm == "grid" else trials,
-        scheduler=scheduler(spec),
-        search_alg=search_algorithm(spec),
-        max_concurrent_trials=spec.search.max_concurrent,
+        num_samples=searcher.total,
+        scheduler=routing.VariantSchedulers({v: scheduler(spec) for v in variants}),
+        # Tune keeps one trial pending at a time for a searcher of its own unless the searcher
+        # is behind a cap (one trial ran at a time): the spec's, or Tune's own default.
+        search_alg=ConcurrencyLimiter(
+            searcher, max_concurrent=spec.search.max_concurrent or min(searcher.total, 200)
+        ),
         reuse_actors=tuning.reuse_workers(),
     )
-    space = trial_space(spec, variant)
     tuner = tuning.tuner(
         parent_run_id,
-        variant,
+        "search",
         trainable,
         run_config,
-        lambda: tune.Tuner(
-            trainable, param_space=space, tune_config=tune_config, run_config=run_config
-        ),
+        lambda: tune.Tuner(trainable, tune_config=tune_config, run_config=run_config),
     )
-    results = tuning.fit(tuner, parent_run_id, "trial", variant)
-    return variant_outcome(spec, variant, results, parent_run_id, diverged)
+    results = list(tuning.fit(tuner, parent_run_id, "trial", None))
+    searched = Searched([], [])
+    for variant in variants:
+        mine = [r for r in results if r.config["variant"] == variant]
+        outcome = variant_outcome(spec, variant, mine, parent_run_id, diverged)
+        if isinstance(outcome, LeftOut):
+            searched.left_out.append(outcome)
+        else:
+            searched.outcomes.append(outcome)
+    return searched
 
 
 def variant_outcome(
@@ -169,26 +208,3 @@ def _unusable(trials: int, errors: list[BaseException], reasons: list[str]) -> s
     if reasons and len(reasons) == trials:
         return f"every trial diverged: {reasons[0]}"
     return "no trial kept a checkpoint with a finite val/loss"
-
-
-@dataclass
-class Searched:
-    """What the search produced: each variant's best trial, or why it is left out."""
-
-    outcomes: list[VariantOutcome]
-    left_out: list[LeftOut]
-
-
-@timed("trials")
-def tune_variants(
-    spec: StudySpec, dataset: DatasetRef, experiment_id: str, parent_run_id: str
-) -> Searched:
-    """Search every variant, one after another (`tune_variant`)."""
-    searched = Searched([], [])
-    for variant in spec.variants:
-        tuned = tune_variant(spec, variant, dataset, experiment_id, parent_run_id)
-        if isinstance(tuned, LeftOut):
-            searched.left_out.append(tuned)
-        else:
-            searched.outcomes.append(tuned)
-    return searched

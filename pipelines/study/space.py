@@ -1,5 +1,6 @@
-"""What Ray Tune searches for a study: the nuisance space of each variant, the search algorithm,
-the scheduler that shares the budget, and the checkpoint policy they need.
+"""What Ray Tune searches for a study: the nuisance space of each variant, the scheduler that
+shares its budget, and the checkpoint policy they need (`routing` draws and schedules each
+variant's trials on its own).
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from ray.tune.schedulers import (
     PopulationBasedTraining,
     TrialScheduler,
 )
-from ray.tune.search import ConcurrencyLimiter, Searcher
-from ray.tune.search.optuna import OptunaSearch
 
 from pipelines.spec import OPTION_SECTIONS, PERTURBABLE, Distribution, StudySpec
 from pipelines.spec.schema import MODEL_KEYS, TRAIN_KEYS
@@ -58,15 +57,10 @@ def trial_space(spec: StudySpec, variant: str) -> dict[str, Any]:
     return config
 
 
-def search_algorithm(spec: StudySpec) -> Searcher | None:
-    """Optuna's TPE where asked; otherwise Tune's own random and grid generator (None)."""
-    if spec.search.algorithm != "optuna":
-        return None
-    searcher: Searcher = OptunaSearch(metric=METRIC, mode=MODE, seed=spec.fixed.seed)
-    if spec.search.max_concurrent:
-        # TPE proposes from finished results: cap how many run on stale information.
-        searcher = ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent)
-    return searcher
+def searched_keys(spec: StudySpec) -> frozenset[str]:
+    """Every key the spec searches, as it writes them (`lr`, `cell_options.alpha`), in any
+    variant's space: what a trial's start line shows of what it drew."""
+    return frozenset(key for variant in spec.variants for key in spec.search.variant_space(variant))
 
 
 def _sampler(dist: Distribution) -> Any:

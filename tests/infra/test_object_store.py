@@ -238,6 +238,6 @@ def test_a_study_trains_from_the_bucket_and_resumes_from_it(s3: dict, tmp_path: 
     assert logged.dataset.source_type == "s3"
     assert json.loads(logged.dataset.source)["uri"] == f"s3://{dataset}"
     # the driver tested and registered the champion from a local copy
-    assert parent.data.tags["seqlab.tune.rnn"].startswith(f"{store}/ray_results/")
+    assert parent.data.tags["seqlab.tune.search"].startswith(f"{store}/ray_results/")
     assert client.get_model_version_by_alias("s3-store-rnn", "champion")
     assert (home / "checkpoints" / parent.info.run_id).is_dir()

@@ -28,7 +28,8 @@ pytestmark = pytest.mark.slow
 STUDY, VARIANTS, TRIALS, EPOCHS, SEEDS = "resumable", ("rnn", "lstm"), 2, 2, 2
 SPEC = {
     "name": STUDY,
-    "task": {"name": "adding", "options": {"length": 10, "n_train": 256, "n_val": 64}},
+    # Trials of a few seconds: the study is interrupted, and its driver killed, while some run.
+    "task": {"name": "adding", "options": {"length": 10, "n_train": 2048, "n_val": 64}},
     "variants": {
         "rnn": {"cell": "tanh", "hidden_size": 8},
         "lstm": {"cell": "lstm", "hidden_size": 8},

@@ -41,14 +41,6 @@ def study(tmp_path_factory: pytest.TempPathFactory):
     return study
 
 
-def test_random_search_samples_trials_per_variant(study) -> None:
-    from ray.tune.search.sample import Float
-
-    spec = _spec(space={"lr": {"loguniform": [1e-3, 1e-1]}}, trials_per_variant=5)
-    assert isinstance(study.space.search_space(spec)["lr"], Float)
-    assert study.space.search_algorithm(spec) is None  # Tune's own random generator
-
-
 def test_grid_enumerates_every_combination(study) -> None:
     spec = _spec(
         algorithm="grid",
@@ -60,20 +52,6 @@ def test_grid_enumerates_every_combination(study) -> None:
     assert space["hidden_size"] == {"grid_search": [4, 8, 16]}
     with pytest.raises(SpecError, match="set it to 6"):
         parse_spec({**BASE, "search": {**spec.search.model_dump(), "trials_per_variant": 5}})
-
-
-def test_optuna_is_tpe_behind_a_concurrency_cap(study) -> None:
-    from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
-
-    plain = study.space.search_algorithm(
-        _spec(algorithm="optuna", space={"lr": {"uniform": [0.01, 0.1]}})
-    )
-    assert isinstance(plain, OptunaSearch)
-    capped = study.space.search_algorithm(
-        _spec(algorithm="optuna", space={"lr": {"uniform": [0.01, 0.1]}}, max_concurrent=2)
-    )
-    assert isinstance(capped, ConcurrencyLimiter) and capped.max_concurrent == 2
 
 
 @pytest.mark.parametrize(
@@ -142,7 +120,8 @@ def test_real_search_on_local_ray(study, tmp_path: Path, search: dict[str, Any])
     experiment_id = tracking.ensure_experiment(client, f"search-{tmp_path.name}")
     parent = client.create_run(experiment_id, tags={"kind": "study"}).info.run_id
     with study.tuning.ray_session():
-        outcome = study.search.tune_variant.fn(spec, "rnn", dataset, experiment_id, parent)
+        searched = study.search.tune_search.fn(spec, dataset, experiment_id, parent)
+    (outcome,) = searched.outcomes
     assert outcome.trials == 3 and outcome.failed == 0
     assert math.isfinite(outcome.best_val)
     assert Path(outcome.checkpoint_dir, "checkpoint").is_file()

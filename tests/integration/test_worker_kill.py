@@ -104,7 +104,8 @@ def study(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _search(study, client, experiment_id: str, killer: KillMidEpoch, label: str):
-    """The two-trial search as `search.tune_variant` configures it; (its results, parent run)."""
+    """A two-trial search of one variant, as `search.tune_search` configures its Tuner; (its
+    results, parent run)."""
     from pipelines.data import store
     from pipelines.ops import settings
     from pipelines.spec import parse_spec
