@@ -54,26 +54,27 @@ def study_spec(args: argparse.Namespace, count: int) -> Any:
 
 
 def run_arm(arm: str, spec: Any, dataset: Any, round_: int) -> dict[str, Any]:
-    """One arm's search of the spec's variants, under a fresh parent run."""
+    """One arm's search of the spec's variants, each Tuner under a fresh parent run (a parent
+    run records one search Tuner, which a second call would restore)."""
     from pipelines import study, tracking
 
     client = tracking.client()
     experiment_id = tracking.ensure_experiment(client, spec.name)
-    parent = client.create_run(experiment_id, run_name=f"{arm}-{round_}", tags={"kind": "study"})
-    parent_id = parent.info.run_id
+    groups = [None] if arm == "one-tuner" else [[v] for v in spec.variants]
     began = time.perf_counter()
     outcomes = []
-    with contextlib.redirect_stdout(io.StringIO()):
-        groups = [None] if arm == "one-tuner" else [[v] for v in spec.variants]
-        for variants in groups:
+    for number, variants in enumerate(groups):
+        name = f"{arm}-{round_}-{number}"
+        parent_id = client.create_run(experiment_id, run_name=name, tags={"kind": "study"})
+        with contextlib.redirect_stdout(io.StringIO()):
             searched = study.search.tune_search.fn(
-                spec, dataset, experiment_id, parent_id, variants=variants
+                spec, dataset, experiment_id, parent_id.info.run_id, variants=variants
             )
-            if searched.left_out:
-                raise RuntimeError(f"{arm}: {searched.left_out[0].reason}")
-            outcomes += searched.outcomes
+        client.set_terminated(parent_id.info.run_id, "FINISHED")
+        if searched.left_out:
+            raise RuntimeError(f"{arm}: {searched.left_out[0].reason}")
+        outcomes += searched.outcomes
     wall = time.perf_counter() - began
-    client.set_terminated(parent_id, "FINISHED")
     return {"wall_s": wall, "train_s": sum(o.train_seconds for o in outcomes)}
 
 
