@@ -216,15 +216,15 @@ def test_a_study_trains_from_the_bucket_and_resumes_from_it(s3: dict, tmp_path: 
     bucket = _bucket(s3)
     (dataset,) = bucket.ls(f"{store}/data")
     # Tune kept its state, results and checkpoints in the bucket too, where every node of a
-    # cluster reaches them: one experiment for the variant's trials and one for the repeats.
+    # cluster reaches them: one experiment for the search's trials and one for the repeats.
     assert not (home / "ray_results").exists()
     states = bucket.glob(f"{store}/ray_results/*/experiment_state-*.json")
     experiments = sorted({Path(state).parent.name for state in states})
     assert [name.rsplit("-", 2)[0] for name in experiments] == [
         "s3-store-repeats",
-        "s3-store-rnn",
+        "s3-store-search",
     ], experiments
-    assert bucket.glob(f"{store}/ray_results/s3-store-rnn-*/*/checkpoint_*/checkpoint")
+    assert bucket.glob(f"{store}/ray_results/s3-store-search-*/*/checkpoint_*/checkpoint")
 
     client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("s3-store")
