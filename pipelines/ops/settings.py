@@ -159,5 +159,3 @@ def quiet_known_warnings() -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     # MLflow says, at INFO, that it checks each champion's input example against its signature.
     logging.getLogger("mlflow.pyfunc").setLevel(logging.WARNING)
-    # Optuna announces, at INFO, each TPE study it creates: one per variant of an optuna search.
-    logging.getLogger("optuna").setLevel(logging.WARNING)

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import optuna
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
@@ -56,6 +57,8 @@ class VariantSearch(Searcher):
             if algorithm == "grid":
                 self.drawn[variant] = [config for _, config in generate_variants(space)]
             elif algorithm == "optuna":
+                # Optuna announces each study it creates, at INFO: one line per variant.
+                optuna.logging.set_verbosity(optuna.logging.WARNING)
                 searcher = OptunaSearch(seed=seed)
                 searcher.set_search_properties(metric, mode, space)
                 self.optuna[variant] = searcher
