@@ -84,12 +84,16 @@ class Progress(Callback):
         self.numbers: dict[str, int] = {}  # trial id -> its number within its group
         self.groups: dict[str, str] = {}  # trial id -> its group: its variant, or the label
         self.trial_best: dict[str, float] = {}
-        self.finished = 0
         self.done: dict[str, int] = dict.fromkeys(self.totals, 0)  # finished, per group
         self.best = math.inf
         self.rows: dict[str, _Row] = {}
         self._live: Live | None = None  # the live table, once the phase has started in one
         self._plain: bool | None = None  # decided at the phase's first event
+
+    @property
+    def finished(self) -> int:
+        """Trials of the phase that have ended, every group together."""
+        return sum(self.done.values())
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()  # a live display holds locks and the terminal: not pickled
@@ -140,7 +144,6 @@ class Progress(Callback):
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
         number, group = self._number(trial)
-        self.finished += 1
         self.done[group] += 1
         last = trial.last_result or {}
         epochs = self._epochs(last)
@@ -172,7 +175,6 @@ class Progress(Callback):
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
         number, group = self._number(trial)
-        self.finished += 1
         self.done[group] += 1
         line, _ = trial_error(trial)  # the traceback goes to its MLflow run and the study's log
         if not self._is_plain():

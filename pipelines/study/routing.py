@@ -190,14 +190,6 @@ class VariantSchedulers(TrialScheduler):
     def debug_string(self) -> str:
         return "\n".join(f"{v}: {s.debug_string()}" for v, s in self.schedulers.items())
 
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__, f)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
-
 
 class _OneVariant:
     """The Tune controller as one variant's scheduler sees it: that variant's trials only.
