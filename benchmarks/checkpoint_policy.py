@@ -1,7 +1,7 @@
 """Checkpoint policy: what a trial's epoch costs when it checkpoints every epoch, and when only
 the epochs that lower its validation loss (and its last one) do, as trials now do by default.
 
-Two arms, one trial each, through the real stack: `search.tune_search` (its function, without
+Two arms, one trial each, through the real stack: `trials.tune_trials` (its function, without
 Prefect) inside `tuning.ray_session()`, the `trial_runs.TrialRuns` callback logging to an MLflow
 SQLite store in a temporary SEQLAB_HOME.
 
@@ -86,7 +86,7 @@ def timed_result_handling() -> Iterator[list[float]]:
 
 
 def run_arm(spec: Any, dataset: Any, experiment_id: str, index: int) -> dict[str, Any]:
-    """One trial through `search.tune_search`, under a fresh parent run (a fresh Tuner)."""
+    """One trial through `trials.tune_trials`, under a fresh parent run (a fresh Tuner)."""
     with timed_result_handling() as handling:
         run = common.one_trial(spec, VARIANT, dataset, experiment_id, index)
     checkpoint_bytes = sum(

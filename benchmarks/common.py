@@ -153,7 +153,7 @@ def adding_sizes(length: int, split_sizes: dict[str, int], batch_size: int) -> d
 @dataclass
 class TrialRun:
     """One trial of the real stack: the variant's outcome, Tune's experiment directory, the
-    trial's results in epoch order, and the seconds `tune_search` took."""
+    trial's results in epoch order, and the seconds `tune_trials` took."""
 
     outcome: Any
     experiment_dir: Path
@@ -162,8 +162,8 @@ class TrialRun:
 
 
 def one_trial(spec: Any, variant: str, dataset: Any, experiment_id: str, index: int) -> TrialRun:
-    """The spec's one trial of `variant` through `search.tune_search` (its function, without
-    Prefect), under a fresh parent run: `tune_search` would restore, not rerun, a Tuner that the
+    """The spec's one trial of `variant` through `trials.tune_trials` (its function, without
+    Prefect), under a fresh parent run: `tune_trials` would restore, not rerun, a Tuner that the
     same parent run already recorded.
 
     Raises:
@@ -177,15 +177,15 @@ def one_trial(spec: Any, variant: str, dataset: Any, experiment_id: str, index: 
     parent_id = parent.info.run_id
     began = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
-        searched = study.search.tune_search.fn(
-            spec, dataset, experiment_id, parent_id, variants=[variant]
+        searched = study.trials.tune_trials.fn(
+            spec, dataset, experiment_id, parent_id, variants=[variant], repeats=False
         )
     if not searched.outcomes:
         raise RuntimeError(f"the trial cannot be used: {searched.left_out[0].reason}")
     (outcome,) = searched.outcomes
     wall = time.perf_counter() - began
     client.set_terminated(parent_id, "FINISHED")
-    experiment_dir = Path(client.get_run(parent_id).data.tags["seqlab.tune.search"])
+    experiment_dir = Path(client.get_run(parent_id).data.tags["seqlab.tune.trials"])
     (result_file,) = experiment_dir.glob("*/result.json")
     rows = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
     rows.sort(key=lambda row: row["training_iteration"])

@@ -16,7 +16,7 @@ One model, one dataset, one process tree, six arms, timed per epoch and reported
 - lightning: the trial's own Trainer (`trainable.make_trainer`) and LightningModule
   (`trainable.build_module`) in this process, without Tune or MLflow.
 - seqlab: the real stack, as a study runs a trial (`deterministic: true`, the default):
-  `search.tune_search` (its function, without Prefect) inside `tuning.ray_session()`, one trial
+  `trials.tune_trials` (its function, without Prefect) inside `tuning.ray_session()`, one trial
   of `trainable.train_trial` under a Tuner with the `trial_runs.TrialRuns` callback logging to an
   MLflow SQLite store in a temporary SEQLAB_HOME. Its epoch time is Tune's `time_this_iter_s`:
   the time between two reports in the trial, which includes the checkpoint, Tune's reporting,
@@ -82,7 +82,7 @@ LABELS = {
     "bare-worker": "bare loop in a Ray worker (the seqlab arms' baseline)",
     "bare+deterministic": "bare loop + `torch.use_deterministic_algorithms(True)`",
     "lightning": "Lightning Trainer alone (`make_trainer`, in process)",
-    "seqlab": "seqlab: Tune trial + `TrialRuns` to MLflow SQLite (`tune_search`)",
+    "seqlab": "seqlab: Tune trial + `TrialRuns` to MLflow SQLite (`tune_trials`)",
     "seqlab-fast": "seqlab with `deterministic: false` (torch's defaults, as the bare loop)",
 }
 # Each arm's run is paired with a run of its baseline just before it: the same process kind.
@@ -284,7 +284,7 @@ def lightning_arm(config: TrialConfig, dataset: DatasetRef, scratch: Path) -> Ar
 def timed_mlflow_logging() -> Iterator[list[float]]:
     """Time `TrialRuns.on_trial_result` (the driver's MLflow `log_batch` for each epoch).
 
-    `search.tune_search` builds its callback from `trial_runs.TrialRuns` when called, so a subclass
+    `trials.tune_trials` builds its callback from `trial_runs.TrialRuns` when called, so a subclass
     put there for the duration times the real calls; it changes nothing else.
     """
     from pipelines.tracking import trial_runs
@@ -306,7 +306,7 @@ def timed_mlflow_logging() -> Iterator[list[float]]:
 
 
 def seqlab_arm(spec: StudySpec, dataset: DatasetRef, experiment_id: str, index: int) -> ArmRun:
-    """One trial through `search.tune_search`, under a fresh parent run (a fresh Tuner)."""
+    """One trial through `trials.tune_trials`, under a fresh parent run (a fresh Tuner)."""
     with timed_mlflow_logging() as logging_s:
         run = common.one_trial(spec, VARIANT, dataset, experiment_id, index)
     epochs = [float(row["time_this_iter_s"]) for row in run.results]

@@ -75,7 +75,7 @@ def main() -> None:
     medians = {k: statistics.median(r[k] for r in runs) for k in keys}
     cpus = os.cpu_count() or 1  # what study.tuning.ray_session gives the local Ray
     per_trial = load_spec(args.spec).resources.cpu
-    tuners = [r["trials"] + r["repeats"] for r in runs]
+    tuners = [r["trials"] + r.get("repeats", 0.0) for r in runs]  # one Tuner, or two before
     outside = [r["wall"] - t for r, t in zip(runs, tuners, strict=True)]
     shares = [
         training_share(r["train"], t, per_trial, cpus) for r, t in zip(runs, tuners, strict=True)
@@ -87,7 +87,7 @@ def main() -> None:
     for key in keys:
         print(f"| {key} | {medians[key]:.1f} | {', '.join(f'{r[key]:.1f}' for r in runs)} |")
     print(
-        f"| outside the Tuners (wall - trials - repeats) | {statistics.median(outside):.1f} "
+        f"| outside the Tuners (wall - trials [- repeats]) | {statistics.median(outside):.1f} "
         f"| {', '.join(f'{o:.1f}' for o in outside)} |"
     )
     print(

@@ -1,7 +1,7 @@
 """Search phase against the number of variants: every variant in one Tuner, as studies search now,
 against one Tuner per variant, one after another, as they searched before.
 
-Both arms run `search.tune_search` (its function, without Prefect) in one Ray session, on the
+Both arms run `trials.tune_trials` (its function, without Prefect) in one Ray session, on the
 same tiny study with 1, 2, 4, ... variants: the one-Tuner arm calls it once for all variants,
 the per-variant arm once per variant (`variants=[v]`), which is what the per-variant search did.
 For each count the arms take turns, in a rotated order every round. Each arm's figure is its
@@ -67,8 +67,13 @@ def run_arm(arm: str, spec: Any, dataset: Any, round_: int) -> dict[str, Any]:
         name = f"{arm}-{round_}-{number}"
         parent_id = client.create_run(experiment_id, run_name=name, tags={"kind": "study"})
         with contextlib.redirect_stdout(io.StringIO()):
-            searched = study.search.tune_search.fn(
-                spec, dataset, experiment_id, parent_id.info.run_id, variants=variants
+            searched = study.trials.tune_trials.fn(
+                spec,
+                dataset,
+                experiment_id,
+                parent_id.info.run_id,
+                variants=variants,
+                repeats=False,
             )
         client.set_terminated(parent_id.info.run_id, "FINISHED")
         if searched.left_out:

@@ -225,7 +225,9 @@ def _study(
     cpus = (
         None if settings.ray_address() else os.cpu_count()
     )  # study.tuning.ray_session's local Ray
-    for line in time_summary(phases, total, result.train_seconds, spec.resources.cpu, cpus):
+    for line in time_summary(
+        phases, total, result.train_seconds, spec.resources.cpu, cpus, result.spans
+    ):
         print(line)
     print(f"MLflow parent run {result.parent_run_id} in experiment {spec.name!r}. To browse it:")
     for line in browse_lines(settings.tracking_uri(), result.experiment_id, result.parent_run_id):

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from pipelines.ops import settings
 
 if TYPE_CHECKING:
     from pipelines.spec import StudySpec
+    from pipelines.study.timings import PhaseSpan
 
-TRAINING_PHASES = ("trials", "repeats")  # the phases in which Tune runs trials (flows.run_study)
+TRAINING_PHASES = ("trials",)  # the phase in which Tune runs trials (flows.run_study)
 UI_PORT = 5000  # `mlflow ui`'s own default
 
 
@@ -20,8 +22,11 @@ def time_summary(
     train_seconds: float,
     cpus_per_trial: float,
     cpus: int | None,
+    spans: Mapping[str, PhaseSpan] | None = None,
 ) -> list[str]:
-    """The study's timing lines: each phase's wall seconds, then what training used of them.
+    """The study's timing lines: each phase's wall seconds, then what training used of them,
+    then (`spans`) the span and summed work of the search and of the repeats, which overlap in
+    the one Tuner: each from its first trial's start to its last one's end.
 
     `train_seconds` sums every trial's and repeat's own training time; trials run in parallel,
     so it can exceed the wall time, and a difference of the two says nothing. What it says is
@@ -45,7 +50,17 @@ def time_summary(
             f", holding {share:.0%} of the {wall * cpus:.1f} CPU-seconds of {cpus} CPUs "
             f"({cpus_per_trial:g} per trial)"
         )
-    return [*lines, used]
+    lines.append(used)
+    if spans:
+        lines.append(
+            "overlapping in that time: "
+            + "; ".join(
+                f"{name} from its first trial's start to its last one's end {span.span_s:.1f}s, "
+                f"training {span.work_s:.1f}s summed"
+                for name, span in spans.items()
+            )
+        )
+    return lines
 
 
 def training_share(

@@ -1,9 +1,9 @@
 """The study's Prefect flow: a spec's five phases, in order.
 
 1. data: the task's dataset, prepared once into the store (`pipelines.data.prepare`);
-2. search: each variant's nuisance space searched with an equal budget, all in one Tuner
-   (`search`);
-3. repeat: each variant's best configuration retrained under fresh seeds (`repeat`);
+2. search: each variant's nuisance space searched with an equal budget (`search`);
+3. repeat: each variant's best configuration retrained under fresh seeds (`repeat`), as soon
+   as that variant's search is over: phases 2 and 3 run in one Tuner (`trials`);
 4. register: each variant's best trial tested and registered as its champion (`register`);
 5. report: the comparison's statistics, from MLflow alone (`register.publish_report`).
 
@@ -22,9 +22,8 @@ from pipelines.data.prepare import study_dataset
 from pipelines.spec import StudySpec
 from pipelines.study import failures, parent, tuning
 from pipelines.study.register import publish_report, register_champions
-from pipelines.study.repeat import repeat_best
-from pipelines.study.search import tune_search
-from pipelines.study.timings import Timings
+from pipelines.study.timings import PhaseSpan, Timings
+from pipelines.study.trials import tune_trials
 
 # `mlflow.pytorch` calls logging.basicConfig() on import. That root handler would print every
 # Prefect record a second time, in the bare "INFO:prefect:..." format; Prefect has its own.
@@ -42,6 +41,7 @@ class StudyResult:
     winner: str | None
     phases: dict[str, float]
     train_seconds: float
+    spans: dict[str, PhaseSpan]  # the search's and the repeats', which overlap
     began_at: float  # time.time() when the flow body began: after Prefect's start-up
     left_out: dict[str, str] = field(default_factory=dict)  # variant -> why, in one line
 
@@ -62,15 +62,14 @@ def run_study(spec: StudySpec, source: str = "", resume_run_id: str | None = Non
         with parent.study_run(spec, source, dataset, resume_run_id) as study:
             with failures.study_log(spec.name):  # the study's log file, up to its report
                 with tuning.ray_session():
-                    searched = tune_search(spec, dataset, study.experiment_id, study.run_id)
-                    best = searched.outcomes
-                    repeats = repeat_best(spec, best, dataset, study.experiment_id, study.run_id)
-                left_out = study.leave_out([*searched.left_out, *repeats.left_out])
-                kept = [outcome for outcome in best if outcome.variant not in left_out]
+                    trained = tune_trials(spec, dataset, study.experiment_id, study.run_id)
+                repeats = trained.repeats
+                left_out = study.leave_out([*trained.left_out, *repeats.left_out])
+                kept = [o for o in trained.outcomes if o.variant not in left_out]
                 register_champions(spec.name, kept, dataset)
                 built = publish_report(spec.name, study.run_id)
             train_seconds = sum(o.train_seconds for o in kept) + repeats.train_seconds
-            study.log_timings(timings, train_seconds)
+            study.log_timings(timings, train_seconds, trained.spans)
     return StudyResult(
         study=spec.name,
         experiment_id=study.experiment_id,
@@ -79,6 +78,7 @@ def run_study(spec: StudySpec, source: str = "", resume_run_id: str | None = Non
         winner=built.winner,
         phases=timings.phases,
         train_seconds=train_seconds,
+        spans=trained.spans,
         began_at=timings.began_at,
         left_out=left_out,
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -22,7 +22,7 @@ from pipelines.ops import settings
 from pipelines.spec import StudySpec
 from pipelines.study import resume, tuning
 from pipelines.study.search import LeftOut
-from pipelines.study.timings import Timings, phase
+from pipelines.study.timings import PhaseSpan, Timings, phase
 
 
 def _open_parent(
@@ -62,7 +62,7 @@ def _reopen_parent(
 ) -> None:
     """Mark an interrupted study's parent run RUNNING again, under this driver."""
     tags = client.get_run(parent_id).data.tags
-    problem = resume.spec_changed(parent_id, tags, spec) or resume.searched_per_variant(
+    problem = resume.spec_changed(parent_id, tags, spec) or resume.older_layout(
         parent_id, tags, spec
     )
     if problem:
@@ -99,11 +99,16 @@ class StudyRun:
             logging.getLogger("seqlab").warning(line)  # the study's log file
         return {gone.variant: gone.reason for gone in left_out}
 
-    def log_timings(self, timings: Timings, train_seconds: float) -> None:
+    def log_timings(
+        self, timings: Timings, train_seconds: float, spans: Mapping[str, PhaseSpan]
+    ) -> None:
         """The phases' wall-clock seconds and the trials' summed training time, as
-        `timing/<phase>_s` metrics."""
+        `timing/<phase>_s` metrics; for the search and the repeats, which overlap, each one's
+        span and summed work (`timing/search_span_s`, `timing/search_work_s`, ...)."""
         now = int(time.time() * 1000)
         seconds = {**timings.phases, "train": train_seconds}
+        for name, span in spans.items():
+            seconds |= {f"{name}_span": span.span_s, f"{name}_work": span.work_s}
         metrics = [Metric(f"timing/{name}_s", value, now, 0) for name, value in seconds.items()]
         self.client.log_batch(self.run_id, metrics=metrics)
 

@@ -15,12 +15,18 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from pipelines.study.failures import Divergence, trial_error
+from pipelines.trial.phase import OF_TRIAL, is_repeat
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.live import Live
 
 LIVE_EVERY_S = 0.1  # the live table redraws on a result at most this often
+
+
+def repeats_group(variant: str) -> str:
+    """The group a variant's seeded repeats are counted and labelled in."""
+    return f"{variant} repeats"
 
 
 @dataclass
@@ -39,13 +45,16 @@ class Progress(Callback):
     """Prints `[variant] trial 2/3 ...` lines; Ray Tune's own tables are switched off.
 
     `total` is how many trials the phase runs, all labelled `label`; or, when the phase runs
-    several variants' trials, each variant's own number of them: each trial is then counted,
-    and its lines labelled, by its variant. With `shown`, a trial's start line names only
-    those of its parameters (as the spec writes them), the ones its variant's search drew.
+    several variants' trials, each group's own number of them, by the variant's name for its
+    search trials and `repeats_group(variant)` for its seeded repeats: each trial is then
+    counted, and its lines labelled, by its group. With `shown`, a search trial's start line
+    names only those of its parameters (as the spec writes them), the ones its variant's search
+    drew; a repeat's names its seed and the search trial whose configuration it retrains.
 
     `max_epochs` is the training budget of a trial. With `test_metric` (a repeat's
-    `test/<metric>`), a trial's last report is its test result, after its last epoch: it is
-    counted as no epoch, and its value is shown when the trial ends. With `diverged` (the
+    `test/<metric>`), a trial whose last report holds it reported its test result there, after
+    its last epoch: that report is counted as no epoch, and its value is shown when the trial
+    ends. With `diverged` (the
     study's rule), a trial that ends diverged says so, and why, in place of its score.
 
     When the output is a terminal (or `console`, a rich Console, is one), the phase is a live
@@ -107,9 +116,12 @@ class Progress(Callback):
         number, group = self._number(trial)
         if not self._is_plain():
             self._row(trial).state = "running"
-        drawn = {_as_written(k): v for k, v in trial.evaluated_params.items()}
-        if self.shown is not None:
-            drawn = {k: v for k, v in drawn.items() if k in self.shown}
+        if is_repeat(trial.config):
+            drawn = {"seed": trial.config["seed"], "config of": trial.config[OF_TRIAL]}
+        else:
+            drawn = {_as_written(k): v for k, v in trial.evaluated_params.items()}
+            if self.shown is not None:
+                drawn = {k: v for k, v in drawn.items() if k in self.shown}
         searched = ", ".join(f"{k}={_short(v)}" for k, v in sorted(drawn.items()))
         self._say(f"trial {number}/{self.totals[group]} started  {searched}", trials, group)
 
@@ -201,6 +213,8 @@ class Progress(Callback):
         mid-run) gets the next number of its group."""
         if trial.trial_id not in self.numbers:
             variant = str((trial.config or {}).get("variant", ""))
+            if is_repeat(trial.config) and repeats_group(variant) in self.totals:
+                variant = repeats_group(variant)
             group = variant if variant in self.totals else self.label
             self.groups[trial.trial_id] = group
             taken = sum(g == group for g in self.groups.values())
@@ -210,8 +224,9 @@ class Progress(Callback):
     def _row(self, trial: Trial) -> _Row:
         """The trial's row in the live table."""
         number, group = self._number(trial)
-        variant = str((trial.config or {}).get("variant", group))
-        return self.rows.setdefault(trial.trial_id, _Row(number, variant, group=group))
+        # Named by its group (its variant, or its variant's repeats), if it is counted in one.
+        name = group if group != self.label else str((trial.config or {}).get("variant", group))
+        return self.rows.setdefault(trial.trial_id, _Row(number, name, group=group))
 
     def _say(
         self,

@@ -17,6 +17,8 @@ from pipelines import tracking
 from pipelines.ops import settings
 from pipelines.spec import SpecError, StudySpec, parse_spec
 
+TUNER_TAG = "seqlab.tune.trials"  # where the study's one Tuner keeps its state (`tuning.tuner`)
+
 
 class ResumeError(Exception):
     """Why a study cannot be resumed: printed as one line."""
@@ -69,15 +71,23 @@ def spec_changed(run_id: str, tags: dict[str, str], spec: StudySpec) -> str | No
     )
 
 
-def searched_per_variant(run_id: str, tags: dict[str, str], spec: StudySpec) -> str | None:
-    """Why a study cannot be resumed whose search ran a Tuner per variant (tagged
-    `seqlab.tune.<variant>`), as seqlab did before the search became one Tuner: this one would
-    search again from the start, beside the runs of the trials already searched."""
-    if "seqlab.tune.search" in tags or not any(f"seqlab.tune.{v}" in tags for v in spec.variants):
+def older_layout(run_id: str, tags: dict[str, str], spec: StudySpec) -> str | None:
+    """Why a study cannot be resumed whose trials ran in Tuners of an older layout, or None.
+
+    The study's trials run in one Tuner (`trials`, tagged `seqlab.tune.trials`). seqlab once ran
+    a Tuner per variant's search (tagged `seqlab.tune.<variant>`), then one for every search
+    and one for the repeats (`seqlab.tune.search`, `seqlab.tune.repeats`). This seqlab would
+    start its one Tuner from the beginning, beside the runs of the trials those had finished.
+    """
+    if TUNER_TAG in tags:
         return None
+    older = ["seqlab.tune.search", "seqlab.tune.repeats"]
+    older += [f"seqlab.tune.{variant}" for variant in spec.variants]
+    if not any(tag in tags for tag in older):
+        return None  # stopped before its trials began
     return (
-        f"run {run_id}: its search ran a Ray Tune experiment per variant, which this seqlab "
-        "cannot continue; run the study again"
+        f"run {run_id}: its trials ran in Ray Tune experiments of an older seqlab (one per "
+        "variant or per phase), which this seqlab cannot continue; run the study again"
     )
 
 

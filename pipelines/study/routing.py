@@ -1,31 +1,70 @@
-"""Every variant's search in one Tuner, each variant still searched and scheduled on its own.
+"""A study's trials in one Tuner: every variant's search, then each variant's seeded repeats as
+soon as its own search is over; each variant still searched and scheduled on its own.
 
-One Tuner for all variants pays Tune's set-up, and its workers' imports of torch and Lightning,
-once per study instead of once per variant, and runs every variant's trials side by side, so no
-variant's last trial runs alone while the other CPUs wait. What must not change is that a
-variant's early stopping and its model of the space compare the variant's own trials only:
+One Tuner for the whole study pays Tune's set-up, and its workers' imports of torch and
+Lightning, once per study instead of once per variant and phase. It runs every variant's trials
+side by side, so no variant's last trial runs alone while the other CPUs wait, and a variant
+whose search is over does not wait for the others' before its repeats start. What must not
+change is that a variant's early stopping and its model of the space compare the variant's own
+trials only:
 
 - `VariantSearch`, the Tuner's searcher, draws each trial of a variant from that variant's
   space: up front and seeded for random and grid search, from the variant's own Optuna study
-  for TPE. It hands out the variants' trials in turn, `trials_per_variant` each.
-- `VariantSchedulers`, the Tuner's scheduler, routes each trial to its variant's own instance
-  of the spec's scheduler (ASHA, HyperBand, PBT or FIFO), which sees its variant's trials only.
+  for TPE. It hands out the variants' trials in turn, `trials_per_variant` each. When the last
+  of a variant's trials has ended it picks the variant's best (`best_trial`) and hands out that
+  configuration's seeded repeats, marked `phase: repeat` in their config.
+- `VariantSchedulers`, the Tuner's scheduler, routes each search trial to its variant's own
+  instance of the spec's scheduler (ASHA, HyperBand, PBT or FIFO), which sees its variant's
+  search trials only, and every repeat to a FIFO scheduler: a repeat always trains to the end.
 """
 
 from __future__ import annotations
 
+import copy
+import math
 import pickle
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import optuna
 from ray.tune.experiment import Trial
-from ray.tune.schedulers import TrialScheduler
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.variant_generator import generate_variants
 from ray.tune.utils.util import merge_dicts
+
+from pipelines.trial.phase import OF_TRIAL, PHASE, REPEAT, is_repeat
+
+REPEATS = "repeats"  # the route of every repeat, whatever its variant
+
+
+def route(config: Mapping[str, Any]) -> str:
+    """Whose scheduler a trial belongs to: its variant's for a search trial, else `REPEATS`."""
+    return REPEATS if is_repeat(config) else str(config["variant"])
+
+
+@dataclass(frozen=True)
+class Ended:
+    """A search trial that has ended, as the choice of its variant's best sees it."""
+
+    trial_id: str
+    config: dict[str, Any]  # its config at its end (PBT may have changed it)
+    score: float  # its lowest finite metric, inf when none
+    usable: bool  # neither failed nor diverged
+
+
+def best_trial(ended: Iterable[Ended]) -> Ended | None:
+    """The variant's best search trial: the lowest score of any epoch (Tune's `scope="all"`)
+    among trials that neither failed nor diverged; None when none has a finite score.
+
+    Ties go to the trial that ended first. Every epoch that lowered a trial's score saved a
+    checkpoint (`trainable.Report`), so the best epoch always has one to register.
+    """
+    scored = [e for e in ended if e.usable and math.isfinite(e.score)]
+    return min(scored, key=lambda e: e.score) if scored else None
 
 
 class VariantSearch(Searcher):
@@ -37,6 +76,12 @@ class VariantSearch(Searcher):
     same spec draws the same trials; with "grid" they are the grid's points; with "optuna"
     each variant has an Optuna TPE study of its own, which learns from that variant's results
     only. Variants take turns: the next trial is of the variant with the fewest so far.
+
+    With `repeat_seeds`, once the last search trial of a variant has ended, its best
+    (`best_trial`, judged with `diverged`, the study's divergence rule) is retrained under each
+    of those seeds: these repeats come before any search trial still to draw. A variant none of
+    whose trials can be used gets no repeats (`chosen` does not name it). The search is
+    finished when every variant's search has ended and its repeats are handed out.
     """
 
     def __init__(
@@ -47,7 +92,10 @@ class VariantSearch(Searcher):
         seed: int,
         metric: str,
         mode: str,
+        repeat_seeds: Sequence[int] = (),
+        diverged: Callable[[Mapping[str, Any]], str | None] | None = None,
     ) -> None:
+        assert mode == "min", "the best trial is the lowest score"
         super().__init__(metric=metric, mode=mode)
         self.variants = list(spaces)
         self.drawn: dict[str, list[dict[str, Any]]] = {}  # random and grid: every trial's config
@@ -69,12 +117,28 @@ class VariantSearch(Searcher):
                 ]
         self.budget = {v: len(self.drawn[v]) if v in self.drawn else trials for v in spaces}
         self.suggested = dict.fromkeys(self.variants, 0)
-        self.variant_of: dict[str, str] = {}  # trial id -> its variant
+        self.variant_of: dict[str, str] = {}  # search trial id -> its variant
+        self.repeat_seeds = list(repeat_seeds)
+        self.diverged = diverged
+        self.configs: dict[str, dict[str, Any]] = {}  # search trial id -> its suggested config
+        self.scores: dict[str, float] = {}  # search trial id -> its lowest finite metric yet
+        self.ended: dict[str, list[Ended]] = {v: [] for v in self.variants}
+        self.chosen: dict[str, str] = {}  # variant -> the trial id its repeats retrain
+        self.queued: list[dict[str, Any]] = []  # repeats' configs not handed out yet
 
     @property
     def total(self) -> int:
-        """How many trials the search runs, all variants together."""
+        """How many trials the study runs at most, all variants and both phases together."""
+        return self.searched + len(self.variants) * len(self.repeat_seeds)
+
+    @property
+    def searched(self) -> int:
+        """How many search trials the study runs, all variants together."""
         return sum(self.budget.values())
+
+    def search_over(self, variant: str) -> bool:
+        """Whether every search trial of `variant` has ended."""
+        return len(self.ended[variant]) >= self.budget[variant]
 
     def set_search_properties(
         self, metric: str | None, mode: str | None, config: dict, **spec: Any
@@ -85,7 +149,9 @@ class VariantSearch(Searcher):
         return True
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        waiting = False
+        if self.queued:
+            return self.queued.pop(0)
+        waiting = not all(self.search_over(v) for v in self.variants)
         for variant in sorted(self.variants, key=lambda v: self.suggested[v]):  # stable: turns
             if self.suggested[variant] >= self.budget[variant]:
                 continue
@@ -95,6 +161,7 @@ class VariantSearch(Searcher):
                 continue
             self.suggested[variant] += 1
             self.variant_of[trial_id] = variant
+            self.configs[trial_id] = config
             return config
         return None if waiting else Searcher.FINISHED
 
@@ -107,16 +174,60 @@ class VariantSearch(Searcher):
         return merge_dicts(self.spaces[variant], suggestion)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        searcher = self.optuna.get(self.variant_of.get(trial_id, ""))
+        if trial_id not in self.variant_of:
+            return  # a repeat
+        self._score(trial_id, result)
+        searcher = self.optuna.get(self.variant_of[trial_id])
         if searcher is not None:
             searcher.on_trial_result(trial_id, result)
 
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
-        searcher = self.optuna.get(self.variant_of.get(trial_id, ""))
+        variant = self.variant_of.get(trial_id)
+        if variant is None:
+            return  # a repeat
+        searcher = self.optuna.get(variant)
         if searcher is not None:
             searcher.on_trial_complete(trial_id, result, error)
+        if result:
+            self._score(trial_id, result)
+        # A trial removed before it ran, or stopped without a result, has no score.
+        usable = not error and bool(result) and not (self.diverged and self.diverged(result))
+        config = self._final_config(trial_id, result)
+        self.ended[variant].append(
+            Ended(trial_id, config, self.scores.get(trial_id, math.inf), usable)
+        )
+        if self.search_over(variant):
+            self._queue_repeats(variant)
+
+    def _score(self, trial_id: str, result: Mapping[str, Any]) -> None:
+        value = float(result.get(self._metric or "", math.nan))
+        if math.isfinite(value):
+            self.scores[trial_id] = min(value, self.scores.get(trial_id, math.inf))
+
+    def _final_config(self, trial_id: str, result: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The trial's config at its end (PBT changes it as it goes): the config it was given,
+        with each value Tune reported with its last result (as `config/<path>`) in place."""
+        config = copy.deepcopy(self.configs[trial_id])
+        for key, value in (result or {}).items():
+            if key.startswith("config/"):
+                *path, leaf = key.split("/")[1:]
+                node = config
+                for part in path:
+                    node = node.setdefault(part, {})
+                node[leaf] = value
+        return config
+
+    def _queue_repeats(self, variant: str) -> None:
+        best = best_trial(self.ended[variant])
+        if best is None:
+            return
+        self.chosen[variant] = best.trial_id
+        for seed in self.repeat_seeds:
+            config = copy.deepcopy(best.config)
+            config.update(seed=seed, **{PHASE: REPEAT, OF_TRIAL: best.trial_id})
+            self.queued.append(config)
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:
@@ -128,16 +239,17 @@ class VariantSearch(Searcher):
 
 
 class VariantSchedulers(TrialScheduler):
-    """Each trial scheduled by its own variant's scheduler, which sees that variant's trials only.
+    """Each search trial scheduled by its own variant's scheduler, which sees that variant's
+    search trials only; every repeat by a FIFO scheduler of the repeats.
 
     So ASHA stops a trial only by comparison with trials of its variant, HyperBand fills its
-    brackets with them, and PBT exploits within the variant's population. `schedulers` maps
-    each variant to its own instance of the spec's scheduler.
+    brackets with them, and PBT exploits within the variant's population; a repeat is never
+    stopped early. `schedulers` maps each variant to its own instance of the spec's scheduler.
     """
 
     def __init__(self, schedulers: Mapping[str, TrialScheduler]) -> None:
         super().__init__()
-        self.schedulers = dict(schedulers)
+        self.schedulers = {**schedulers, REPEATS: FIFOScheduler()}
         self._metric: str | None = None
         self._turn = 0  # whose scheduler picks the next trial to run first
 
@@ -151,8 +263,8 @@ class VariantSchedulers(TrialScheduler):
         return all(results)
 
     def _route(self, controller: Any, trial: Trial) -> tuple[TrialScheduler, _OneVariant]:
-        variant = trial.config["variant"]
-        return self.schedulers[variant], _OneVariant(controller, variant)
+        to = route(trial.config)
+        return self.schedulers[to], _OneVariant(controller, to)
 
     def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
         scheduler, view = self._route(tune_controller, trial)
@@ -175,8 +287,12 @@ class VariantSchedulers(TrialScheduler):
         scheduler.on_trial_remove(view, trial)
 
     def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
-        """The variants' schedulers are asked in turn, starting one further each time."""
-        variants = list(self.schedulers)
+        """The repeats' scheduler first (their variant waits on them), then the variants'
+        schedulers in turn, starting one further each time."""
+        repeat = self.schedulers[REPEATS].choose_trial_to_run(_OneVariant(tune_controller, REPEATS))
+        if repeat is not None:
+            return repeat
+        variants = [v for v in self.schedulers if v != REPEATS]
         for i in range(len(variants)):
             variant = variants[(self._turn + i) % len(variants)]
             trial = self.schedulers[variant].choose_trial_to_run(
@@ -192,7 +308,8 @@ class VariantSchedulers(TrialScheduler):
 
 
 class _OneVariant:
-    """The Tune controller as one variant's scheduler sees it: that variant's trials only.
+    """The Tune controller as one scheduler sees it: the trials of its route only (a variant's
+    search trials, or the repeats).
 
     And no search algorithm: PBT refuses to run beside one (its mutations would confuse a
     searcher that models the space), and `VariantSearch` models no PBT variant's space: it
@@ -201,16 +318,15 @@ class _OneVariant:
 
     search_alg = None
 
-    def __init__(self, controller: Any, variant: str) -> None:
+    def __init__(self, controller: Any, to: str) -> None:
         self._controller = controller
-        self._variant = variant
+        self._route = to
 
     def get_trials(self) -> list[Trial]:
-        return [t for t in self._controller.get_trials() if t.config["variant"] == self._variant]
+        return [t for t in self._controller.get_trials() if route(t.config) == self._route]
 
     def get_live_trials(self) -> list[Trial]:
-        live = self._controller.get_live_trials()
-        return [t for t in live if t.config["variant"] == self._variant]
+        return [t for t in self._controller.get_live_trials() if route(t.config) == self._route]
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._controller, name)

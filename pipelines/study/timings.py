@@ -13,7 +13,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+    from ray import tune
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -63,3 +67,22 @@ def timed(name: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
         return timed_call
 
     return decorate
+
+
+@dataclass(frozen=True)
+class PhaseSpan:
+    """One phase of a study's trials, which overlap other phases' in the study's one Tuner: its
+    wall-clock span, from its first trial's start to its last trial's end, and its work, the
+    seconds its trials trained, summed (larger than the span when trials run side by side)."""
+
+    span_s: float
+    work_s: float
+
+    @classmethod
+    def of(cls, runs: list[Run], results: list[tune.Result]) -> PhaseSpan:
+        """From the phase's MLflow runs (their start and end times, in ms; a resumed study's
+        span includes the time it was stopped) and its trials' Tune results."""
+        ended = [r.info.end_time for r in runs if r.info.end_time]
+        span = (max(ended) - min(r.info.start_time for r in runs)) / 1000 if ended else 0.0
+        work = sum(float(r.metrics.get("time_total_s", 0.0)) for r in results if r.metrics)
+        return cls(span_s=span, work_s=work)

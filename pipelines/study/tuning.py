@@ -188,7 +188,7 @@ def stop_tuning(frame: FrameType | None) -> bool:
     return True
 
 
-def fit(tuner: tune.Tuner, parent_run_id: str, kind: str, variant: str | None) -> Any:
+def fit(tuner: tune.Tuner, parent_run_id: str, kind: str | None, variant: str | None) -> Any:
     """Run the Tuner; whatever stops it, no MLflow run of its trials stays RUNNING.
 
     Raises StudyInterrupted when Tune returned with trials unfinished, or was asked to stop

@@ -216,7 +216,7 @@ def end_running(mlflow: MlflowClient, parent_run_id: str, status: str) -> int:
 
 
 def delete_lost(
-    mlflow: MlflowClient, parent_run_id: str, kind: str, variant: str | None = None
+    mlflow: MlflowClient, parent_run_id: str, kind: str | None, variant: str | None = None
 ) -> int:
     """Delete the runs of trials that a resumed Tuner lost; returns how many.
 

@@ -19,6 +19,7 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from pipelines.study.failures import Divergence, trial_error
+from pipelines.trial import phase
 from seqmodels.config import TrialConfig
 
 METRIC_PREFIXES = ("train/", "val/", "test/", "diag/")
@@ -87,7 +88,8 @@ class TrialRuns(Callback):
     result, and the MLflow UI shows it among the failures, not the finished runs.
 
     Args:
-        kind: `trial` for a search trial, `repeat` for a seeded repeat of a chosen config.
+        kind: the `kind` tag of a trial's run: `trial` for a search trial, `repeat` for a seeded
+            repeat of a chosen config; a trial whose config marks it a repeat (`phase`) is one.
         diverged: the study's divergence rule; None: no run is judged.
     """
 
@@ -142,21 +144,21 @@ class TrialRuns(Callback):
         run_id = self.run_ids.get(trial.trial_id)
         if run_id is None and self.restored:
             # Started after Tune last saved its state, before the driver stopped.
-            run_id = self._recorded_run(trial.trial_id)
+            run_id = self._recorded_run(trial)
         if run_id is not None:
             self._reopen(trial.trial_id, run_id)
             return
         config = TrialConfig.from_nested(trial.config)
-        variant, seed = config.variant, config.seed
+        variant, seed, kind = config.variant, config.seed, self._kind(trial)
         run = self.mlflow.create_run(
             self.experiment_id,
-            run_name=f"{variant}-{self.kind}-{seed}" if self.kind == "repeat" else trial.trial_id,
+            run_name=f"{variant}-{kind}-{seed}" if kind == "repeat" else trial.trial_id,
             tags={
                 "mlflow.parentRunId": self.parent_run_id,
                 "variant": variant,
                 "trial_id": trial.trial_id,
                 "seed": str(seed),
-                "kind": self.kind,
+                "kind": kind,
             },
         )
         self.run_ids[trial.trial_id] = run.info.run_id
@@ -174,10 +176,14 @@ class TrialRuns(Callback):
             return  # an epoch a restored trial repeats: its run has it already
         self.logged[trial.trial_id] = step
         now = int(time.time() * 1000)
+        # A repeat's test report holds its best epoch's val/loss again: only its test metrics
+        # are news.
+        tested = any(key.startswith("test/") for key in result)
         values = [
             Metric(key, float(value), now, step)
             for key, value in result.items()
-            if key.startswith(METRIC_PREFIXES) and math.isfinite(float(value))
+            if key.startswith("test/" if tested else METRIC_PREFIXES)
+            and math.isfinite(float(value))
         ]
         self.writer = self.writer or Writer()
         tags = self._placement_tags(trial, result)
@@ -216,11 +222,14 @@ class TrialRuns(Callback):
             self.mlflow.set_terminated(self.run_ids[trial_id], status)
             self.open.discard(trial_id)
 
-    def _recorded_run(self, trial_id: str) -> str | None:
+    def _kind(self, trial: Trial) -> str:
+        return phase.kind(trial.config) if phase.is_repeat(trial.config) else self.kind
+
+    def _recorded_run(self, trial: Trial) -> str | None:
         runs = self.mlflow.search_runs(
             [self.experiment_id],
             filter_string=f"tags.mlflow.parentRunId = '{self.parent_run_id}' "
-            f"and tags.kind = '{self.kind}' and tags.trial_id = '{trial_id}'",
+            f"and tags.kind = '{self._kind(trial)}' and tags.trial_id = '{trial.trial_id}'",
             max_results=1,
         )
         return runs[0].info.run_id if runs else None

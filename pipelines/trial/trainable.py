@@ -21,6 +21,7 @@ from torch import nn
 
 from pipelines.data.store import DatasetRef
 from pipelines.ops import settings
+from pipelines.trial.phase import is_repeat
 from seqmodels.config import TrainConfig, TrialConfig
 from seqmodels.data import NpzDataModule
 from seqmodels.diagnostics import RecurrenceDiagnostics
@@ -244,7 +245,8 @@ class KeepBest(L.Callback):
 def train_repeat(config: dict[str, Any], dataset: DatasetRef) -> None:
     """Retrain a chosen configuration under one seed, then test its best-validation weights.
 
-    Reports `train/loss` and `val/loss` every epoch, like a trial, and finally the test metrics.
+    Reports `train/loss` and `val/loss` every epoch, like a trial, and finally the test metrics,
+    with the best epoch's `val/loss`.
     No early stopping and no checkpoints: a repeat is cheap to rerun, and only its score matters.
     """
     trial = TrialConfig.from_nested(config)
@@ -256,7 +258,21 @@ def train_repeat(config: dict[str, Any], dataset: DatasetRef) -> None:
     if keep.state is not None:
         module.load_state_dict(keep.state)
     (metrics,) = trainer.test(module, datamodule=data, verbose=False)
-    tune.report({key: float(value) for key, value in metrics.items()})
+    # With the validation loss of the weights it tested: the study's one Tuner checks that
+    # every result holds the metric its search minimises.
+    tune.report({**{key: float(value) for key, value in metrics.items()}, "val/loss": keep.best})
+
+
+def train_study_trial(
+    config: dict[str, Any], dataset: DatasetRef, checkpoint_every: int | None = None
+) -> None:
+    """A study's trainable: a seeded repeat when its config says so (`phase.is_repeat`), else a
+    search trial. One trainable for both lets the study run them in one Tuner, and a worker
+    that trained one go on with the other."""
+    if is_repeat(config):
+        train_repeat(config, dataset)
+    else:
+        train_trial(config, dataset, checkpoint_every)
 
 
 class EpochMetrics(L.Callback):

@@ -216,15 +216,12 @@ def test_a_study_trains_from_the_bucket_and_resumes_from_it(s3: dict, tmp_path: 
     bucket = _bucket(s3)
     (dataset,) = bucket.ls(f"{store}/data")
     # Tune kept its state, results and checkpoints in the bucket too, where every node of a
-    # cluster reaches them: one experiment for the search's trials and one for the repeats.
+    # cluster reaches them: one experiment for the study's trials, search and repeats.
     assert not (home / "ray_results").exists()
     states = bucket.glob(f"{store}/ray_results/*/experiment_state-*.json")
     experiments = sorted({Path(state).parent.name for state in states})
-    assert [name.rsplit("-", 2)[0] for name in experiments] == [
-        "s3-store-repeats",
-        "s3-store-search",
-    ], experiments
-    assert bucket.glob(f"{store}/ray_results/s3-store-search-*/*/checkpoint_*/checkpoint")
+    assert [name.rsplit("-", 2)[0] for name in experiments] == ["s3-store"], experiments
+    assert bucket.glob(f"{store}/ray_results/s3-store-*/*/checkpoint_*/checkpoint")
 
     client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("s3-store")
@@ -238,6 +235,6 @@ def test_a_study_trains_from_the_bucket_and_resumes_from_it(s3: dict, tmp_path: 
     assert logged.dataset.source_type == "s3"
     assert json.loads(logged.dataset.source)["uri"] == f"s3://{dataset}"
     # the driver tested and registered the champion from a local copy
-    assert parent.data.tags["seqlab.tune.search"].startswith(f"{store}/ray_results/")
+    assert parent.data.tags["seqlab.tune.trials"].startswith(f"{store}/ray_results/")
     assert client.get_model_version_by_alias("s3-store-rnn", "champion")
     assert (home / "checkpoints" / parent.info.run_id).is_dir()

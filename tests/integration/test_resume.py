@@ -169,7 +169,7 @@ def test_a_study_resumes_after_ctrl_c_and_after_its_driver_is_killed(tmp_path: P
     after = {r.info.run_id: _history(client, r) for r in _finished(client, "trial")}
     assert all(after[run_id] == history for run_id, history in before.items()), "not run again"
     parent = client.get_run(parent_id)
-    assert "seqlab.tune.repeats" in parent.data.tags
+    assert "seqlab.tune.trials" in parent.data.tags
     assert parent.data.tags["prefect.resumed_by_flow_run_id"]
 
 

@@ -120,7 +120,7 @@ def test_real_search_on_local_ray(study, tmp_path: Path, search: dict[str, Any])
     experiment_id = tracking.ensure_experiment(client, f"search-{tmp_path.name}")
     parent = client.create_run(experiment_id, tags={"kind": "study"}).info.run_id
     with study.tuning.ray_session():
-        searched = study.search.tune_search.fn(spec, dataset, experiment_id, parent)
+        searched = study.trials.tune_trials.fn(spec, dataset, experiment_id, parent, repeats=False)
     (outcome,) = searched.outcomes
     assert outcome.trials == 3 and outcome.failed == 0
     assert math.isfinite(outcome.best_val)

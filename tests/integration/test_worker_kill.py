@@ -104,7 +104,7 @@ def study(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _search(study, client, experiment_id: str, killer: KillMidEpoch, label: str):
-    """A two-trial search of one variant, as `search.tune_search` configures its Tuner; (its
+    """A two-trial search of one variant, as `trials.tune_trials` configures its Tuner; (its
     results, parent run)."""
     from pipelines.data import store
     from pipelines.ops import settings

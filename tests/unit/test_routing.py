@@ -222,12 +222,19 @@ def test_each_schedulers_instance_sees_its_own_variants_trials_only(name: str) -
     assert seen == {v: {v} for v in VARIANTS}
 
 
-def test_a_study_searched_a_tuner_per_variant_is_not_resumed() -> None:
+@pytest.mark.parametrize(
+    "tags",
+    [
+        {"seqlab.tune.rnn": "/r/a", "seqlab.tune.gru": "/r/b"},  # a Tuner per variant's search
+        {"seqlab.tune.search": "/r/s"},  # a Tuner for the search, one for the repeats
+        {"seqlab.tune.search": "/r/s", "seqlab.tune.repeats": "/r/t"},
+    ],
+    ids=["per-variant", "per-phase-searching", "per-phase-repeating"],
+)
+def test_a_study_of_an_older_tuner_layout_is_not_resumed(tags: dict[str, str]) -> None:
     from pipelines.study import resume
 
     spec = _spec()
-    before = {"seqlab.tune.rnn": "/r/a", "seqlab.tune.gru": "/r/b"}
-    assert "run the study again" in (resume.searched_per_variant("r1", before, spec) or "")
-    now = {"seqlab.tune.search": "/r/s", "seqlab.tune.repeats": "/r/t"}
-    assert resume.searched_per_variant("r1", now, spec) is None
-    assert resume.searched_per_variant("r1", {}, spec) is None  # stopped before its search
+    assert "run the study again" in (resume.older_layout("r1", tags, spec) or "")
+    assert resume.older_layout("r1", {resume.TUNER_TAG: "/r/s"}, spec) is None
+    assert resume.older_layout("r1", {}, spec) is None  # stopped before its trials began
