@@ -195,3 +195,70 @@ def test_a_spec_this_seqlab_reads_differently_is_refused_in_one_line(home: Path)
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"seqlab: error: run {run.info.run_id} spec.json: "), line
     assert f"digest {spec.digest()}" in line and "0123456789abcdef" in line
+
+
+OVERLAP = "overlapping"
+OVERLAP_SPEC = {
+    **SPEC,
+    "name": OVERLAP,
+    "task": {"name": "adding", "options": {"length": 30, "n_train": 2048, "n_val": 64}},
+    # A fast variant and a slow one: the fast one's repeats start while the slow one searches.
+    "variants": {
+        "rnn": {"cell": "tanh", "hidden_size": 4},
+        "lstm": {"cell": "lstm", "hidden_size": 128},
+    },
+    "fixed": {"batch_size": 64, "max_epochs": 3},
+}
+
+
+def test_a_study_killed_while_one_variant_repeats_and_another_searches_resumes(
+    tmp_path: Path,
+) -> None:
+    """The driver is killed once a repeat of the fast variant has started while a search trial
+    of the slow one still runs: a moment no barrier between the phases would allow (the wait
+    times out). Resumed, the study completes with one run per trial and per repeat."""
+    home = tmp_path / "home"
+    spec = tmp_path / f"{OVERLAP}.yaml"
+    spec.write_text(yaml.safe_dump(OVERLAP_SPEC))
+    env = embedded_env(home)
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    experiment = lambda: client.get_experiment_by_name(OVERLAP)  # noqa: E731
+
+    def runs(**tags: str) -> list:
+        if experiment() is None:
+            return []
+        clauses = ["tags.mlflow.parentRunId != ''"] + [f"tags.{k} = '{v}'" for k, v in tags.items()]
+        return client.search_runs([experiment().experiment_id], " and ".join(clauses))
+
+    def overlapping() -> bool:
+        searching = [r for r in runs(kind="trial", variant="lstm") if r.info.status == "RUNNING"]
+        return bool(searching) and bool(runs(kind="repeat", variant="rnn"))
+
+    drivers: list[Driver] = []
+    try:
+        first = Driver(env, "run", str(spec))
+        drivers.append(first)
+        first.wait_for(overlapping)
+        first.kill()
+        (parent,) = client.search_runs([experiment().experiment_id], "tags.kind = 'study'")
+        assert parent.info.status == "RUNNING"  # nobody could end it
+        resumed = Driver(env, "resume", OVERLAP)
+        drivers.append(resumed)
+        assert resumed.finish() == 0, resumed.output()[-4000:]
+    finally:
+        for driver in drivers:
+            driver.stop()
+
+    assert client.get_run(parent.info.run_id).info.status == "FINISHED"
+    assert not [r for r in runs() if r.info.status != "FINISHED"]
+    for variant in OVERLAP_SPEC["variants"]:
+        trials = runs(kind="trial", variant=variant)
+        assert len({r.data.tags["trial_id"] for r in trials}) == len(trials) == TRIALS
+        repeats = runs(kind="repeat", variant=variant)
+        assert sorted(int(r.data.tags["seed"]) for r in repeats) == [1, 2]
+        assert all(r.data.metrics["test/mse"] >= 0 for r in repeats)
+        versions = client.search_model_versions(f"name = '{OVERLAP}-{variant}'")
+        assert len(versions) == 1, "each champion is registered once"
+    for run in runs():
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/loss")]
+        assert sorted(steps) == [0, 1, 2], f"run {run.info.run_id}: each epoch once"

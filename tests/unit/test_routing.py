@@ -3,6 +3,7 @@ its own scheduler (`pipelines.study.routing`), driven with real Tune schedulers 
 
 from __future__ import annotations
 
+import math
 import typing
 from typing import Any
 
@@ -14,7 +15,9 @@ from ray.tune.search import Searcher
 from pipelines.spec import StudySpec, parse_spec
 from pipelines.spec.schema import SchedulerSpec, SearchSpec
 from pipelines.study import routing
+from pipelines.study.failures import Divergence
 from pipelines.study.space import METRIC, MODE, scheduler, trial_space
+from pipelines.trial.phase import OF_TRIAL, is_repeat
 
 VARIANTS = {"rnn": {"cell": "tanh"}, "gru": {"cell": "gru"}, "lstm": {"cell": "lstm"}}
 
@@ -31,7 +34,7 @@ def _spec(seed: int = 0, variants: dict[str, Any] = VARIANTS, **search: Any) -> 
     )
 
 
-def _searcher(spec: StudySpec) -> routing.VariantSearch:
+def _searcher(spec: StudySpec, seeds: tuple[int, ...] = ()) -> routing.VariantSearch:
     return routing.VariantSearch(
         {v: trial_space(spec, v) for v in spec.variants},
         spec.search.trials_per_variant,
@@ -39,6 +42,8 @@ def _searcher(spec: StudySpec) -> routing.VariantSearch:
         spec.fixed.seed,
         METRIC,
         MODE,
+        repeat_seeds=seeds,
+        diverged=Divergence("mse", 0.1667),
     )
 
 
@@ -119,6 +124,88 @@ def test_save_and_restore_go_on_where_the_search_was(tmp_path) -> None:
     assert rest == _suggest_all(searcher)
 
 
+def _search_all(searcher: routing.VariantSearch) -> dict[str, dict[str, Any]]:
+    """Every search trial's config, by trial id, handed out before any has ended."""
+    configs: dict[str, dict[str, Any]] = {}
+    while isinstance(config := searcher.suggest(f"t{len(configs)}"), dict):
+        assert not is_repeat(config)
+        configs[f"t{len(configs)}"] = config
+    return configs
+
+
+def test_a_variants_repeats_come_once_its_last_search_trial_has_ended_and_not_before() -> None:
+    spec = _spec(trials_per_variant=3)
+    searcher = _searcher(spec, seeds=(11, 12))
+    configs = _search_all(searcher)
+    assert searcher.suggest("early") is None  # no repeat until a variant's search is over
+    gru = [t for t, c in configs.items() if c["variant"] == "gru"]
+    scores = dict(zip(gru, [0.30, 0.10, 0.20], strict=True))
+    for trial_id in gru:  # each reports a worse epoch after its best
+        searcher.on_trial_result(trial_id, {METRIC: scores[trial_id], "training_iteration": 1})
+    for trial_id in gru[:2]:
+        searcher.on_trial_complete(trial_id, {METRIC: 0.9, "training_iteration": 2})
+        assert searcher.suggest(f"r-{trial_id}") is None  # gru's search is not over yet
+    searcher.on_trial_complete(gru[2], {METRIC: 0.9, "training_iteration": 2})
+    repeats = [searcher.suggest("r1"), searcher.suggest("r2")]
+    assert searcher.suggest("r3") is None  # the other variants still search
+    best = configs[gru[1]]  # the lowest score of any epoch, not of the last
+    assert searcher.chosen == {"gru": gru[1]}
+    for seed, repeat in zip((11, 12), repeats, strict=True):
+        assert isinstance(repeat, dict) and is_repeat(repeat)
+        assert repeat[OF_TRIAL] == gru[1] and repeat["seed"] == seed
+        assert {k: v for k, v in repeat.items() if k not in ("seed", "phase", OF_TRIAL)} == {
+            k: v for k, v in best.items() if k != "seed"
+        }
+
+
+def test_failed_and_diverged_trials_are_never_repeated_and_a_variant_of_them_gets_none() -> None:
+    spec = _spec(trials_per_variant=2)
+    searcher = _searcher(spec, seeds=(5,))
+    configs = _search_all(searcher)
+    by_variant = {v: [t for t, c in configs.items() if c["variant"] == v] for v in VARIANTS}
+    rnn, gru, lstm = by_variant["rnn"], by_variant["gru"], by_variant["lstm"]
+    searcher.on_trial_result(rnn[0], {METRIC: 0.01, "training_iteration": 1})
+    searcher.on_trial_complete(rnn[0], error=True)  # its good epoch does not count
+    searcher.on_trial_complete(rnn[1], {METRIC: 0.2, "training_iteration": 2})
+    searcher.on_trial_result(gru[0], {METRIC: 0.01, "training_iteration": 1})
+    searcher.on_trial_complete(gru[0], {METRIC: math.nan, "training_iteration": 2})  # diverged
+    searcher.on_trial_complete(gru[1], error=True)
+    for trial_id in lstm:
+        searcher.on_trial_complete(trial_id, None)  # removed before it ran
+    (repeat,) = [searcher.suggest("r1")]
+    assert isinstance(repeat, dict) and repeat[OF_TRIAL] == rnn[1]
+    assert searcher.chosen == {"rnn": rnn[1]}
+    assert searcher.suggest("r2") == Searcher.FINISHED
+
+
+def test_a_repeat_retrains_the_config_the_trial_ended_with() -> None:
+    """Under PBT a trial's config changes as it trains; Tune reports it with each result."""
+    spec = _spec(variants={"rnn": VARIANTS["rnn"]}, trials_per_variant=1)
+    searcher = _searcher(spec, seeds=(3,))
+    (trial_id,) = _search_all(searcher)
+    searcher.on_trial_complete(
+        trial_id, {METRIC: 0.1, "training_iteration": 4, "config/train/lr": 0.0042}
+    )
+    repeat = searcher.suggest("r")
+    assert isinstance(repeat, dict) and repeat["train"]["lr"] == 0.0042
+    assert repeat["model"]["cell_options"] == {}  # what the result does not report is kept
+    assert searcher.suggest("r2") == Searcher.FINISHED
+
+
+def test_the_searcher_finishes_when_every_search_is_over_and_every_repeat_handed_out() -> None:
+    spec = _spec(trials_per_variant=2)
+    searcher = _searcher(spec, seeds=(1, 2, 3))
+    assert searcher.total == 3 * 2 + 3 * 3  # what the Tuner's num_samples caps
+    configs = _search_all(searcher)
+    handed = []
+    for number, trial_id in enumerate(configs):
+        searcher.on_trial_complete(trial_id, {METRIC: 0.1 + number, "training_iteration": 4})
+        while isinstance(config := searcher.suggest(f"r{len(handed)}"), dict):
+            handed.append(config)
+    assert len(handed) == 9 and all(is_repeat(c) for c in handed)
+    assert searcher.suggest("last") == Searcher.FINISHED
+
+
 class _Controller:
     """The part of Tune's controller a scheduler reads: its trials."""
 
@@ -133,8 +220,10 @@ class _Controller:
         return [t for t in self.trials if t.status in (Trial.RUNNING, Trial.PENDING)]
 
 
-def _trial(controller: _Controller, variant: str, number: int) -> Trial:
-    trial = Trial("train", config={"variant": variant}, trial_id=f"{variant}{number}", stub=True)
+def _trial(controller: _Controller, variant: str, number: int, repeat: bool = False) -> Trial:
+    config = {"variant": variant, **({"phase": "repeat"} if repeat else {})}
+    trial_id = f"{variant}{'-repeat' if repeat else ''}{number}"
+    trial = Trial("train", config=config, trial_id=trial_id, stub=True)
     trial.set_status(Trial.RUNNING)
     controller.trials.append(trial)
     return trial
@@ -176,7 +265,7 @@ SCHEDULERS = typing.get_args(SchedulerSpec.model_fields["name"].annotation)
 @pytest.mark.parametrize("name", SCHEDULERS)
 def test_each_schedulers_instance_sees_its_own_variants_trials_only(name: str) -> None:
     spec = _spec(scheduler={"name": name, "grace_period": 1, "perturbation_interval": 1})
-    seen: dict[str, set[str]] = {v: set() for v in VARIANTS}
+    seen: dict[str, set[tuple[str, bool]]] = {v: set() for v in VARIANTS}
 
     class Watching:
         """The spec's scheduler, noting which trials its controller shows it."""
@@ -188,8 +277,8 @@ def test_each_schedulers_instance_sees_its_own_variants_trials_only(name: str) -
             return getattr(self.inner, name)
 
         def _note(self, controller: Any) -> None:
-            seen[self.variant] |= {t.config["variant"] for t in controller.get_trials()}
-            seen[self.variant] |= {t.config["variant"] for t in controller.get_live_trials()}
+            shown = [*controller.get_trials(), *controller.get_live_trials()]
+            seen[self.variant] |= {(t.config["variant"], is_repeat(t.config)) for t in shown}
 
         def on_trial_add(self, controller: Any, trial: Trial) -> None:
             self._note(controller)
@@ -219,7 +308,17 @@ def test_each_schedulers_instance_sees_its_own_variants_trials_only(name: str) -
         controller, chosen, {METRIC: 0.5, "training_iteration": 1, "config": chosen.config}
     )
     assert decision in (TrialScheduler.CONTINUE, TrialScheduler.PAUSE, TrialScheduler.STOP)
-    assert seen == {v: {v} for v in VARIANTS}
+    # A variant's repeat, pending beside its search trials, runs first, and a FIFO scheduler
+    # of the repeats keeps it to the end: no variant's scheduler ever sees it.
+    repeat = _trial(controller, "gru", 0, repeat=True)
+    repeat.set_status(Trial.PENDING)
+    schedulers.on_trial_add(controller, repeat)
+    assert schedulers.choose_trial_to_run(controller) is repeat
+    repeat.set_status(Trial.RUNNING)
+    result = {METRIC: 99.0, "training_iteration": 1, "config": repeat.config}
+    assert schedulers.on_trial_result(controller, repeat, result) == TrialScheduler.CONTINUE
+    schedulers.on_trial_complete(controller, repeat, result)
+    assert seen == {v: {(v, False)} for v in VARIANTS}
 
 
 @pytest.mark.parametrize(
