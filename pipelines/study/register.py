@@ -1,5 +1,6 @@
-"""Phases 4 and 5: each variant's best trial tested and registered as its champion, and the
-report built from MLflow alone, with the winner's alias.
+"""Phases 4 and 5: each variant's best trial tested and registered as its champion, as soon as
+that variant's repeats are over (`ChampionWhenReady`), and the report built from MLflow alone,
+with the winner's alias.
 """
 
 from __future__ import annotations
@@ -7,17 +8,23 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+from typing import Any
 
 import mlflow
 import mlflow.pytorch  # noqa: F401  (the champion's flavour: logged with its torch network)
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
+from ray import tune
+from ray.tune.experiment import Trial
 
 from pipelines import report, serving, tracking
 from pipelines.data.store import DatasetRef
 from pipelines.report.markdown import Report
-from pipelines.study.search import VariantOutcome
+from pipelines.spec import StudySpec
+from pipelines.study.failures import Divergence
+from pipelines.study.search import VariantOutcome, variant_outcome
 from pipelines.study.timings import timed
+from pipelines.trial.phase import OF_TRIAL, is_repeat
 from pipelines.trial.trainable import evaluate
 
 
@@ -29,6 +36,88 @@ def register_champions(study: str, outcomes: list[VariantOutcome], dataset: Data
     for outcome in outcomes:
         if not client.search_model_versions(f"run_id = '{outcome.run_id}'"):
             evaluate_and_register(study, outcome, dataset)
+
+
+class ChampionWhenReady(tune.Callback):
+    """Tests and registers a variant's champion (its best search trial) as soon as the last of
+    its seeded repeats has ended, while other variants still train: in the study's one Tuner a
+    variant is done long before the study is.
+
+    Only a variant the comparison keeps: none of its repeats failed or diverged (one that did
+    may leave it out, `repeat.repeats_left_out`, which the study decides once its Tuner is
+    done; `register_champions` then registers whatever this did not). It runs on the driver,
+    between Tune's events: the trials go on training meanwhile, and their results wait.
+
+    Args:
+        spec: the study's spec.
+        dataset: the study's dataset.
+        parent_run_id: the study's parent run, whose child runs are the trials'.
+        diverged: the study's divergence rule.
+        seeds: how many repeats each variant has.
+    """
+
+    def __init__(
+        self,
+        spec: StudySpec,
+        dataset: DatasetRef,
+        parent_run_id: str,
+        diverged: Divergence,
+        seeds: int,
+    ) -> None:
+        self.spec = spec
+        self.dataset = dataset
+        self.parent_run_id = parent_run_id
+        self.diverged = diverged
+        self.seeds = seeds
+        self.registered: set[str] = set()  # variants whose champion this registered
+
+    def on_trial_complete(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        self._maybe_register(trials, trial)
+
+    def on_trial_error(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        self._maybe_register(trials, trial)
+
+    def _maybe_register(self, trials: list[Trial], ended: Trial) -> None:
+        variant = ended.config["variant"]
+        if not is_repeat(ended.config) or variant in self.registered:
+            return
+        repeats = [t for t in trials if is_repeat(t.config) and t.config["variant"] == variant]
+        # Tune marks a trial that just completed TERMINATED after its callbacks return (one that
+        # failed is ERROR before).
+        over = [t for t in repeats if t is ended or t.status in (Trial.TERMINATED, Trial.ERROR)]
+        if len(over) < self.seeds:
+            return
+        if any(t.status == Trial.ERROR or self.diverged(t.last_result or {}) for t in over):
+            return  # the study decides, once its Tuner is done
+        searched = [
+            _result(t) for t in trials if t.config["variant"] == variant and not is_repeat(t.config)
+        ]
+        chosen = ended.config[OF_TRIAL]
+        outcome = variant_outcome(
+            self.spec, variant, searched, self.parent_run_id, self.diverged, chosen
+        )
+        if not isinstance(outcome, VariantOutcome):
+            return
+        self.registered.add(variant)
+        if not tracking.client().search_model_versions(f"run_id = '{outcome.run_id}'"):
+            evaluate_and_register(self.spec.name, outcome, self.dataset)
+
+
+def _result(trial: Trial) -> tune.Result:
+    """A finished trial as the Tuner's results will hold it: its last result and the best
+    checkpoints it kept, as Tune's `ResultGrid` makes them."""
+    kept = trial.run_metadata.checkpoint_manager.best_checkpoint_results
+    return tune.Result(
+        metrics=dict(trial.last_result or {}),
+        checkpoint=None,
+        error=RuntimeError("the trial failed") if trial.status == Trial.ERROR else None,
+        path=trial.path,
+        best_checkpoints=[(k.checkpoint, k.metrics) for k in kept],
+    )
 
 
 @task(name="evaluate-and-register")

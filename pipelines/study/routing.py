@@ -287,11 +287,14 @@ class VariantSchedulers(TrialScheduler):
         scheduler.on_trial_remove(view, trial)
 
     def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
-        """The repeats' scheduler first (their variant waits on them), then the variants'
-        schedulers in turn, starting one further each time."""
-        repeat = self.schedulers[REPEATS].choose_trial_to_run(_OneVariant(tune_controller, REPEATS))
-        if repeat is not None:
-            return repeat
+        """The variants' schedulers are asked in turn, starting one further each time; the
+        repeats' when none of theirs has a trial to run.
+
+        Search trials first: the study ends when its slowest variant's search and then that
+        variant's repeats have, so the searches are the longer chains; the repeats of variants
+        done searching fill the slots that searches leave free (Optuna waiting for results, the
+        searches' last trials).
+        """
         variants = [v for v in self.schedulers if v != REPEATS]
         for i in range(len(variants)):
             variant = variants[(self._turn + i) % len(variants)]
@@ -301,7 +304,7 @@ class VariantSchedulers(TrialScheduler):
             if trial is not None:
                 self._turn = (self._turn + i + 1) % len(variants)
                 return trial
-        return None
+        return self.schedulers[REPEATS].choose_trial_to_run(_OneVariant(tune_controller, REPEATS))
 
     def debug_string(self) -> str:
         return "\n".join(f"{v}: {s.debug_string()}" for v, s in self.schedulers.items())

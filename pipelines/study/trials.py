@@ -16,6 +16,7 @@ from pipelines.data.store import DatasetRef
 from pipelines.spec import StudySpec
 from pipelines.study import routing, tuning
 from pipelines.study.progress import Progress, repeats_group
+from pipelines.study.register import ChampionWhenReady
 from pipelines.study.repeat import Repeats, repeat_seeds, repeats_of
 from pipelines.study.search import LeftOut, VariantOutcome, divergence, variant_outcome
 from pipelines.study.space import (
@@ -57,7 +58,8 @@ def tune_trials(
     """Search every variant's nuisance space (or only `variants'`), each with its equal share
     of the budget, and with `repeats` retrain each variant's best configuration under
     `spec.seeds` fresh seeds as soon as its search is over: all in one Tuner, each variant
-    drawn and scheduled on its own (`routing`).
+    drawn and scheduled on its own (`routing`). A variant whose repeats are over has its
+    champion tested and registered then (`register.ChampionWhenReady`).
 
     A variant none of whose trials trained (each failed or diverged) comes back LeftOut, with
     no repeats; so does one whose repeats cannot be compared (`repeat.repeats_left_out`).
@@ -88,9 +90,14 @@ def tune_trials(
         diverged=diverged,
         shown=searched_keys(spec),
     )
+    callbacks: list[tune.Callback] = [runs, progress]
+    if seeds:  # after `runs`: a champion's run has ended by the time it is registered
+        callbacks.append(
+            ChampionWhenReady(spec, dataset, parent_run_id, diverged, seeds=len(seeds))
+        )
     run_config = tuning.run_config(
         spec.name,
-        [runs, progress],
+        callbacks,
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=keep_checkpoints(spec),
             checkpoint_score_attribute=METRIC,

@@ -308,11 +308,16 @@ def test_each_schedulers_instance_sees_its_own_variants_trials_only(name: str) -
         controller, chosen, {METRIC: 0.5, "training_iteration": 1, "config": chosen.config}
     )
     assert decision in (TrialScheduler.CONTINUE, TrialScheduler.PAUSE, TrialScheduler.STOP)
-    # A variant's repeat, pending beside its search trials, runs first, and a FIFO scheduler
-    # of the repeats keeps it to the end: no variant's scheduler ever sees it.
+    # A variant's repeat runs once no search trial is waiting to, and a FIFO scheduler of the
+    # repeats keeps it to the end: no variant's scheduler ever sees it.
     repeat = _trial(controller, "gru", 0, repeat=True)
     repeat.set_status(Trial.PENDING)
     schedulers.on_trial_add(controller, repeat)
+    first = schedulers.choose_trial_to_run(controller)
+    assert first is not None and not is_repeat(first.config)  # a search trial goes first
+    for trial in controller.trials:
+        if trial is not repeat and not is_repeat(trial.config):
+            trial.set_status(Trial.TERMINATED)
     assert schedulers.choose_trial_to_run(controller) is repeat
     repeat.set_status(Trial.RUNNING)
     result = {METRIC: 99.0, "training_iteration": 1, "config": repeat.config}
