@@ -182,7 +182,10 @@ def main() -> None:
                     )
     medians = {
         study: {
-            arm: {key: statistics.median(r[key] for r in done) for key in ("wall", "tuners")}
+            arm: {
+                key: statistics.median(r[key] for r in done)
+                for key in ("wall", "tuners", "slots_busy")
+            }
             for arm, done in arms.items()
         }
         for study, arms in runs.items()
