@@ -10,11 +10,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from matplotlib.figure import Figure
 from mlflow.tracking import MlflowClient
 
 from pipelines.ops import settings
-from pipelines.report import plots, stats
+from pipelines.report import budget, plots, stats
 from pipelines.report.records import RunRecord, StudyRecord, collect, latest_parent
 from seqmodels.tasks.metrics import metric_range
 
@@ -65,18 +66,27 @@ def build(record: StudyRecord) -> Report:
         for v in record.variants
         if v not in left_out
     }
+    rule = record.spec.get("compare", {})  # a study recorded before the section existed: none
+    alpha, min_effect = rule.get("alpha", stats.ALPHA), rule.get("min_effect")
     bounds = metric_range(metric).bounds
     summaries = [stats.summarize(v, s, bounds=bounds) for v, s in scores.items()]
-    comparisons = stats.compare(scores)
+    comparisons = stats.compare(scores, alpha, mode, min_effect)
     best = stats.winner(summaries, comparisons, mode)
+    found = budget.curves(
+        {v: [r.best_val for r in _usable(record.of("trial", v))] for v in scores},
+        record.spec["search"]["trials_per_variant"],
+        "min",  # the search minimises val/loss
+    )
     table = _comparison_table(record, summaries, mode) if summaries else ""
-    pairwise = _pairwise_table(comparisons)
-    verdict = _verdict(best, summaries, mode, metric, list(left_out))
+    pairwise = _pairwise_table(comparisons, mode)
+    verdict = _verdict(best, summaries, comparisons, scores, mode, metric, list(left_out), alpha)
+    plain = _in_plain_words(record, summaries, mode, found)
     gone = _left_out(record)
     figures = {
         "learning_curves.png": plots.learning_curves(record),
         "final_metric.png": plots.final_metric(record, scores),
         "search_best_so_far.png": plots.best_so_far(record),
+        "budget_curves.png": plots.budget_curves(found),
     }
     by_lag = plots.gradient_by_lag(record)
     if by_lag:  # the study ran with `diagnostics: true`
@@ -90,17 +100,21 @@ def build(record: StudyRecord) -> Report:
         "",
         verdict,
         "",
+        plain,
+        "",
         table,
         pairwise,
+        _method(alpha, min_effect),
         gone,
         _budget(record),
+        _budget_curves(found, record.spec["search"]["trials_per_variant"]),
         _reproduce(record),
         "## Figures",
         "",
         ", ".join(f"`plots/{name}`" for name in figures),
         "",
     ]
-    summary = "\n".join([f"## {record.study}: {verdict}", "", table, pairwise, gone])
+    summary = "\n".join([f"## {record.study}: {verdict}", "", plain, "", table, pairwise, gone])
     return Report("\n".join(sections), summary, figures, best)
 
 
@@ -123,26 +137,130 @@ def write(report: Report, directory: Path) -> None:
 def _verdict(
     best: str | None,
     summaries: list[stats.Summary],
+    comparisons: list[stats.Comparison],
+    scores: dict[str, list[float]],
     mode: str,
     metric: str,
     left_out: list[str] | None = None,
+    alpha: float = stats.ALPHA,
 ) -> str:
+    """The verdict in one sentence or two: the winner and by how much, too few seeds to tell,
+    or no difference and the smallest one the study could have found."""
     gone = f" Left out of the comparison: {', '.join(left_out)} (see below)." if left_out else ""
     if not summaries:
         return "**No result:** every variant failed or diverged (see below)."
-    if best is not None:
-        return (
-            f"**Winner: {best}.** Its test {metric} is significantly "
-            f"{'lower' if mode == 'min' else 'higher'} than every other variant's "
-            "(Welch's t-test, Holm-corrected, alpha 0.05)." + gone
-        )
     if len(summaries) == 1 and left_out:
         return f"No winner declared: only {summaries[0].variant} is left to compare." + gone
     if any(s.n < 2 for s in summaries):
         return (
-            "No winner declared: significance needs at least two seeded repeats per variant." + gone
+            "No winner declared: a comparison needs at least two seeded repeats per variant." + gone
         )
-    return "**No significant difference** between the best variant and every other." + gone
+    better = "lower" if mode == "min" else "higher"
+    leader = (min if mode == "min" else max)(summaries, key=lambda s: s.mean).variant
+    mine = [_oriented(c, leader) for c in comparisons if leader in (c.a, c.b)]
+    odds = ", ".join(
+        f"P({leader} better than {other}) {p:.2f} [{low:.2f}, {high:.2f}]"
+        for other, p, low, high, _ in mine
+    )
+    if best is not None:
+        return (
+            f"**Winner: {best}.** Its test {metric} is {better} than every other variant's: "
+            f"{odds} (Mann-Whitney, Holm-corrected, alpha {alpha:g})." + gone
+        )
+    undecidable = [c for c in comparisons if leader in (c.a, c.b) and not c.decidable]
+    if undecidable:
+        n = min(s.n for s in summaries)
+        floor = stats.smallest_p(n, n)
+        return (
+            f"**Too few seeds to decide.** With {n} seeded repeats per variant no rank test can "
+            f"reach p < {alpha:g} (its smallest p is {floor:.2g}); run at least "
+            f"{stats.seeds_to_decide(alpha / max(len(comparisons), 1))} seeds per variant. "
+            f"As they stand: {odds}." + gone
+        )
+    lines = [f"**No significant difference** between {leader} and every other variant."]
+    pairs = len(comparisons)
+    for other, _, _, _, c in mine:
+        if c.significant:
+            continue
+        a, b = np.asarray(scores[leader]), np.asarray(scores[other])
+        mde = stats.minimum_detectable_effect(a, b, alpha / pairs)
+        lines.append(
+            f"Against {other}: with {len(a)} and {len(b)} seeds and the spread observed, the "
+            f"study could have detected a difference in test {metric} of {_fmt(mde, 3)} or more "
+            f"(80% power, alpha {alpha / pairs:.3g}); the observed difference is "
+            f"{abs(c.difference):.3g}, P({leader} better) {c.p_improvement:.2f}."
+        )
+    return " ".join(lines) + gone
+
+
+Oriented = tuple[str, float, float, float, stats.Comparison]
+
+
+def _oriented(c: stats.Comparison, leader: str) -> Oriented:
+    """A comparison seen from `leader`: the other variant, and P(leader better) with its
+    interval."""
+    if c.a == leader:
+        return c.b, c.p_improvement, c.p_improvement_low, c.p_improvement_high, c
+    return c.a, 1 - c.p_improvement, 1 - c.p_improvement_high, 1 - c.p_improvement_low, c
+
+
+def _in_plain_words(
+    record: StudyRecord, summaries: list[stats.Summary], mode: str, found: list[budget.Curve]
+) -> str:
+    """The study in a few plain sentences: each variant's score, what varied between repeats,
+    whether the ranking depends on the search budget, and any search result that was luck."""
+    if not summaries:
+        return ""
+    ordered = sorted(summaries, key=lambda s: s.mean if mode == "min" else -s.mean)
+    counts = sorted({s.n for s in summaries})
+    seeds = (
+        f"{counts[0]} seeds each"
+        if len(counts) == 1
+        else "seeds: " + ", ".join(f"{s.variant} {s.n}" for s in ordered)
+    )
+    scores = " against ".join(f"{s.variant} {_fmt(s.mean)}" for s in ordered)
+    lines = [
+        f"Test {record.metric}, mean over the seeded repeats: {scores} ({seeds}; initialisation "
+        "and the order of the training batches varied between repeats, the data did not)."
+    ]
+    stable = budget.stable_from([c for c in found if c.trials], "min")
+    budget_size = len(found[0].mean) if found else 0
+    if stable is not None and budget_size > 1:
+        lines.append(
+            "By their expected best search score the variants rank the same at every search "
+            f"budget from {_trials(stable)} to the {budget_size} each ran."
+            if stable < budget_size
+            else "Their ranking by expected best search score still changes at the full budget "
+            f"of {budget_size} trials: a larger search could change it."
+        )
+    lines += _lucky(record, ordered)
+    return " ".join(lines)
+
+
+def _trials(n: int) -> str:
+    return f"{n} trial" if n == 1 else f"{n} trials"
+
+
+def _lucky(record: StudyRecord, summaries: list[stats.Summary]) -> list[str]:
+    """A sentence for each variant whose search score is better than the interval of its
+    repeats' own best validation losses: the configuration's search result depended on its
+    seed (the search picked it for a score its seed gave it)."""
+    said = []
+    for s in summaries:
+        chosen = _chosen_trial(record, s.variant)
+        repeats = [r.best_val for r in record.of("repeat", s.variant)]
+        repeats = [v for v in repeats if math.isfinite(v)]
+        if chosen is None or len(repeats) < 2:
+            continue
+        low, _ = stats.bootstrap_interval(np.asarray(repeats))
+        if chosen.best_val >= low:  # no better than its repeats: no luck to speak of
+            continue
+        said.append(
+            f"{s.variant}'s best search trial reached val/loss {chosen.best_val:.4g}, but its "
+            f"{len(repeats)} repeats of that configuration reached {np.mean(repeats):.4g} on "
+            f"average (95% interval from {low:.4g}): that search result depended on its seed."
+        )
+    return said
 
 
 def _left_out(record: StudyRecord) -> str:
@@ -178,16 +296,18 @@ def _comparison_table(record: StudyRecord, summaries: list[stats.Summary], mode:
     metric, baseline = record.metric, record.baseline
     searched = sorted(record.spec["search"]["space"])
     ratio = shows_ratio(mode, baseline)
-    head = ["variant", "repeats", f"test {metric} mean ± sd", "95% CI", f"baseline {metric}"]
+    head = ["variant", "repeats", f"test {metric} mean ± sd", "95% CI", "IQM [95% CI]"]
+    head += [f"baseline {metric}"]
     head += ["mean / baseline"] if ratio else []
     head += ["best val/loss (search)", *searched]
     lines = [_row(head), "|---" * len(head) + "|"]
     ordered = sorted(summaries, key=lambda s: s.mean if mode == "min" else -s.mean)
     for s in ordered:
-        best_trial = _chosen_trial(record.of("trial", s.variant))
+        best_trial = _chosen_trial(record, s.variant)
         config = [best_trial.params.get(k, "") if best_trial else "" for k in searched]
         cells = [s.variant, str(s.n), f"{_fmt(s.mean)} ± {_fmt(s.std)}"]
-        cells += [f"[{_fmt(s.ci_low)}, {_fmt(s.ci_high)}]", _fmt(baseline)]
+        cells += [f"[{_fmt(s.ci_low)}, {_fmt(s.ci_high)}]"]
+        cells += [f"{_fmt(s.iqm)} [{_fmt(s.iqm_low)}, {_fmt(s.iqm_high)}]", _fmt(baseline)]
         cells += [_fmt(s.mean / baseline, 3)] if ratio else []
         cells += [_fmt(best_trial.best_val) if best_trial else "n/a"]
         cells += [_short(c) for c in config]
@@ -199,15 +319,25 @@ def _row(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def _chosen_trial(trials: list[RunRecord]) -> RunRecord | None:
-    """The search trial whose configuration the repeats retrained, as the flow chose it: the
-    lowest finite val/loss among the trials that neither failed nor diverged."""
-    usable = [
+def _usable(trials: list[RunRecord]) -> list[RunRecord]:
+    """The search trials that neither failed nor diverged, with a finite val/loss."""
+    return [
         r
         for r in trials
         if r.status != "FAILED" and "diverged" not in r.tags and math.isfinite(r.best_val)
     ]
-    return min(usable, key=lambda r: r.best_val, default=None)
+
+
+def _chosen_trial(record: StudyRecord, variant: str) -> RunRecord | None:
+    """The search trial whose configuration the variant's repeats retrained: the one their runs
+    name (`of_trial`); for a study recorded before they named it, the one the flow chose, the
+    lowest finite val/loss among the trials that neither failed nor diverged."""
+    trials = record.of("trial", variant)
+    named = {r.tags.get("of_trial") for r in record.of("repeat", variant)} - {None}
+    chosen = [r for r in trials if r.tags.get("trial_id") in named]
+    if chosen:
+        return chosen[0]
+    return min(_usable(trials), key=lambda r: r.best_val, default=None)
 
 
 def _short(value: str) -> str:
@@ -218,23 +348,47 @@ def _short(value: str) -> str:
     return value if number.is_integer() else f"{number:.3g}"
 
 
-def _pairwise_table(comparisons: list[stats.Comparison]) -> str:
+def _pairwise_table(comparisons: list[stats.Comparison], mode: str) -> str:
     if not comparisons:
         return ""
     lines = [
         "### Pairwise",
         "",
-        "| a vs b | mean(a) - mean(b) | Welch p (Holm) | Mann-Whitney p | Cohen's d "
-        "| Cliff's delta | significant |",
-        "|---|---|---|---|---|---|---|",
+        "| a vs b | mean(a) - mean(b) | P(a better) [95% CI] | Mann-Whitney p (Holm) "
+        "| Welch p | Cohen's d | Cliff's delta | significant |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for c in comparisons:
+        decided = "yes" if c.significant else "no" if c.decidable else "too few seeds"
         lines.append(
-            f"| {c.a} vs {c.b} | {c.difference:+.4f} | {c.welch_p_holm:.3g} "
-            f"| {c.mannwhitney_p:.3g} | {c.cohens_d:.2f} | {c.cliffs_delta:+.2f} "
-            f"| {'yes' if c.significant else 'no'} |"
+            f"| {c.a} vs {c.b} | {c.difference:+.4f} | {c.p_improvement:.2f} "
+            f"[{c.p_improvement_low:.2f}, {c.p_improvement_high:.2f}] | {c.rank_p_holm:.3g} "
+            f"| {c.welch_p:.3g} | {c.cohens_d:.2f} | {c.cliffs_delta:+.2f} | {decided} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _method(alpha: float, min_effect: float | None) -> str:
+    """How the verdict was reached, in a paragraph."""
+    equivalence = (
+        f" A difference in means of at most {min_effect:g} counts as none (`compare.min_effect`)."
+        if min_effect is not None
+        else ""
+    )
+    return (
+        "### Method\n\n"
+        "A variant beats another when a two-sided Mann-Whitney test, its p-value from the "
+        "permutation distribution of the statistic (exact for few seeds, right with ties), "
+        f'rejects "neither is better" at alpha {alpha:g} after Holm\'s correction over the '
+        f"pairs.{equivalence} P(a better) is the share of pairs of repeats in which a scores "
+        "better (ties count half), with a stratified bootstrap interval; it describes, the test "
+        "decides: at a few seeds that interval is too narrow ([1.00, 1.00] whenever every "
+        "repeat of a beats every repeat of b). The means' and IQMs' intervals are "
+        f"{stats.INTERVAL_METHOD}, clipped to the range the metric can take. A rank test "
+        "needs no assumption about the scores' shape, which is often skewed "
+        "(a seed that failed to learn) or pressed against a bound. Welch's t, Cohen's d and "
+        "Cliff's delta are shown beside it.\n"
+    )
 
 
 def _budget(record: StudyRecord) -> str:
@@ -259,6 +413,27 @@ def _budget(record: StudyRecord) -> str:
             f"| {v} | {len(trials)} | {early} | {failed} | {diverged} "
             f"| {sum(r.epochs for r in trials)} |"
         )
+    return "\n".join(lines) + "\n"
+
+
+def _budget_curves(found: list[budget.Curve], trials: int) -> str:
+    """The table of expected best search scores against the number of trials."""
+    found = [c for c in found if c.trials]
+    if not found or trials < 2:
+        return ""
+    shown = sorted({1, 2, *range(4, trials + 1, max(1, trials // 4)), trials})
+    lines = [
+        "## Expected best against the search budget",
+        "",
+        "The expected best validation loss of a variant's search after n trials, ± its standard "
+        "deviation, from the trials it ran (Dodge et al. 2019).",
+        "",
+        "| variant | " + " | ".join(f"n = {n}" for n in shown) + " |",
+        "|---" * (len(shown) + 1) + "|",
+    ]
+    for c in found:
+        cells = [f"{c.mean[n - 1]:.4g} ± {c.std[n - 1]:.2g}" for n in shown]
+        lines.append(f"| {c.variant} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -1,5 +1,6 @@
 """The report's figures, from a study's records: learning curves, the final metric per variant,
-the best score found so far, and the gradient's norm against time lag (10.7's symptom).
+the best score found so far, the expected best against the search budget, and the gradient's
+norm against time lag (10.7's symptom).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import re
 import numpy as np
 from matplotlib.figure import Figure
 
+from pipelines.report.budget import Curve
 from pipelines.report.records import RunRecord, StudyRecord
 
 # ||dL/dh(t)|| at lag k, what `RecurrenceDiagnostics` logs when a spec sets `diagnostics: true`
@@ -109,5 +111,27 @@ def gradient_norm_by_lag(curves: dict[str, dict[int, float]]) -> Figure:
     )
     ax.set_yscale("log")
     ax.legend()
+    figure.tight_layout()
+    return figure
+
+
+def budget_curves(found: list[Curve]) -> Figure:
+    """Each variant's expected best validation loss after n search trials, ± one standard
+    deviation (`budget.expected_best`)."""
+    figure = Figure(figsize=(6, 4))
+    ax = figure.add_subplot()
+    for c in found:
+        if not c.trials:
+            continue
+        n = np.arange(1, len(c.mean) + 1)
+        ax.plot(n, c.mean, marker="o", label=f"{c.variant} ({c.trials} trials)")
+        ax.fill_between(n, c.mean - c.std, c.mean + c.std, alpha=0.2)
+    ax.set(
+        xlabel="search trials n",
+        ylabel="expected best val/loss",
+        title="Expected best against the search budget",
+    )
+    if any(c.trials for c in found):
+        ax.legend()
     figure.tight_layout()
     return figure

@@ -225,6 +225,22 @@ class Resources(BaseModel):
     gpu: float = Field(0.0, ge=0)
 
 
+class CompareSpec(BaseModel):
+    """How the report decides between variants (`pipelines.report.stats`)."""
+
+    model_config = STRICT
+
+    alpha: float = Field(
+        0.05, gt=0, le=0.2, description="the study-wide chance of naming a false winner"
+    )
+    min_effect: float | None = Field(
+        None,
+        ge=0,
+        description="a difference in test metric smaller than this counts as none (in the "
+        "metric's units): a region of practical equivalence",
+    )
+
+
 class StudySpec(BaseModel):
     """A comparison study: which variants, on which task, tuned how, repeated how often."""
 
@@ -236,8 +252,11 @@ class StudySpec(BaseModel):
     variants: dict[str, ModelSpec] = Field(min_length=1)  # type: ignore[valid-type]
     search: SearchSpec = Field(default_factory=SearchSpec)
     fixed: FixedSpec = Field(default_factory=FixedSpec)  # type: ignore[valid-type]
-    seeds: int = Field(3, ge=1, le=1000, description="seeded repeats of each variant's best config")
+    # 5: with 3 repeats per variant no rank test can reach p < 0.05 (`report.stats`), and 4
+    # leaves it no room for a second pair's correction.
+    seeds: int = Field(5, ge=1, le=1000, description="seeded repeats of each variant's best config")
     resources: Resources = Field(default_factory=Resources)
+    compare: CompareSpec = Field(default_factory=CompareSpec)
 
     @field_validator("variants")
     @classmethod

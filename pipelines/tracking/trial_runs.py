@@ -69,6 +69,8 @@ class Writer:
 class TrialRuns(Callback):
     """A Tune callback that mirrors each trial into an MLflow child run of the study's parent.
 
+    A run is tagged `variant`, `trial_id`, `seed` and `kind`, and a repeat's `of_trial` too:
+    the search trial whose configuration it retrains, the one the verdict rests on.
     Params are the trial's config; `train/` and `val/` metrics are logged per epoch with
     `step` = epoch index, and `test/` metrics, reported once at the end, as they come. Where the
     trial runs (its Ray node, its GPU ids) becomes tags when first reported, and again if it moves.
@@ -150,6 +152,7 @@ class TrialRuns(Callback):
             return
         config = TrialConfig.from_nested(trial.config)
         variant, seed, kind = config.variant, config.seed, self._kind(trial)
+        of_trial = trial.config.get(phase.OF_TRIAL)  # a repeat's: the trial whose config it is
         run = self.mlflow.create_run(
             self.experiment_id,
             run_name=f"{variant}-{kind}-{seed}" if kind == "repeat" else trial.trial_id,
@@ -159,6 +162,7 @@ class TrialRuns(Callback):
                 "trial_id": trial.trial_id,
                 "seed": str(seed),
                 "kind": kind,
+                **({"of_trial": str(of_trial)} if of_trial else {}),
             },
         )
         self.run_ids[trial.trial_id] = run.info.run_id

@@ -29,7 +29,7 @@ def test_every_shipped_spec_validates(path: Path) -> None:
 
 def test_defaults_fill_what_a_spec_leaves_out() -> None:
     spec = parse_spec({"name": "s", "task": {"name": "adding"}, "variants": {"a": {}}})
-    assert spec.fixed.lr == 1e-3 and spec.seeds == 3
+    assert spec.fixed.lr == 1e-3 and spec.seeds == 5
     assert spec.variants["a"].cell == "tanh"
     assert spec.resources.cpu == 1.0 and spec.resources.gpu == 0.0
 
