@@ -177,7 +177,15 @@ def _verdict(
             f"{stats.seeds_to_decide(alpha / max(len(comparisons), 1))} seeds per variant. "
             f"As they stand: {odds}." + gone
         )
-    lines = [f"**No significant difference** between {leader} and every other variant."]
+    beaten = [(other, p, low, high) for other, p, low, high, c in mine if c.significant]
+    if beaten:
+        wins = ", ".join(
+            f"{other} (P({leader} better) {p:.2f} [{low:.2f}, {high:.2f}])"
+            for other, p, low, high in beaten
+        )
+        lines = [f"**No winner.** {leader}, best on average, beats {wins}, but not every other."]
+    else:
+        lines = [f"**No significant difference** between {leader} and every other variant."]
     pairs = len(comparisons)
     for other, _, _, _, c in mine:
         if c.significant:

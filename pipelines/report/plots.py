@@ -10,6 +10,7 @@ import re
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from pipelines.report.budget import Curve
 from pipelines.report.records import RunRecord, StudyRecord
@@ -126,6 +127,7 @@ def budget_curves(found: list[Curve]) -> Figure:
         n = np.arange(1, len(c.mean) + 1)
         ax.plot(n, c.mean, marker="o", label=f"{c.variant} ({c.trials} trials)")
         ax.fill_between(n, c.mean - c.std, c.mean + c.std, alpha=0.2)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # n counts trials
     ax.set(
         xlabel="search trials n",
         ylabel="expected best val/loss",

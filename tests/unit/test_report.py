@@ -171,3 +171,18 @@ def test_the_table_shows_the_trial_the_repeats_name() -> None:
     }
     assert rows["lstm"]["best val/loss (search)"] == "0.5000" and rows["lstm"]["lr"] == "0.01"
     assert rows["rnn"]["best val/loss (search)"] == "0.4000"
+
+
+def test_a_leader_that_beats_some_but_not_all_is_no_winner_and_says_whom_it_beats() -> None:
+    scores = {
+        "leaky": [0.030, 0.031, 0.032, 0.033, 0.034],
+        "lstm": [0.031, 0.0335, 0.036, 0.0305, 0.035],
+        "gru": [0.040, 0.041, 0.042, 0.043, 0.044],
+    }
+    record = _record("mse", 0.1, scores)
+    built = report.build(record)
+    assert built.winner is None
+    assert built.summary.startswith(
+        "## fabricated: **No winner.** leaky, best on average, beats gru"
+    )
+    assert "Against lstm: with 5 and 5 seeds" in built.summary
