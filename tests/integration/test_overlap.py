@@ -13,7 +13,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import embedded_env, seqlab
+from tests.conftest import embedded_env
 from tests.integration.test_resume import SEEDS, SPEC, Driver
 
 pytestmark = pytest.mark.slow
@@ -48,9 +48,12 @@ def test_a_fast_variant_repeats_and_registers_while_a_slow_one_still_searches(
     home = tmp_path / "home"
     spec = tmp_path / f"{OVERLAP}.yaml"
     spec.write_text(yaml.safe_dump(OVERLAP_SPEC))
-    done = seqlab("run", str(spec), env=embedded_env(home))
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "overlapping in that time: search " in done.stdout
+    driver = Driver(embedded_env(home), "run", str(spec))  # this environment only, as a user's
+    try:
+        assert driver.finish() == 0, driver.output()[-4000:]
+        assert "overlapping in that time: search " in driver.output()
+    finally:
+        driver.stop()
     client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
 
     def span(kind: str, variant: str) -> tuple[int, int]:

@@ -185,11 +185,13 @@ def test_report_and_plots_on_the_parent_run(study: dict) -> None:
         "plots/learning_curves.png",
         "plots/final_metric.png",
         "plots/search_best_so_far.png",
+        "plots/budget_curves.png",
     }
     for name in names:
         assert Path(client.download_artifacts(run_id, name)).read_bytes()[:4] == b"\x89PNG"
     report = Path(client.download_artifacts(run_id, "report.md")).read_text()
-    for section in ("## Result", "### Pairwise", "## Search budget", "## Reproduce"):
+    sections = ("## Result", "### Pairwise", "### Method", "## Search budget", "## Reproduce")
+    for section in sections:
         assert section in report
     assert "seqlab run experiments/smoke.yaml" in report
 
@@ -203,6 +205,7 @@ def test_report_rebuilds_from_mlflow_alone(study: dict, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert (out / "report.md").read_text() == stored
     assert sorted(p.name for p in (out / "plots").iterdir()) == [
+        "budget_curves.png",
         "final_metric.png",
         "learning_curves.png",
         "search_best_so_far.png",
@@ -224,9 +227,12 @@ def test_terminal_is_clean(study: dict) -> None:
     assert "best so far" in result.stdout
     # A repeat's test report is not one more epoch; it shows on the line that ends the repeat.
     assert f"epoch {EPOCHS + 1}/" not in result.stdout and f"/{EPOCHS + 1}," not in result.stdout
-    ended = [line for line in result.stdout.splitlines() if line.startswith("[repeats] trial ")]
-    ended = [line for line in ended if " finished: " in line]
-    assert len(ended) == SEEDS * len(VARIANTS) and all(", test/mse " in e for e in ended), ended
+    # Each variant's repeats are counted and labelled apart from its search trials.
+    lines = result.stdout.splitlines()
+    for variant in VARIANTS:
+        ended = [line for line in lines if line.startswith(f"[{variant} repeats] trial ")]
+        ended = [line for line in ended if " finished: " in line]
+        assert len(ended) == SEEDS and all(", test/mse " in e for e in ended), ended
     # Trials overlap on 2 CPUs: the summary gives a share of the CPU-seconds, never a negative.
     (training,) = [line for line in result.stdout.splitlines() if line.startswith("training ")]
     assert "summed over trials and repeats" in training and "orchestration" not in result.stdout
