@@ -137,6 +137,11 @@ class SearchSpec(BaseModel):
         "optuna: Optuna's TPE, which proposes each trial from the results so far",
     )
     max_concurrent: int | None = Field(None, ge=1)
+    seed: int | None = Field(
+        None,
+        description="seeds what draws the trials (random and grid search, Optuna, PBT's "
+        "perturbations), so the same spec searches the same trials; null: fixed.seed",
+    )
     keep_checkpoints: int = Field(2, ge=1, description="best checkpoints kept per trial")
     checkpoint_every: int | None = Field(
         None,
@@ -257,6 +262,11 @@ class StudySpec(BaseModel):
     seeds: int = Field(5, ge=1, le=1000, description="seeded repeats of each variant's best config")
     resources: Resources = Field(default_factory=Resources)
     compare: CompareSpec = Field(default_factory=CompareSpec)
+
+    @property
+    def search_seed(self) -> int:
+        """What seeds the searchers and schedulers: `search.seed`, or `fixed.seed`."""
+        return self.fixed.seed if self.search.seed is None else self.search.seed
 
     @field_validator("variants")
     @classmethod

@@ -5,6 +5,7 @@ that variant's own search is over (`routing`), not when every variant's is.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 
 from prefect import task
@@ -75,7 +76,7 @@ def tune_trials(
         {variant: trial_space(spec, variant) for variant in variants},
         spec.search.trials_per_variant,
         spec.search.algorithm,
-        spec.fixed.seed,
+        spec.search_seed,
         METRIC,
         MODE,
         repeat_seeds=seeds,
@@ -116,6 +117,11 @@ def tune_trials(
         ),
         reuse_actors=tuning.reuse_workers(),
     )
+    if spec.search.scheduler.name == "pbt":
+        # PBT draws its perturbations and the trials it clones from Python's own generator.
+        # Seeded, the same events give the same draws; which trial reports first still
+        # depends on timing, so a PBT search repeats only as far as its events do.
+        random.seed(spec.search_seed)
     tuner = tuning.tuner(
         parent_run_id,
         "trials",

@@ -135,6 +135,45 @@ def test_real_search_on_local_ray(study, tmp_path: Path, search: dict[str, Any])
         assert len(alphas) == 3 and all(0.1 <= a <= 0.9 for a in alphas)
 
 
+@pytest.mark.parametrize("algorithm", ["random", "optuna"])
+def test_two_runs_of_a_spec_search_the_same_trials(study, tmp_path: Path, algorithm: str) -> None:
+    """Every searcher is seeded from the spec (`search.seed`, else `fixed.seed`)."""
+    from pipelines import tracking
+    from pipelines.data import store
+    from pipelines.ops import settings
+
+    spec = parse_spec(
+        {
+            **BASE,
+            "variants": {"rnn": {"cell": "tanh"}, "gru": {"cell": "gru"}},
+            "search": {
+                "algorithm": algorithm,
+                "space": {"lr": {"loguniform": [1e-3, 1e-1]}, "hidden_size": {"choice": [4, 8]}},
+                "trials_per_variant": 2,
+                "scheduler": {"name": "fifo"},
+                "seed": 11,
+            },
+            "fixed": {"max_epochs": 1, "batch_size": 32},
+        }
+    )
+    dataset = store.prepare("adding", spec.task.options.__dict__, 0, settings.seqlab_home())
+    client = tracking.client()
+    experiment_id = tracking.ensure_experiment(client, f"seeded-{tmp_path.name}")
+    drawn = []
+    for _ in range(2):
+        parent = client.create_run(experiment_id, tags={"kind": "study"}).info.run_id
+        with study.tuning.ray_session():
+            study.trials.tune_trials.fn(spec, dataset, experiment_id, parent, repeats=False)
+        runs = tracking.child_runs(client, parent, "trial")
+        drawn.append(
+            sorted(
+                (r.data.tags["variant"], r.data.params["lr"], r.data.params["hidden_size"])
+                for r in runs
+            )
+        )
+    assert len(drawn[0]) == 4 and drawn[0] == drawn[1]
+
+
 LEAKY = {
     **BASE,
     "variants": {"rnn": {"cell": "tanh"}, "leaky": {"cell": "leaky", "hidden_size": 4}},

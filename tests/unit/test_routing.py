@@ -22,14 +22,23 @@ from pipelines.trial.phase import OF_TRIAL, is_repeat
 VARIANTS = {"rnn": {"cell": "tanh"}, "gru": {"cell": "gru"}, "lstm": {"cell": "lstm"}}
 
 
-def _spec(seed: int = 0, variants: dict[str, Any] = VARIANTS, **search: Any) -> StudySpec:
+def _spec(
+    seed: int = 0,
+    variants: dict[str, Any] = VARIANTS,
+    seed_of_search: int | None = None,
+    **search: Any,
+) -> StudySpec:
     return parse_spec(
         {
             "name": "routing",
             "task": {"name": "adding", "options": {"length": 6}},
             "variants": variants,
             "fixed": {"max_epochs": 4, "batch_size": 32, "seed": seed},
-            "search": {"space": {"lr": {"loguniform": [1e-3, 1e-1]}}, **search},
+            "search": {
+                "space": {"lr": {"loguniform": [1e-3, 1e-1]}},
+                **({"seed": seed_of_search} if seed_of_search is not None else {}),
+                **search,
+            },
         }
     )
 
@@ -39,7 +48,7 @@ def _searcher(spec: StudySpec, seeds: tuple[int, ...] = ()) -> routing.VariantSe
         {v: trial_space(spec, v) for v in spec.variants},
         spec.search.trials_per_variant,
         spec.search.algorithm,
-        spec.fixed.seed,
+        spec.search_seed,
         METRIC,
         MODE,
         repeat_seeds=seeds,
@@ -83,6 +92,16 @@ def test_random_search_draws_the_same_trials_from_the_same_spec() -> None:
     first = _suggest_all(_searcher(spec))
     assert _suggest_all(_searcher(_spec(trials_per_variant=3))) == first
     assert _suggest_all(_searcher(_spec(seed=1, trials_per_variant=3))) != first
+
+
+def test_search_seed_draws_the_trials_and_defaults_to_the_fixed_seed() -> None:
+    def lrs(spec: StudySpec) -> list[float]:
+        return [c["train"]["lr"] for c in _suggest_all(_searcher(spec))]
+
+    assert _spec(seed=3).search_seed == 3 and _spec(seed=3, seed_of_search=7).search_seed == 7
+    assert lrs(_spec(seed=3, seed_of_search=7)) == lrs(_spec(seed=5, seed_of_search=7))
+    assert lrs(_spec(seed=3, seed_of_search=7)) != lrs(_spec(seed=3, seed_of_search=8))
+    assert lrs(_spec(seed=3)) == lrs(_spec(seed=4, seed_of_search=3))
 
 
 def test_a_variants_own_search_dimension_is_drawn_for_it_only() -> None:
