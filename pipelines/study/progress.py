@@ -54,8 +54,8 @@ class Progress(Callback):
     `max_epochs` is the training budget of a trial. With `test_metric` (a repeat's
     `test/<metric>`), a trial whose last report holds it reported its test result there, after
     its last epoch: that report is counted as no epoch, and its value is shown when the trial
-    ends. With `diverged` (the
-    study's rule), a trial that ends diverged says so, and why, in place of its score.
+    ends. With `diverged` (the study's rule), a trial that ends diverged says so, and why, in
+    place of its score.
 
     When the output is a terminal (or `console`, a rich Console, is one), the phase is a live
     table instead, a row per trial (variant, trial, epoch/max, best metric, state) redrawn on

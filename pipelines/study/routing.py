@@ -117,10 +117,9 @@ class VariantSearch(Searcher):
                 ]
         self.budget = {v: len(self.drawn[v]) if v in self.drawn else trials for v in spaces}
         self.suggested = dict.fromkeys(self.variants, 0)
-        self.variant_of: dict[str, str] = {}  # search trial id -> its variant
         self.repeat_seeds = list(repeat_seeds)
         self.diverged = diverged
-        self.configs: dict[str, dict[str, Any]] = {}  # search trial id -> its suggested config
+        self.configs: dict[str, dict[str, Any]] = {}  # search trial id -> its config, as drawn
         self.scores: dict[str, float] = {}  # search trial id -> its lowest finite metric yet
         self.ended: dict[str, list[Ended]] = {v: [] for v in self.variants}
         self.chosen: dict[str, str] = {}  # variant -> the trial id its repeats retrain
@@ -160,7 +159,6 @@ class VariantSearch(Searcher):
                 waiting = True
                 continue
             self.suggested[variant] += 1
-            self.variant_of[trial_id] = variant
             self.configs[trial_id] = config
             return config
         return None if waiting else Searcher.FINISHED
@@ -174,19 +172,19 @@ class VariantSearch(Searcher):
         return merge_dicts(self.spaces[variant], suggestion)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id not in self.variant_of:
+        if trial_id not in self.configs:
             return  # a repeat
         self._score(trial_id, result)
-        searcher = self.optuna.get(self.variant_of[trial_id])
+        searcher = self.optuna.get(self.configs[trial_id]["variant"])
         if searcher is not None:
             searcher.on_trial_result(trial_id, result)
 
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
-        variant = self.variant_of.get(trial_id)
-        if variant is None:
+        if trial_id not in self.configs:
             return  # a repeat
+        variant = self.configs[trial_id]["variant"]
         searcher = self.optuna.get(variant)
         if searcher is not None:
             searcher.on_trial_complete(trial_id, result, error)
@@ -262,9 +260,9 @@ class VariantSchedulers(TrialScheduler):
         self._metric = metric
         return all(results)
 
-    def _route(self, controller: Any, trial: Trial) -> tuple[TrialScheduler, _OneVariant]:
+    def _route(self, controller: Any, trial: Trial) -> tuple[TrialScheduler, _Routed]:
         to = route(trial.config)
-        return self.schedulers[to], _OneVariant(controller, to)
+        return self.schedulers[to], _Routed(controller, to)
 
     def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
         scheduler, view = self._route(tune_controller, trial)
@@ -298,19 +296,17 @@ class VariantSchedulers(TrialScheduler):
         variants = [v for v in self.schedulers if v != REPEATS]
         for i in range(len(variants)):
             variant = variants[(self._turn + i) % len(variants)]
-            trial = self.schedulers[variant].choose_trial_to_run(
-                _OneVariant(tune_controller, variant)
-            )
+            trial = self.schedulers[variant].choose_trial_to_run(_Routed(tune_controller, variant))
             if trial is not None:
                 self._turn = (self._turn + i + 1) % len(variants)
                 return trial
-        return self.schedulers[REPEATS].choose_trial_to_run(_OneVariant(tune_controller, REPEATS))
+        return self.schedulers[REPEATS].choose_trial_to_run(_Routed(tune_controller, REPEATS))
 
     def debug_string(self) -> str:
         return "\n".join(f"{v}: {s.debug_string()}" for v, s in self.schedulers.items())
 
 
-class _OneVariant:
+class _Routed:
     """The Tune controller as one scheduler sees it: the trials of its route only (a variant's
     search trials, or the repeats).
 

@@ -227,7 +227,7 @@ class TrialRuns(Callback):
             self.open.discard(trial_id)
 
     def _kind(self, trial: Trial) -> str:
-        return phase.kind(trial.config) if phase.is_repeat(trial.config) else self.kind
+        return "repeat" if phase.is_repeat(trial.config) else self.kind
 
     def _recorded_run(self, trial: Trial) -> str | None:
         runs = self.mlflow.search_runs(

@@ -16,8 +16,3 @@ OF_TRIAL = "of_trial"  # in a repeat's config: the search trial whose configurat
 def is_repeat(config: Mapping[str, Any] | None) -> bool:
     """Whether a trial's config is a seeded repeat's (else it is a search trial's)."""
     return (config or {}).get(PHASE) == REPEAT
-
-
-def kind(config: Mapping[str, Any] | None) -> str:
-    """The `kind` tag of the trial's MLflow run: `repeat` or `trial`."""
-    return "repeat" if is_repeat(config) else "trial"
