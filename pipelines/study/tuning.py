@@ -193,8 +193,8 @@ def fit(tuner: tune.Tuner, parent_run_id: str, kind: str | None, variant: str | 
 
     Raises StudyInterrupted when Tune returned with trials unfinished, or was asked to stop
     (`stop_tuning`, Ctrl-C). Otherwise, runs of trials that Tune's restored state no longer
-    knew (started after its last save, before the driver died) are deleted: their trials ran
-    again under new ids.
+    knew (started after its last save, before the driver died; still going then, or ended) are
+    deleted: their trials ran again under new ids.
     """
     client = tracking.client()
     fitting = _Fitting(before=signal.getsignal(signal.SIGUSR1))
@@ -207,7 +207,8 @@ def fit(tuner: tune.Tuner, parent_run_id: str, kind: str | None, variant: str | 
     unfinished = len(results) - results.num_terminated - results.num_errors
     if unfinished or fitting.stopped:
         raise StudyInterrupted(f"{unfinished} trials unfinished")
-    tracking.delete_lost(client, parent_run_id, kind, variant)
+    known = {result.metrics["trial_id"] for result in results}  # Tune fills it in for each
+    tracking.delete_lost(client, parent_run_id, known, kind, variant)
     return results
 
 

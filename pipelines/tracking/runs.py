@@ -216,16 +216,27 @@ def end_running(mlflow: MlflowClient, parent_run_id: str, status: str) -> int:
 
 
 def delete_lost(
-    mlflow: MlflowClient, parent_run_id: str, kind: str | None, variant: str | None = None
+    mlflow: MlflowClient,
+    parent_run_id: str,
+    known: set[str],
+    kind: str | None = None,
+    variant: str | None = None,
 ) -> int:
     """Delete the runs of trials that a resumed Tuner lost; returns how many.
 
-    When a Tuner has finished, each trial it knows ended its run FINISHED or FAILED. A run
-    still KILLED belongs to a trial that started after Tune last saved its state and before the
-    driver died: Tune ran that trial again under a new id, in a new run. The old run is deleted
-    (MLflow keeps deleted runs until garbage collection) so the study counts each trial once.
+    `known` holds the ids of the trials a finished Tuner knows, each of which ended its run
+    FINISHED or FAILED. A trial that started after Tune last saved its state and before the
+    driver died is not among them, whether its run was still going (KILLED) or had ended: the
+    restored searcher handed out its config again, under a new id, in a new run. The old run
+    is deleted (MLflow keeps deleted runs until garbage collection), so the study counts each
+    trial once. So is a run still KILLED, whose trial never ended.
     """
-    lost = child_runs(mlflow, parent_run_id, kind, variant, status="KILLED")
+    lost = [
+        run
+        for run in child_runs(mlflow, parent_run_id, kind, variant)
+        if "trial_id" in run.data.tags
+        and (run.data.tags["trial_id"] not in known or run.info.status == "KILLED")
+    ]
     for run in lost:
         mlflow.set_tag(run.info.run_id, "seqlab.lost", "its trial ran again after a resume")
         mlflow.delete_run(run.info.run_id)
