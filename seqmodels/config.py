@@ -247,6 +247,28 @@ class TrialConfig:
     train: TrainConfig
     variant: str
     seed: int = 0
+    # A seeded repeat can keep a source of variance at the study's seed while its own seed
+    # draws the others. None: `seed` draws the weights (`init_seed`) and the batches' order
+    # (`order_seed`), and the trial trains on the study's data; a `data_seed` names the draw
+    # of the training data it trains on instead.
+    init_seed: int | None = None
+    order_seed: int | None = None
+    data_seed: int | None = None
+
+    @property
+    def weights_seed(self) -> int:
+        """What seeds the initial weights (and every other draw of the global generators)."""
+        return self.seed if self.init_seed is None else self.init_seed
+
+    @property
+    def batches_seed(self) -> int:
+        """What seeds the order of the training batches."""
+        return self.seed if self.order_seed is None else self.order_seed
+
+    def _seeds(self) -> dict[str, int]:
+        """The seeds set apart from `seed`, by field name."""
+        names = ("init_seed", "order_seed", "data_seed")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
     def nested(self) -> dict[str, Any]:
         return {
@@ -254,6 +276,7 @@ class TrialConfig:
             "train": dataclasses.asdict(self.train),
             "variant": self.variant,
             "seed": self.seed,
+            **self._seeds(),
         }
 
     @classmethod
@@ -263,6 +286,7 @@ class TrialConfig:
             TrainConfig(**config["train"]),
             config["variant"],
             config["seed"],
+            *(config.get(key) for key in ("init_seed", "order_seed", "data_seed")),
         )
 
     def params(self) -> dict[str, Any]:
@@ -271,6 +295,7 @@ class TrialConfig:
             **dataclasses.asdict(self.train),
             "variant": self.variant,
             "seed": self.seed,
+            **self._seeds(),
         }
 
     @classmethod
@@ -279,8 +304,13 @@ class TrialConfig:
         is what that run trained with."""
         model = {k: params[k] for k in _field_names(ModelConfig) if k in params}
         train = {k: params[k] for k in _field_names(TrainConfig) if k in params}
+        seeds = (params.get(key) for key in ("init_seed", "order_seed", "data_seed"))
         return cls(
-            ModelConfig(**model), TrainConfig(**train), params["variant"], params.get("seed", 0)
+            ModelConfig(**model),
+            TrainConfig(**train),
+            params["variant"],
+            params.get("seed", 0),
+            *(None if value is None else int(value) for value in seeds),
         )
 
 

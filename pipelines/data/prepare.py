@@ -11,6 +11,7 @@ at import time.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from prefect import flow, task
@@ -61,11 +62,23 @@ def prepare_data_flow(
     return _prepared(task_name, options, seed, root or settings.data_store())
 
 
+@task(name="prepare-draws")
+def prepare_draws(dataset: DatasetRef, seeds: list[int]) -> list[DatasetRef]:
+    """Each seeded repeat's own draw of the training data, for a study that varies the data
+    (`repeats.vary`): `dataset` resampled by each of `seeds`, written beside it (a no-op for a
+    draw that is there)."""
+    return [store.prepare_draw(dataset, seed) for seed in seeds]
+
+
 @timed("data")
-def study_dataset(task: Any) -> DatasetRef:
+def study_dataset(task: Any, draws: Sequence[int] = ()) -> DatasetRef:
     """Phase 1 of a study: the dataset of its `task` section (`pipelines.spec.task`), prepared
-    in the store (`settings.data_store()`) or found there."""
-    return _prepared(task.name, task.options.__dict__, task.seed, settings.data_store())
+    in the store (`settings.data_store()`) or found there, and its draws for the seeds in
+    `draws` (`prepare_draws`)."""
+    dataset = _prepared(task.name, task.options.__dict__, task.seed, settings.data_store())
+    if draws:
+        prepare_draws(dataset, list(draws))
+    return dataset
 
 
 def _prepared(task_name: str, options: dict[str, Any], seed: int, root: str) -> DatasetRef:

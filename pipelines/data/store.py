@@ -28,8 +28,9 @@ import numpy as np
 from fsspec.implementations.local import LocalFileSystem
 from pydantic import BaseModel, ConfigDict
 
-from seqmodels.files import SPLITS, join, read_card
+from seqmodels.files import SPLITS, join, read_arrays, read_card
 from seqmodels.tasks import TASKS, Task
+from seqmodels.tasks.resample import resampled
 from seqmodels.tokens import BOS, EOS, FIRST_SYMBOL, PAD
 
 
@@ -134,11 +135,41 @@ def prepare(task_name: str, options: dict[str, Any], seed: int, root: str | Path
     if not is_prepared(target):
         splits = task.generate(seed)
         card = _card(task, splits, options, seed, digest)
-        fs, path = fsspec.core.url_to_fs(target)
-        if isinstance(fs, LocalFileSystem):
-            _write_atomically(Path(path), splits, card)
-        else:
-            _write_objects(fs, path, splits, card)
+        _write(target, splits, card)
+    return read_ref(target)
+
+
+# Bump whenever `prepare_draw` changes what it writes: it is part of a draw's digest.
+DRAW_VERSION = 1
+
+
+def draw_digest(base: DatasetRef, seed: int) -> str:
+    """The cache key of `base` resampled by `seed`: the base's digest, the seed, the version."""
+    payload = {"of": base.digest, "draw": seed, "version": DRAW_VERSION}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def prepare_draw(base: DatasetRef, seed: int) -> DatasetRef:
+    """The dataset a seeded repeat of seed `seed` trains on when its study varies the data:
+    `base` resampled as its task declares (`seqmodels.tasks.resample`), with base's test split,
+    written beside base unless it is there already. Its card says what it was drawn from."""
+    name = f"{base.task}-{draw_digest(base, seed)}"
+    target = (
+        join(base.uri.rsplit("/", 1)[0], name)
+        if is_url(base.uri)
+        else str(Path(base.uri).parent / name)
+    )
+    if not is_prepared(target):
+        card = read_card(base.uri)
+        how = TASKS.get(base.task).resample
+        redraw = build_task(base.task, card["options"]).generate if how == "redraw" else None
+        splits = resampled({s: read_arrays(base.uri, s) for s in SPLITS}, how, seed, redraw)
+        card |= {
+            "digest": draw_digest(base, seed),
+            "splits": {split: _split_card(arrays) for split, arrays in splits.items()},
+            "draw": {"of": base.digest, "seed": seed, "method": how},
+        }
+        _write(target, splits, card)
     return read_ref(target)
 
 
@@ -157,6 +188,14 @@ def read_ref(uri: str | Path) -> DatasetRef:
         family=card.get("family", "regression"),  # cards written before families existed
         vocab_size=card.get("vocab_size"),
     )
+
+
+def _write(target: str, splits: dict[str, dict[str, np.ndarray]], card: dict[str, Any]) -> None:
+    fs, path = fsspec.core.url_to_fs(target)
+    if isinstance(fs, LocalFileSystem):
+        _write_atomically(Path(path), splits, card)
+    else:
+        _write_objects(fs, path, splits, card)
 
 
 def _npz(arrays: dict[str, np.ndarray]) -> bytes:

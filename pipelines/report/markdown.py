@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from pipelines.ops import settings
 from pipelines.report import budget, plots, stats
 from pipelines.report.records import RunRecord, StudyRecord, collect, latest_parent
+from seqmodels.tasks import TASKS
 from seqmodels.tasks.metrics import metric_range
 
 # `mean / baseline` only where the baseline is at least this far from 0. The baselines are
@@ -228,8 +229,8 @@ def _in_plain_words(
     )
     scores = " against ".join(f"{s.variant} {_fmt(s.mean)}" for s in ordered)
     lines = [
-        f"Test {record.metric}, mean over the seeded repeats: {scores} ({seeds}; initialisation "
-        "and the order of the training batches varied between repeats, the data did not)."
+        f"Test {record.metric}, mean over the seeded repeats: {scores} ({seeds}; "
+        f"{_what_varied(record)})."
     ]
     stable = budget.stable_from([c for c in found if c.trials], "min")
     budget_size = len(found[0].mean) if found else 0
@@ -243,6 +244,28 @@ def _in_plain_words(
         )
     lines += _lucky(record, ordered)
     return " ".join(lines)
+
+
+# What a repeat's seed drew afresh, in words (`trial.phase.varied`, tagged `varied`).
+VARIED_WORDS = {"init": "the initial weights", "order": "the order of the training batches"}
+DATA_WORDS = {
+    "redraw": "the training and validation data (drawn again from the task's generator)",
+    "resplit": "the split of the training and validation examples",
+    "bootstrap": "the training data (a bootstrap sample of the training split)",
+}
+
+
+def _what_varied(record: StudyRecord) -> str:
+    """What varied between the seeded repeats, read from their runs; runs recorded before
+    the data could vary (no `varied` tag) varied their weights and their batches' order."""
+    tagged = {run.tags.get("varied", "init,order") for run in record.of("repeat")}
+    sources = {source for tag in tagged for source in tag.split(",")} - {""} or {"init", "order"}
+    words = [VARIED_WORDS[s] for s in VARIED_WORDS if s in sources]
+    if "data" in sources:
+        words.append(DATA_WORDS[TASKS.get(record.spec["task"]["name"]).resample])
+    listed = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+    held = "the test set did not" if "data" in sources else "the data did not"
+    return f"{listed} varied between repeats, {held}"
 
 
 def _trials(n: int) -> str:

@@ -230,6 +230,34 @@ class Resources(BaseModel):
     gpu: float = Field(0.0, ge=0)
 
 
+# What can vary between a variant's seeded repeats: the initial weights, the order of the
+# training batches, and the training data (`seqmodels.tasks.resample`; the test set never does).
+Varied = Literal["init", "order", "data"]
+VARIED: tuple[str, ...] = typing.get_args(Varied)
+
+
+class RepeatsSpec(BaseModel):
+    """How a variant's seeded repeats differ, which is the spread the verdict's intervals
+    measure: each source left out is a share of the variance the verdict does not see."""
+
+    model_config = STRICT
+
+    vary: list[Varied] = Field(
+        default_factory=lambda: list(VARIED),
+        min_length=1,
+        description="what each repeat's seed draws afresh: init (the weights), order (the "
+        "batches'), data (the training split; the test set stays the study's)",
+    )
+
+    @field_validator("vary")
+    @classmethod
+    def _each_once(cls, vary: list[str]) -> list[str]:
+        for source in vary:
+            if vary.count(source) > 1:
+                raise ConfigError(source, "named twice")
+        return vary
+
+
 class CompareSpec(BaseModel):
     """How the report decides between variants (`pipelines.report.stats`)."""
 
@@ -260,6 +288,7 @@ class StudySpec(BaseModel):
     # 5: with 3 repeats per variant no rank test can reach p < 0.05 (`report.stats`), and 4
     # leaves it no room for a second pair's correction.
     seeds: int = Field(5, ge=1, le=1000, description="seeded repeats of each variant's best config")
+    repeats: RepeatsSpec = Field(default_factory=RepeatsSpec)
     resources: Resources = Field(default_factory=Resources)
     compare: CompareSpec = Field(default_factory=CompareSpec)
 

@@ -22,6 +22,7 @@ from pipelines.data.prepare import study_dataset
 from pipelines.spec import StudySpec
 from pipelines.study import failures, parent, tuning
 from pipelines.study.register import publish_report, register_champions
+from pipelines.study.repeat import repeat_seeds
 from pipelines.study.timings import PhaseSpan, Timings
 from pipelines.study.trials import tune_trials
 
@@ -58,7 +59,8 @@ def run_study(spec: StudySpec, source: str = "", resume_run_id: str | None = Non
     out: the others are repeated, registered and compared without it.
     """
     with Timings().measuring() as timings:
-        dataset = study_dataset(spec.task)
+        draws = repeat_seeds(spec) if "data" in spec.repeats.vary else []
+        dataset = study_dataset(spec.task, draws)
         with parent.study_run(spec, source, dataset, resume_run_id) as study:
             with failures.study_log(spec.name):  # the study's log file, up to its report
                 with tuning.ray_session():

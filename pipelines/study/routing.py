@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import math
 import pickle
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +36,7 @@ from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.variant_generator import generate_variants
 from ray.tune.utils.util import merge_dicts
 
-from pipelines.trial.phase import OF_TRIAL, PHASE, REPEAT, is_repeat
+from pipelines.trial.phase import is_repeat, repeat_config
 
 REPEATS = "repeats"  # the route of every repeat, whatever its variant
 
@@ -79,10 +79,13 @@ class VariantSearch(Searcher):
 
     With `repeat_seeds`, once the last search trial of a variant has ended, its best
     (`best_trial`, judged with `diverged`, the study's divergence rule) is retrained under each
-    of those seeds: these repeats come before any search trial still to draw. A variant none of
+    of those seeds, which draw what `vary` names afresh (`phase.repeat_config`): these repeats
+    come before any search trial still to draw. A variant none of
     whose trials can be used gets no repeats (`chosen` does not name it). The search is
     finished when every variant's search has ended and its repeats are handed out.
     """
+
+    vary: tuple[str, ...] = ("init", "order")  # a searcher saved before the data could vary
 
     def __init__(
         self,
@@ -94,6 +97,7 @@ class VariantSearch(Searcher):
         mode: str,
         repeat_seeds: Sequence[int] = (),
         diverged: Callable[[Mapping[str, Any]], str | None] | None = None,
+        vary: Collection[str] = ("init", "order", "data"),
     ) -> None:
         assert mode == "min", "the best trial is the lowest score"
         super().__init__(metric=metric, mode=mode)
@@ -118,6 +122,7 @@ class VariantSearch(Searcher):
         self.budget = {v: len(self.drawn[v]) if v in self.drawn else trials for v in spaces}
         self.suggested = dict.fromkeys(self.variants, 0)
         self.repeat_seeds = list(repeat_seeds)
+        self.vary = tuple(vary)
         self.diverged = diverged
         self.configs: dict[str, dict[str, Any]] = {}  # search trial id -> its config, as drawn
         self.scores: dict[str, float] = {}  # search trial id -> its lowest finite metric yet
@@ -223,9 +228,7 @@ class VariantSearch(Searcher):
             return
         self.chosen[variant] = best.trial_id
         for seed in self.repeat_seeds:
-            config = copy.deepcopy(best.config)
-            config.update(seed=seed, **{PHASE: REPEAT, OF_TRIAL: best.trial_id})
-            self.queued.append(config)
+            self.queued.append(repeat_config(best.config, seed, best.trial_id, self.vary))
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:

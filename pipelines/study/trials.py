@@ -81,6 +81,7 @@ def tune_trials(
         MODE,
         repeat_seeds=seeds,
         diverged=diverged,
+        vary=spec.repeats.vary,
     )
     progress = Progress(
         "trials",

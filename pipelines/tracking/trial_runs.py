@@ -70,7 +70,8 @@ class TrialRuns(Callback):
     """A Tune callback that mirrors each trial into an MLflow child run of the study's parent.
 
     A run is tagged `variant`, `trial_id`, `seed` and `kind`, and a repeat's `of_trial` too:
-    the search trial whose configuration it retrains, the one the verdict rests on.
+    the search trial whose configuration it retrains, the one the verdict rests on; and
+    `varied`, what its seed drew afresh (`init,order,data`).
     Params are the trial's config; `train/` and `val/` metrics are logged per epoch with
     `step` = epoch index, and `test/` metrics, reported once at the end, as they come. Where the
     trial runs (its Ray node, its GPU ids) becomes tags when first reported, and again if it moves.
@@ -163,6 +164,7 @@ class TrialRuns(Callback):
                 "seed": str(seed),
                 "kind": kind,
                 **({"of_trial": str(of_trial)} if of_trial else {}),
+                **({"varied": ",".join(phase.varied(trial.config))} if of_trial else {}),
             },
         )
         self.run_ids[trial.trial_id] = run.info.run_id

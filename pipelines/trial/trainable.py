@@ -19,6 +19,7 @@ import torch
 from ray import tune
 from torch import nn
 
+from pipelines.data import store
 from pipelines.data.store import DatasetRef
 from pipelines.ops import settings
 from pipelines.trial.phase import is_repeat
@@ -203,10 +204,13 @@ class ApplyConfig(L.Callback):
 
 def seeded(trial: TrialConfig, dataset: DatasetRef) -> tuple[L.LightningModule, NpzDataModule]:
     """The module and the data of a trial's config, after seeding everything with its seed:
-    the weights and the batches' order follow from the config alone."""
-    L.seed_everything(trial.seed, workers=True, verbose=False)
+    the weights, the batches' order and, for a repeat with a draw of its own (`data_seed`),
+    the training data follow from the config alone."""
+    if trial.data_seed is not None:
+        dataset = store.prepare_draw(dataset, trial.data_seed)  # prepared by the study's flow
+    L.seed_everything(trial.weights_seed, workers=True, verbose=False)
     module = build_module(trial, dataset)
-    data = NpzDataModule(dataset.uri, batch_size=trial.train.batch_size, seed=trial.seed)
+    data = NpzDataModule(dataset.uri, batch_size=trial.train.batch_size, seed=trial.batches_seed)
     return module, data
 
 

@@ -30,6 +30,8 @@ class AddingTask(RegressionTask):
     MSE = Var(U1 + U2) = 2/12 = 0.167: a model that does not remember stays there.
     """
 
+    resample = "redraw"  # every split drawn from the generator
+
     options_type = AddingOptions
     metrics = ("mse",)  # the data card names the headline alone
     baseline_note = "predict the mean 1: MSE 1/6 (Arjovsky et al. 2016)"

@@ -27,6 +27,18 @@ Split = dict[str, np.ndarray]
 Family = Literal["regression", "classification", "seq2seq", "lm"]
 FAMILIES: tuple[str, ...] = get_args(Family)
 
+# How a seeded repeat gets training data of its own when a study varies the data (`resample`):
+#   redraw     generate(seed) draws every split afresh from the task's distribution: the
+#              repeat's train and val are drawn with its seed;
+#   resplit    generate splits a fixed pool of exchangeable items: the repeat's train and val
+#              are a fresh split of the items the study's train and val hold;
+#   bootstrap  the items are windows of one series or text, cut by position so that validation
+#              lies apart from training: the repeat's train is a bootstrap sample of the
+#              study's, its val the study's.
+# Every method keeps the study's test split, so that the repeats' scores stay comparable.
+Resample = Literal["redraw", "resplit", "bootstrap"]
+RESAMPLES: tuple[str, ...] = get_args(Resample)
+
 
 @dataclass(frozen=True)
 class Task:
@@ -51,6 +63,8 @@ class Task:
             (N, T, F): then an architecture embeds them (`embedding_size`) or reads them one-hot.
         next_input: whether y(t) is x(t+1) (language modelling): a network that reads ahead of
             t (a backward direction, an autoencoder's code of the whole input) sees its target.
+        resample: how a seeded repeat's training data is drawn when the study varies the data
+            (see `Resample`); "bootstrap", the default, suits any task.
 
     Token tasks (`vocabulary` is not None) use the ids of `seqmodels.batch`: PAD, BOS, EOS, then
     `vocabulary[i]` has id FIRST_SYMBOL + i. Their `input_size` is the number of ids.
@@ -68,6 +82,7 @@ class Task:
     per_step: ClassVar[bool] = False
     token_inputs: ClassVar[bool] = False
     next_input: ClassVar[bool] = False
+    resample: ClassVar[Resample] = "bootstrap"
 
     def __post_init__(self) -> None:
         if self.options is None:

@@ -40,6 +40,8 @@ class CopyTask(LanguageModelTask):
     steps: cross-entropy 10 ln 8 / (T+20) for A = 8.
     """
 
+    resample = "redraw"  # every split drawn from the generator
+
     options_type = CopyOptions
     baseline_note = (
         "memoryless: blanks, then a uniform guess over the alphabet; cross-entropy "

@@ -50,6 +50,8 @@ class SeqDigitsOptions:
 class SeqDigitsTask(ClassificationTask):
     """Classify a digit from its pixels seen one step at a time; x (N, T, F) in [0, 1]."""
 
+    resample = "resplit"  # the images are exchangeable
+
     options_type = SeqDigitsOptions
     classes = 10
     baseline_note = (

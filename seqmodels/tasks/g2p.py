@@ -76,6 +76,8 @@ class G2POptions:
 class G2PTask(Seq2SeqTask):
     """Spell a word's letters in x; write its phonemes, then EOS, in y."""
 
+    resample = "resplit"  # dictionary entries are exchangeable
+
     options_type = G2POptions
     metric = "per"
     metrics = ("per", "wer", "token_accuracy")

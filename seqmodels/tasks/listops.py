@@ -84,6 +84,8 @@ def _longest(depth: int, args: int) -> int:
 class ListOpsTask(ClassificationTask, TokenTask):
     """Classify an expression by its value (10 classes); tokens in x, the tree in x_parent."""
 
+    resample = "redraw"  # every split drawn from the generator
+
     options_type = ListOpsOptions
     classes = 10
     baseline_note = (

@@ -63,6 +63,8 @@ class ReconstructTask(RegressionTask):
     at noise 0.05), which `baseline` gives.
     """
 
+    resample = "redraw"  # every split drawn from the generator
+
     options_type = ReconstructOptions
     per_step = True
     baseline_note = (

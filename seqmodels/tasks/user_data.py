@@ -201,6 +201,8 @@ class PairsJSONLOptions:
 class PairsJSONLTask(UserFileTask, Seq2SeqTask):
     """Sequence to sequence over the user's (source, target) pairs; targets end in EOS."""
 
+    resample = "resplit"  # the user's pairs are exchangeable
+
     options_type = PairsJSONLOptions
     baseline_note = "answer train's most frequent target, exact match on test, measured"
 

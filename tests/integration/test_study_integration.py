@@ -56,6 +56,12 @@ def _runs(study: dict) -> tuple[object, list, list]:
     return experiment, parents, children
 
 
+def _study_data(study: dict) -> Path:
+    """The study's dataset: the one its parent run names, not a repeat's draw beside it."""
+    _, parents, _ = _runs(study)
+    return study["home"] / "data" / f"adding-{parents[0].data.tags['dataset.digest']}"
+
+
 def _best_val(client: MlflowClient, run) -> float:
     return min(m.value for m in client.get_metric_history(run.info.run_id, "val/loss"))
 
@@ -120,6 +126,17 @@ def test_seeded_repeats_of_each_best_config(study: dict) -> None:
             assert r.data.params["hidden_size"] == best.data.params["hidden_size"]
             assert r.data.metrics["test/mse"] > 0
             assert len(client.get_metric_history(r.info.run_id, "val/loss")) == EPOCHS
+            # each seed drew the weights, the batches' order and the training data afresh
+            assert r.data.tags["varied"] == "init,order,data"
+            seed = r.data.tags["seed"]
+            assert [r.data.params[f"{k}_seed"] for k in ("init", "order", "data")] == [seed] * 3
+    digest = parents[0].data.tags["dataset.digest"]
+    draws = {
+        card["draw"]["seed"]: card["draw"]
+        for path in (study["home"] / "data").glob("adding-*/card.json")
+        if "draw" in (card := json.loads(path.read_text()))
+    }
+    assert draws == {seed: {"of": digest, "seed": seed, "method": "redraw"} for seed in (1, 2)}
 
 
 def test_champion_of_each_variant_is_registered_with_test_metrics(study: dict) -> None:
@@ -150,7 +167,7 @@ def test_registered_model_loads_and_predicts(study: dict) -> None:
     assert signature is not None
     (tensor,) = signature.inputs.inputs
     assert tuple(tensor.shape) == (-1, 10, 2)  # any batch of length-10 sequences of 2 channels
-    (data_dir,) = (study["home"] / "data").glob("adding-*")
+    data_dir = _study_data(study)
     with np.load(data_dir / "test.npz") as test:
         x, y = test["x"], test["y"]
     prediction = np.asarray(model.predict(x))
@@ -194,6 +211,11 @@ def test_report_and_plots_on_the_parent_run(study: dict) -> None:
     for section in sections:
         assert section in report
     assert "seqlab run experiments/smoke.yaml" in report
+    assert (
+        "the initial weights, the order of the training batches and the training and "
+        "validation data (drawn again from the task's generator) varied between repeats, the "
+        "test set did not" in report
+    )
 
 
 def test_report_rebuilds_from_mlflow_alone(study: dict, tmp_path: Path) -> None:
@@ -265,7 +287,7 @@ print(json.dumps({
 
 def test_prefect_recorded_the_flow_and_caches_the_data(study: dict) -> None:
     home: Path = study["home"]
-    (data_dir,) = (home / "data").glob("adding-*")
+    data_dir = _study_data(study)
     mtime = (data_dir / "train.npz").stat().st_mtime_ns
     options = {"length": 10, "n_train": 256, "n_val": 64, "n_test": 64}
     probe = subprocess.run(
@@ -364,7 +386,7 @@ def test_registered_model_serves_over_http(study: dict, tmp_path: Path) -> None:
     import numpy as np
 
     uri, tracking = f"models:/{STUDY}-lstm@champion", f"sqlite:///{study['home'] / 'mlflow.db'}"
-    (data_dir,) = (study["home"] / "data").glob("adding-*")
+    data_dir = _study_data(study)
     with np.load(data_dir / "test.npz") as test:
         x, y = test["x"], test["y"]
     port, bin_dir = free_port(), Path(sys.executable).parent

@@ -13,11 +13,12 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
 from pipelines.spec import StudySpec, parse_spec
-from pipelines.spec.schema import SchedulerSpec, SearchSpec
+from pipelines.spec.schema import VARIED, SchedulerSpec, SearchSpec
 from pipelines.study import routing
 from pipelines.study.failures import Divergence
 from pipelines.study.space import METRIC, MODE, scheduler, trial_space
-from pipelines.trial.phase import OF_TRIAL, is_repeat
+from pipelines.trial.phase import OF_TRIAL, is_repeat, repeat_config, varied
+from seqmodels.config import TrialConfig
 
 VARIANTS = {"rnn": {"cell": "tanh"}, "gru": {"cell": "gru"}, "lstm": {"cell": "lstm"}}
 
@@ -172,9 +173,27 @@ def test_a_variants_repeats_come_once_its_last_search_trial_has_ended_and_not_be
     for seed, repeat in zip((11, 12), repeats, strict=True):
         assert isinstance(repeat, dict) and is_repeat(repeat)
         assert repeat[OF_TRIAL] == gru[1] and repeat["seed"] == seed
-        assert {k: v for k, v in repeat.items() if k not in ("seed", "phase", OF_TRIAL)} == {
+        seeds = ("seed", "init_seed", "order_seed", "data_seed")
+        assert {k: v for k, v in repeat.items() if k not in (*seeds, "phase", OF_TRIAL)} == {
             k: v for k, v in best.items() if k != "seed"
         }
+        # by default a repeat's seed draws its weights, its batches' order and its data
+        assert [repeat[key] for key in seeds] == [seed] * 4 and varied(repeat) == list(VARIED)
+
+
+@pytest.mark.parametrize("vary", [["init"], ["order"], ["data"], ["init", "data"]])
+def test_a_repeat_keeps_what_the_spec_does_not_vary_at_the_search_trials_seed(
+    vary: list[str],
+) -> None:
+    searched = {"model": {"hidden_size": 8}, "train": {"lr": 0.1}, "variant": "gru", "seed": 0}
+    repeat = repeat_config(searched, 7, "t1", vary)
+    assert varied(repeat) == vary
+    assert repeat["init_seed"] == (7 if "init" in vary else 0)
+    assert repeat["order_seed"] == (7 if "order" in vary else 0)
+    assert repeat.get("data_seed") == (7 if "data" in vary else None)
+    trial = TrialConfig.from_nested(repeat)
+    assert TrialConfig.from_params(trial.params()) == trial  # as `seqlab rerun` reads it back
+    assert searched["seed"] == 0  # the search trial's config is not changed
 
 
 def test_failed_and_diverged_trials_are_never_repeated_and_a_variant_of_them_gets_none() -> None:
