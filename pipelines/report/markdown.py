@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -17,6 +18,8 @@ from mlflow.tracking import MlflowClient
 from pipelines.ops import settings
 from pipelines.report import budget, plots, stats
 from pipelines.report.records import RunRecord, StudyRecord, collect, latest_parent
+from pipelines.report.stats import metric_mode
+from pipelines.spec.schema import AdaptiveSeeds
 from seqmodels.tasks import TASKS
 from seqmodels.tasks.metrics import metric_range
 
@@ -25,10 +28,6 @@ from seqmodels.tasks.metrics import metric_range
 # below 1e-3 means the trivial predictor is already almost perfect, and a ratio to it
 # magnifies noise (0.0005 / 0.0001 = 5).
 RATIO_MIN_BASELINE = 1e-3
-
-
-def metric_mode(metric: str) -> stats.Mode:
-    return "max" if metric_range(metric).maximised else "min"
 
 
 def rebuild(client: MlflowClient, study: str, run_id: str | None = None) -> tuple[str, Report]:
@@ -69,9 +68,11 @@ def build(record: StudyRecord) -> Report:
     }
     rule = record.spec.get("compare", {})  # a study recorded before the section existed: none
     alpha, min_effect = rule.get("alpha", stats.ALPHA), rule.get("min_effect")
+    looks = seed_looks(record.spec)
+    tested_at = alpha / len(looks)  # seeds in rounds: each look's share (`stats.Sequential`)
     bounds = metric_range(metric).bounds
     summaries = [stats.summarize(v, s, bounds=bounds) for v, s in scores.items()]
-    comparisons = stats.compare(scores, alpha, mode, min_effect)
+    comparisons = stats.compare(scores, tested_at, mode, min_effect)
     best = stats.winner(summaries, comparisons, mode)
     found = budget.curves(
         {v: [r.best_val for r in _usable(record.of("trial", v))] for v in scores},
@@ -80,7 +81,9 @@ def build(record: StudyRecord) -> Report:
     )
     table = _comparison_table(record, summaries, mode) if summaries else ""
     pairwise = _pairwise_table(comparisons, mode)
-    verdict = _verdict(best, summaries, comparisons, scores, mode, metric, list(left_out), alpha)
+    verdict = _verdict(
+        best, summaries, comparisons, scores, mode, metric, list(left_out), tested_at
+    )
     plain = _in_plain_words(record, summaries, mode, found)
     gone = _left_out(record)
     figures = {
@@ -105,7 +108,7 @@ def build(record: StudyRecord) -> Report:
         "",
         table,
         pairwise,
-        _method(alpha, min_effect),
+        _method(alpha, min_effect) + _rounds(looks, alpha, summaries),
         gone,
         _budget(record),
         _budget_curves(found, record.spec["search"]["trials_per_variant"]),
@@ -399,6 +402,31 @@ def _pairwise_table(comparisons: list[stats.Comparison], mode: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def seed_looks(spec: dict[str, Any]) -> tuple[int, ...]:
+    """The seeds per variant at each look a recorded spec planned (`StudySpec.seed_looks`)."""
+    seeds = spec.get("seeds", 5)  # a spec recorded before rounds: always a number
+    return (seeds,) if isinstance(seeds, int) else AdaptiveSeeds(**seeds).looks
+
+
+def _rounds(looks: tuple[int, ...], alpha: float, summaries: list[stats.Summary]) -> str:
+    """How the seeds were added, for a study that ran them in rounds; else nothing."""
+    if len(looks) == 1:
+        return ""
+    ran = max((s.n for s in summaries), default=0)
+    why = (
+        "every pair of variants was decided there"
+        if ran < looks[-1]
+        else "the most the spec allows; not every pair was decided before"
+    )
+    return (
+        f"\nThe seeds ran in rounds, the scores looked at after {', '.join(map(str, looks))} "
+        f"seeds per variant; the study stopped at {ran}: {why}. Each look tests at alpha "
+        f"{alpha:g} / {len(looks)} = {alpha / len(looks):.3g} (a Bonferroni split over the "
+        "looks planned), so that looking more than once does not raise the chance of a false "
+        f"winner above {alpha:g}; the verdict above is at that level.\n"
+    )
+
+
 def _method(alpha: float, min_effect: float | None) -> str:
     """How the verdict was reached, in a paragraph."""
     equivalence = (
@@ -422,6 +450,11 @@ def _method(alpha: float, min_effect: float | None) -> str:
     )
 
 
+def _repeats(spec: dict[str, Any]) -> str:
+    looks = seed_looks(spec)
+    return str(looks[0]) if len(looks) == 1 else f"{looks[0]} to {looks[-1]} (in rounds)"
+
+
 def _budget(record: StudyRecord) -> str:
     search = record.spec["search"]
     max_epochs = record.spec["fixed"]["max_epochs"]
@@ -430,7 +463,7 @@ def _budget(record: StudyRecord) -> str:
         "",
         f"{search['trials_per_variant']} trials per variant, {search['algorithm']} search, "
         f"{search['scheduler']['name']} scheduler, at most {max_epochs} epochs each; then "
-        f"{record.spec['seeds']} seeded repeats of each variant's best configuration.",
+        f"{_repeats(record.spec)} seeded repeats of each variant's best configuration.",
         "",
         "| variant | trials | early-stopped | failed | diverged | epochs trained |",
         "|---|---|---|---|---|---|",

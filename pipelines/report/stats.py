@@ -34,6 +34,9 @@ from typing import Any, Literal
 import numpy as np
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.weightstats import ttost_ind
+
+from seqmodels.tasks.metrics import metric_range
 
 Mode = Literal["min", "max"]
 UNBOUNDED = (-math.inf, math.inf)
@@ -46,6 +49,11 @@ INTERVAL_METHOD = (
     "bootstrap percentile intervals, expanded for small samples as Hesterberg (2015) does (the "
     "plain percentile interval covers the mean too rarely at 10 seeds and below)"
 )
+
+
+def metric_mode(metric: str) -> Mode:
+    """Whether a lower or a higher `metric` is better."""
+    return "max" if metric_range(metric).maximised else "min"
 
 
 @dataclass(frozen=True)
@@ -302,6 +310,62 @@ def compare(
             )
         )
     return out
+
+
+def equivalent(a: np.ndarray, b: np.ndarray, min_effect: float, alpha: float) -> bool:
+    """Whether `a` and `b` differ in mean by less than `min_effect`, shown at `alpha` by two
+    one-sided Welch tests (TOST, statsmodels): each bound of the region rejected on its own."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if np.ptp(a) == 0 and np.ptp(b) == 0:  # no spread: the difference is what it is
+        return bool(abs(a.mean() - b.mean()) < min_effect)
+    p, _, _ = ttost_ind(a, b, -min_effect, min_effect, usevar="unequal")
+    return bool(p < alpha)
+
+
+@dataclass(frozen=True)
+class Sequential:
+    """Seeds added in rounds (`seeds: {min, max, step}`), the study looking at its scores after
+    each: it stops at the first look where every pair of variants is decided, significantly
+    different or, with `min_effect`, equivalent, or at the last look.
+
+    Looking more than once gives a false winner more chances. Each look tests at
+    alpha / K, K the number of looks planned (an honest Bonferroni split): a false winner at
+    any look has probability at most K * alpha / K = alpha, whatever the looks' dependence, and
+    the report's verdict uses the same alpha / K. A group-sequential boundary (Pocock,
+    O'Brien-Fleming) would spend alpha less bluntly; the split needs no assumption about the
+    scores' distribution, which a rank test's boundary would have to simulate.
+    """
+
+    looks: tuple[int, ...]  # seeds per variant at each look, increasing
+    alpha: float = ALPHA  # the study-wide false-winner rate
+    mode: Mode = "min"
+    min_effect: float | None = None
+
+    @property
+    def alpha_per_look(self) -> float:
+        return self.alpha / len(self.looks)
+
+    def decided(self, scores: dict[str, list[float]]) -> bool:
+        """Whether every pair of `scores` is decided at one look's alpha."""
+        comparisons = compare(
+            scores, self.alpha_per_look, self.mode, self.min_effect, intervals=False
+        )
+        return all(
+            c.significant
+            or (
+                self.min_effect is not None
+                and equivalent(scores[c.a], scores[c.b], self.min_effect, self.alpha_per_look)
+            )
+            for c in comparisons
+        )
+
+    def stops_at(self, scores: dict[str, list[float]]) -> int:
+        """The seeds per variant at which a study whose repeats score `scores` (each variant's
+        in the order its seeds run, at least `looks[-1]` of them) stops."""
+        for n in self.looks[:-1]:
+            if self.decided({v: list(s[:n]) for v, s in scores.items()}):
+                return n
+        return self.looks[-1]
 
 
 def winner(summaries: list[Summary], comparisons: list[Comparison], mode: Mode) -> str | None:

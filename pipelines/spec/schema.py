@@ -12,9 +12,17 @@ import dataclasses
 import hashlib
 import json
 import typing
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, create_model, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Discriminator,
+    Field,
+    Tag,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from pipelines.spec.rules import check_option_values, check_training_switches
 from pipelines.spec.task import STRICT, task_union, validated
@@ -258,6 +266,29 @@ class RepeatsSpec(BaseModel):
         return vary
 
 
+class AdaptiveSeeds(BaseModel):
+    """Seeded repeats in rounds: `min` per variant first, then `step` more at a time, until
+    every pair of variants is decided or each has `max` (`report.stats.Sequential`)."""
+
+    model_config = STRICT
+
+    min: int = Field(5, ge=2, le=1000, description="seeds per variant in the first round")
+    max: int = Field(20, ge=3, le=1000, description="seeds per variant at most")
+    step: int | None = Field(None, ge=1, le=1000, description="seeds added a round; default min")
+
+    @model_validator(mode="after")
+    def _rounds(self) -> AdaptiveSeeds:
+        if self.max <= self.min:
+            raise ConfigError("max", f"must be more than min ({self.min}); or set seeds: N")
+        return self
+
+    @property
+    def looks(self) -> tuple[int, ...]:
+        """The seeds per variant at each look: min, min + step, ..., and max."""
+        step = self.step or self.min
+        return (*range(self.min, self.max, step), self.max)
+
+
 class CompareSpec(BaseModel):
     """How the report decides between variants (`pipelines.report.stats`)."""
 
@@ -274,6 +305,14 @@ class CompareSpec(BaseModel):
     )
 
 
+def _seeds_kind(value: Any) -> str:
+    """Which form of `seeds` a spec wrote: a mapping is rounds, anything else a count."""
+    return "rounds" if isinstance(value, dict | AdaptiveSeeds) else "count"
+
+
+SEEDS_FORMS = ("count", "rounds")  # the tags of `seeds`' forms: not fields a user wrote
+
+
 class StudySpec(BaseModel):
     """A comparison study: which variants, on which task, tuned how, repeated how often."""
 
@@ -285,12 +324,26 @@ class StudySpec(BaseModel):
     variants: dict[str, ModelSpec] = Field(min_length=1)  # type: ignore[valid-type]
     search: SearchSpec = Field(default_factory=SearchSpec)
     fixed: FixedSpec = Field(default_factory=FixedSpec)  # type: ignore[valid-type]
-    # 5: with 3 repeats per variant no rank test can reach p < 0.05 (`report.stats`), and 4
-    # leaves it no room for a second pair's correction.
-    seeds: int = Field(5, ge=1, le=1000, description="seeded repeats of each variant's best config")
+    # A number: that many seeded repeats. Rounds by default: 5 (with 3 repeats per variant no
+    # rank test can reach p < 0.05, `report.stats`), and more until the verdict is decided.
+    seeds: Annotated[
+        Annotated[int, Tag("count"), Field(ge=1, le=1000)]
+        | Annotated[AdaptiveSeeds, Tag("rounds")],
+        Discriminator(_seeds_kind),
+    ] = Field(
+        default_factory=AdaptiveSeeds,
+        description="seeded repeats of each variant's best config: a number, or rounds "
+        "{min, max, step} that stop when every pair of variants is decided",
+    )
     repeats: RepeatsSpec = Field(default_factory=RepeatsSpec)
     resources: Resources = Field(default_factory=Resources)
     compare: CompareSpec = Field(default_factory=CompareSpec)
+
+    @property
+    def seed_looks(self) -> tuple[int, ...]:
+        """The seeded repeats per variant at each look at their scores: one look at `seeds`,
+        or one after each round."""
+        return (self.seeds,) if isinstance(self.seeds, int) else self.seeds.looks
 
     @property
     def search_seed(self) -> int:

@@ -87,6 +87,8 @@ def spec_error(source: str, err: ValidationError) -> SpecError:
     loc = [str(part) for part in first["loc"]]
     if len(loc) > 1 and loc[0] == "task" and loc[1] in TASKS:
         del loc[1]  # the discriminated union's tag is not a field the user wrote
+    if loc[:1] == ["seeds"] and loc[1:2] in (["count"], ["rounds"]):
+        del loc[1]  # nor is the tag of the form `seeds` took
     message = first["msg"].removeprefix("Value error, ")
     cause = first.get("ctx", {}).get("error")
     if isinstance(cause, ConfigError):

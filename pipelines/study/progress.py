@@ -50,6 +50,8 @@ class Progress(Callback):
     counted, and its lines labelled, by its group. With `shown`, a search trial's start line
     names only those of its parameters (as the spec writes them), the ones its variant's search
     drew; a repeat's names its seed and the search trial whose configuration it retrains.
+    A group in `rounds` (seeds added until the verdict is decided) has its total as a range,
+    from its first round's size to the most it can run: `trial 3/5-20`.
 
     `max_epochs` is the training budget of a trial. With `test_metric` (a repeat's
     `test/<metric>`), a trial whose last report holds it reported its test result there, after
@@ -76,8 +78,10 @@ class Progress(Callback):
         test_metric: str | None = None,
         diverged: Divergence | None = None,
         shown: frozenset[str] | None = None,
+        rounds: Mapping[str, int] | None = None,
     ) -> None:
         self.label = label
+        self.rounds = dict(rounds or {})  # group -> its first round's size, its total the most
         self.totals = dict(total) if isinstance(total, Mapping) else {label: total}
         self.total = sum(self.totals.values())
         self.shown = shown
@@ -123,7 +127,7 @@ class Progress(Callback):
             if self.shown is not None:
                 drawn = {k: v for k, v in drawn.items() if k in self.shown}
         searched = ", ".join(f"{k}={_short(v)}" for k, v in sorted(drawn.items()))
-        self._say(f"trial {number}/{self.totals[group]} started  {searched}", trials, group)
+        self._say(f"trial {number}/{self._of(group)} started  {searched}", trials, group)
 
     def on_trial_result(
         self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any
@@ -175,7 +179,7 @@ class Progress(Callback):
         if not self._is_plain():
             row = self._row(trial)
             row.epochs, row.state = epochs, f"{how}: {score}"
-        total = self.totals[group]
+        total = self._of(group)
         self._say(
             f"trial {number}/{total} {how}: {score} | "
             f"done {self.done[group]}/{total}, running {running}, best so far {self.best:.4f}",
@@ -191,8 +195,12 @@ class Progress(Callback):
         line, _ = trial_error(trial)  # the traceback goes to its MLflow run and the study's log
         if not self._is_plain():
             self._row(trial).state = "FAILED"
+        self._say(f"trial {number}/{self._of(group)} FAILED: {line}", trials, group, always=True)
+
+    def _of(self, group: str) -> str:
+        """How many trials `group` runs: a number, or the range its rounds can reach."""
         total = self.totals[group]
-        self._say(f"trial {number}/{total} FAILED: {line}", trials, group, always=True)
+        return f"{self.rounds[group]}-{total}" if group in self.rounds else str(total)
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
         if self._live is not None:
@@ -293,7 +301,7 @@ class Progress(Callback):
             loss = f"{row.best:.4f}" if math.isfinite(row.best) else "-"
             cells = (
                 row.variant,
-                f"{row.number}/{self.totals[row.group]}",
+                f"{row.number}/{self._of(row.group)}",
                 f"{row.epochs}/{self.max_epochs}",
                 loss,
                 row.state,

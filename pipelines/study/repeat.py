@@ -26,8 +26,9 @@ class Repeats:
 
 
 def repeat_seeds(spec: StudySpec) -> list[int]:
-    """Fresh seeds for the repeats: the search's own seed picked the winner, so it is not reused."""
-    return [spec.fixed.seed + 1 + i for i in range(spec.seeds)]
+    """Fresh seeds for the repeats, as many as the study may run: the search's own seed picked
+    the winner, so it is not reused."""
+    return [spec.fixed.seed + 1 + i for i in range(spec.seed_looks[-1])]
 
 
 def repeats_of(

@@ -36,6 +36,7 @@ from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.variant_generator import generate_variants
 from ray.tune.utils.util import merge_dicts
 
+from pipelines.report.stats import Sequential
 from pipelines.trial.phase import is_repeat, repeat_config
 
 REPEATS = "repeats"  # the route of every repeat, whatever its variant
@@ -80,12 +81,16 @@ class VariantSearch(Searcher):
     With `repeat_seeds`, once the last search trial of a variant has ended, its best
     (`best_trial`, judged with `diverged`, the study's divergence rule) is retrained under each
     of those seeds, which draw what `vary` names afresh (`phase.repeat_config`): these repeats
-    come before any search trial still to draw. A variant none of
-    whose trials can be used gets no repeats (`chosen` does not name it). The search is
-    finished when every variant's search has ended and its repeats are handed out.
-    """
+    come before any search trial still to draw. A variant none of whose trials can be used
+    gets no repeats (`chosen` does not name it).
 
-    vary: tuple[str, ...] = ("init", "order")  # a searcher saved before the data could vary
+    With `rounds` (`report.stats.Sequential`), a variant gets the first `rounds.looks[0]` of
+    the seeds; once every variant's search is over and every repeat handed out has ended,
+    the rule looks at the repeats' `test_metric`: when every pair of variants is decided the
+    study stops, else each variant gets the seeds up to the next look. A variant with a
+    diverged repeat takes no part (the study leaves it out). The search is finished when
+    every variant's search has ended and no round is to come.
+    """
 
     def __init__(
         self,
@@ -98,6 +103,8 @@ class VariantSearch(Searcher):
         repeat_seeds: Sequence[int] = (),
         diverged: Callable[[Mapping[str, Any]], str | None] | None = None,
         vary: Collection[str] = ("init", "order", "data"),
+        rounds: Sequential | None = None,
+        test_metric: str = "",
     ) -> None:
         assert mode == "min", "the best trial is the lowest score"
         super().__init__(metric=metric, mode=mode)
@@ -123,6 +130,14 @@ class VariantSearch(Searcher):
         self.suggested = dict.fromkeys(self.variants, 0)
         self.repeat_seeds = list(repeat_seeds)
         self.vary = tuple(vary)
+        self.rounds = rounds
+        self.test_metric = test_metric
+        self.looks = rounds.looks if rounds else (len(self.repeat_seeds),)
+        self.look = 0  # the look the repeats handed out so far lead to
+        self.stopped = rounds is None  # no more rounds to come
+        self.repeated: dict[str, str] = {}  # repeat trial id -> its variant
+        self.outcomes: dict[str, list[float | None]] = {}  # variant -> score per repeat ended
+        self.unusable: set[str] = set()  # variants with a repeat that diverged
         self.diverged = diverged
         self.configs: dict[str, dict[str, Any]] = {}  # search trial id -> its config, as drawn
         self.scores: dict[str, float] = {}  # search trial id -> its lowest finite metric yet
@@ -133,7 +148,7 @@ class VariantSearch(Searcher):
     @property
     def total(self) -> int:
         """How many trials the study runs at most, all variants and both phases together."""
-        return self.searched + len(self.variants) * len(self.repeat_seeds)
+        return self.searched + len(self.variants) * self.looks[-1]
 
     @property
     def searched(self) -> int:
@@ -154,8 +169,11 @@ class VariantSearch(Searcher):
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if self.queued:
-            return self.queued.pop(0)
-        waiting = not all(self.search_over(v) for v in self.variants)
+            config = self.queued.pop(0)
+            self.repeated[trial_id] = config["variant"]
+            return config
+        # Another round may come while repeats run, or while searches are still to end.
+        waiting = not all(self.search_over(v) for v in self.variants) or not self.stopped
         for variant in sorted(self.variants, key=lambda v: self.suggested[v]):  # stable: turns
             if self.suggested[variant] >= self.budget[variant]:
                 continue
@@ -187,8 +205,11 @@ class VariantSearch(Searcher):
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
+        if trial_id in self.repeated:
+            self._repeat_ended(self.repeated[trial_id], None if error else result)
+            return
         if trial_id not in self.configs:
-            return  # a repeat
+            return
         variant = self.configs[trial_id]["variant"]
         searcher = self.optuna.get(variant)
         if searcher is not None:
@@ -203,6 +224,7 @@ class VariantSearch(Searcher):
         )
         if self.search_over(variant):
             self._queue_repeats(variant)
+            self._maybe_look()
 
     def _score(self, trial_id: str, result: Mapping[str, Any]) -> None:
         value = float(result.get(self._metric or "", math.nan))
@@ -227,8 +249,38 @@ class VariantSearch(Searcher):
         if best is None:
             return
         self.chosen[variant] = best.trial_id
-        for seed in self.repeat_seeds:
-            self.queued.append(repeat_config(best.config, seed, best.trial_id, self.vary))
+        self.outcomes[variant] = []
+        self._queue_round(variant, 0, self.looks[self.look])
+
+    def _queue_round(self, variant: str, start: int, stop: int) -> None:
+        best = self.chosen[variant]
+        config = next(e.config for e in self.ended[variant] if e.trial_id == best)
+        for seed in self.repeat_seeds[start:stop]:
+            self.queued.append(repeat_config(config, seed, best, self.vary))
+
+    def _repeat_ended(self, variant: str, result: Mapping[str, Any] | None) -> None:
+        score = float((result or {}).get(self.test_metric, math.nan))
+        if result and self.diverged and self.diverged(result):
+            self.unusable.add(variant)
+        self.outcomes[variant].append(score if math.isfinite(score) else None)
+        self._maybe_look()
+
+    def _maybe_look(self) -> None:
+        """Once every search is over and every repeat handed out has ended, look at the
+        scores: stop, or hand out the next round."""
+        if self.stopped or not all(self.search_over(v) for v in self.variants):
+            return
+        taking_part = [v for v in self.chosen if v not in self.unusable]
+        if any(len(self.outcomes[v]) < self.looks[self.look] for v in taking_part):
+            return  # this round's repeats are still running
+        assert self.rounds is not None
+        scores = {v: [x for x in self.outcomes[v] if x is not None] for v in taking_part}
+        if self.look == len(self.looks) - 1 or self.rounds.decided(scores):
+            self.stopped = True
+            return
+        self.look += 1
+        for variant in taking_part:
+            self._queue_round(variant, self.looks[self.look - 1], self.looks[self.look])
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:

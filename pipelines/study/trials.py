@@ -14,6 +14,7 @@ from ray.tune.search import ConcurrencyLimiter
 
 from pipelines import tracking
 from pipelines.data.store import DatasetRef
+from pipelines.report.stats import Sequential, metric_mode
 from pipelines.spec import StudySpec
 from pipelines.study import routing, tuning
 from pipelines.study.progress import Progress, repeats_group
@@ -72,6 +73,11 @@ def tune_trials(
         train_study_trial, spec, dataset, checkpoint_every=checkpoint_every(spec)
     )
     seeds = repeat_seeds(spec) if repeats else []
+    looks = spec.seed_looks
+    rounds = None
+    if seeds and len(looks) > 1:
+        rule = spec.compare
+        rounds = Sequential(looks, rule.alpha, metric_mode(dataset.metric), rule.min_effect)
     searcher = routing.VariantSearch(
         {variant: trial_space(spec, variant) for variant in variants},
         spec.search.trials_per_variant,
@@ -82,6 +88,8 @@ def tune_trials(
         repeat_seeds=seeds,
         diverged=diverged,
         vary=spec.repeats.vary,
+        rounds=rounds,
+        test_metric=f"test/{dataset.metric}",
     )
     progress = Progress(
         "trials",
@@ -91,11 +99,14 @@ def tune_trials(
         test_metric=f"test/{dataset.metric}",  # each repeat's last report: its test metrics
         diverged=diverged,
         shown=searched_keys(spec),
+        rounds={repeats_group(v): looks[0] for v in variants} if rounds else None,
     )
     callbacks: list[tune.Callback] = [runs, progress]
     if seeds:  # after `runs`: a champion's run has ended by the time it is registered
         callbacks.append(
-            ChampionWhenReady(spec, dataset, parent_run_id, diverged, seeds=len(seeds))
+            # With rounds, once the first has ended: the champion is its search trial, which
+            # later rounds do not change.
+            ChampionWhenReady(spec, dataset, parent_run_id, diverged, seeds=looks[0])
         )
     run_config = tuning.run_config(
         spec.name,

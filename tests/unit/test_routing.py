@@ -12,6 +12,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
+from pipelines.report.stats import Sequential
 from pipelines.spec import StudySpec, parse_spec
 from pipelines.spec.schema import VARIED, SchedulerSpec, SearchSpec
 from pipelines.study import routing
@@ -380,3 +381,79 @@ def test_a_study_of_an_older_tuner_layout_is_not_resumed(tags: dict[str, str]) -
     assert "run the study again" in (resume.older_layout("r1", tags, spec) or "")
     assert resume.older_layout("r1", {resume.TUNER_TAG: "/r/s"}, spec) is None
     assert resume.older_layout("r1", {}, spec) is None  # stopped before its trials began
+
+
+def _rounds_searcher(rounds: Sequential) -> routing.VariantSearch:
+    spec = _spec(variants={"rnn": VARIANTS["rnn"], "lstm": VARIANTS["lstm"]}, trials_per_variant=1)
+    return routing.VariantSearch(
+        {v: trial_space(spec, v) for v in spec.variants},
+        1,
+        "random",
+        0,
+        METRIC,
+        MODE,
+        repeat_seeds=range(1, rounds.looks[-1] + 1),
+        diverged=Divergence("mse", 0.1667),
+        rounds=rounds,
+        test_metric="test/mse",
+    )
+
+
+def _run_round(
+    searcher: routing.VariantSearch, scores: dict[str, list[float]], ids: list[str]
+) -> dict[str, list[int]]:
+    """Hand out the repeats the searcher has queued, then end each with the next of its
+    variant's `scores`: one round, as Tune would run it; the seeds handed out, by variant."""
+    handed: dict[str, list[int]] = {}
+    running = []
+    while isinstance(config := searcher.suggest(f"r{len(ids)}"), dict):
+        assert is_repeat(config)
+        ids.append(f"r{len(ids)}")
+        running.append((ids[-1], config["variant"]))
+        handed.setdefault(config["variant"], []).append(config["seed"])
+    for trial_id, variant in running:
+        score = scores[variant].pop(0)
+        searcher.on_trial_complete(trial_id, {"test/mse": score, METRIC: score})
+    return handed
+
+
+def test_seeds_come_in_rounds_until_every_pair_is_decided() -> None:
+    rounds = Sequential((4, 8, 12), alpha=0.05)
+    searcher = _rounds_searcher(rounds)
+    for i, _ in enumerate(_suggest_all(searcher)):
+        searcher.on_trial_complete(f"t{i}", {METRIC: 0.01, "training_iteration": 1})
+    # rnn's and lstm's first 8 scores interleave, then lstm's are all lower
+    scores = {
+        v: [0.10 + 0.01 * i + 0.02 * k for k in range(8)] for i, v in enumerate(("rnn", "lstm"))
+    }
+    scores["rnn"] += [0.5] * 4
+    scores["lstm"] += [0.001] * 4
+    ids: list[str] = []
+    first = _run_round(searcher, scores, ids)
+    assert first == {"rnn": [1, 2, 3, 4], "lstm": [1, 2, 3, 4]}  # 4 cannot decide at 0.05/3
+    second = _run_round(searcher, scores, ids)
+    assert second == {"rnn": [5, 6, 7, 8], "lstm": [5, 6, 7, 8]}
+    assert not searcher.stopped  # 8 overlapping scores each: not decided
+    third = _run_round(searcher, scores, ids)
+    assert third == {"rnn": [9, 10, 11, 12], "lstm": [9, 10, 11, 12]}
+    assert searcher.stopped and searcher.suggest("after") == Searcher.FINISHED
+
+
+def test_a_study_stops_adding_seeds_once_decided_and_leaves_a_diverged_variant_out() -> None:
+    rounds = Sequential((5, 10), alpha=0.05)
+    searcher = _rounds_searcher(rounds)
+    for i, _ in enumerate(_suggest_all(searcher)):
+        searcher.on_trial_complete(f"t{i}", {METRIC: 0.01, "training_iteration": 1})
+    scores = {"rnn": [0.10, 0.11, 0.12, 0.13, 0.14], "lstm": [0.01, 0.02, 0.03, 0.04, 0.05]}
+    ids: list[str] = []
+    assert _run_round(searcher, scores, ids) == {"rnn": [1, 2, 3, 4, 5], "lstm": [1, 2, 3, 4, 5]}
+    assert searcher.stopped and searcher.suggest("next") == Searcher.FINISHED
+    assert searcher.total == 2 + 2 * 10  # Tune is told the most; the searcher ends it sooner
+
+    searcher = _rounds_searcher(rounds)
+    for i, _ in enumerate(_suggest_all(searcher)):
+        searcher.on_trial_complete(f"t{i}", {METRIC: 0.01, "training_iteration": 1})
+    scores = {"rnn": [0.10, 1e6, 0.12, 0.13, 0.14], "lstm": [0.01, 0.05, 0.03, 0.04, 0.02]}
+    _run_round(searcher, scores, [])
+    assert searcher.unusable == {"rnn"}  # no pair left to decide: lstm alone
+    assert searcher.stopped

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -29,7 +30,8 @@ def test_every_shipped_spec_validates(path: Path) -> None:
 
 def test_defaults_fill_what_a_spec_leaves_out() -> None:
     spec = parse_spec({"name": "s", "task": {"name": "adding"}, "variants": {"a": {}}})
-    assert spec.fixed.lr == 1e-3 and spec.seeds == 5
+    assert spec.fixed.lr == 1e-3 and spec.seed_looks == (5, 10, 15, 20)  # seeds in rounds
+    assert spec.repeats.vary == ["init", "order", "data"]
     assert spec.variants["a"].cell == "tanh"
     assert spec.resources.cpu == 1.0 and spec.resources.gpu == 0.0
 
@@ -216,3 +218,58 @@ def test_a_spec_on_a_users_file_has_a_digest(tmp_path: Path, task: str) -> None:
     assert parse_spec(moved).digest() != spec.digest()
     with pytest.raises(SpecError, match=r"task\.options: required"):
         parse_spec({**raw, "task": {"name": task}})
+
+
+MINIMAL = {"name": "s", "task": {"name": "adding"}, "variants": {"a": {}}}
+
+
+@pytest.mark.parametrize(
+    ("seeds", "looks"),
+    [
+        (3, (3,)),
+        ({"min": 5, "max": 20}, (5, 10, 15, 20)),
+        ({"min": 4, "max": 10, "step": 3}, (4, 7, 10)),
+    ],
+)
+def test_seeds_are_a_number_or_rounds(seeds: Any, looks: tuple[int, ...]) -> None:
+    spec = parse_spec(
+        {"name": "s", "task": {"name": "adding"}, "variants": {"a": {}}, "seeds": seeds}
+    )
+    assert spec.seed_looks == looks
+
+
+@pytest.mark.parametrize(
+    ("seeds", "field", "message"),
+    [
+        ({"min": 5, "max": 5}, "seeds.max", "must be more than min (5)"),
+        ({"min": 5, "most": 9}, "seeds.most", "unknown key"),
+        ({"min": 1, "max": 9}, "seeds.min", "greater than or equal to 2"),
+        (0, "seeds", "greater than or equal to 1"),
+        ("many", "seeds", "valid integer"),
+    ],
+)
+def test_bad_seeds_name_the_field(seeds: Any, field: str, message: str) -> None:
+    raw = {**MINIMAL, "seeds": seeds}
+    with pytest.raises(SpecError) as err:
+        parse_spec(raw, "s.yaml")
+    assert f"s.yaml: {field}: " in str(err.value) and message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("vary", "field", "message"),
+    [
+        (["init", "init"], "repeats.vary.init", "named twice"),
+        (["weights"], "repeats.vary.0", "'init', 'order' or 'data'"),
+        ([], "repeats.vary", "at least 1 item"),
+    ],
+)
+def test_bad_repeats_vary_names_the_field(vary: Any, field: str, message: str) -> None:
+    raw = {
+        "name": "s",
+        "task": {"name": "adding"},
+        "variants": {"a": {}},
+        "repeats": {"vary": vary},
+    }
+    with pytest.raises(SpecError) as err:
+        parse_spec(raw, "s.yaml")
+    assert f"s.yaml: {field}: " in str(err.value) and message in str(err.value)

@@ -15,11 +15,13 @@ from scipy import stats as scipy_stats
 from pipelines.report import budget
 from pipelines.report.stats import (
     ALPHA,
+    Sequential,
     Summary,
     bootstrap_interval,
     cohens_d,
     compare,
     detectable_shift,
+    equivalent,
     expanded_level,
     probability_of_improvement,
     rank_test,
@@ -201,3 +203,49 @@ def test_the_ranking_of_budget_curves_is_stable_from_the_budget_it_stops_changin
     assert start == 6  # E[best of 6] is where wide first stays below narrow
     assert means["wide"][start - 1] < means["narrow"][start - 1]
     assert means["wide"][start - 2] > means["narrow"][start - 2]
+
+
+# "skewed" (a lognormal) ranks as "normal" does: a rank rule sees the same draws twice.
+@pytest.mark.parametrize("shape", ["normal", "bounded", "ties"])
+def test_seeds_in_rounds_name_no_more_false_winners_than_alpha(
+    shape: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Looking after every round (5, 10, 15, 20 seeds) and stopping once decided: without the
+    split of alpha over the looks the false-winner rate would grow with each look."""
+    monkeypatch.setattr(gc, "collect", lambda *args: 0)  # as in the three-variant test
+    rule = Sequential((5, 10, 15, 20), ALPHA)
+    samples = _null_samples(shape, np.random.default_rng(10), 20)
+    named, stopped = 0, []
+    for a, b in samples:
+        n = rule.stops_at({"a": list(a), "b": list(b)})
+        scores = {"a": list(a[:n]), "b": list(b[:n])}
+        comparisons = compare(scores, rule.alpha_per_look, intervals=False)
+        summaries = [Summary(v, n, float(np.mean(s)), 0.0, 0.0, 0.0) for v, s in scores.items()]
+        named += winner(summaries, comparisons, "min") is not None
+        stopped.append(n)
+    assert named / SIMULATIONS <= ALPHA + 0.015
+    # and the looks are what a naive rule, alpha at each look, would have abused
+    naive = np.zeros(SIMULATIONS, bool)
+    for n in rule.looks:
+        naive |= rank_test(samples[:, 0, :n], samples[:, 1, :n]) < ALPHA
+    assert np.mean(naive) > ALPHA + 0.015 or shape == "ties"
+    assert np.mean(np.array(stopped) == 20) > 0.9  # with no difference it rarely stops early
+
+
+def test_seeds_in_rounds_stop_early_against_a_clear_difference_and_at_equivalence() -> None:
+    rule = Sequential((5, 10, 15, 20), ALPHA)
+    rng = np.random.default_rng(11)
+    clear = [
+        rule.stops_at({"a": list(rng.normal(0, 1, 20)), "b": list(rng.normal(3, 1, 20))})
+        for _ in range(50)
+    ]
+    assert np.median(clear) == 5
+    same = Sequential((5, 10, 15, 20), ALPHA, min_effect=1.0)
+    tight = [
+        same.stops_at({"a": list(rng.normal(0, 0.1, 20)), "b": list(rng.normal(0.05, 0.1, 20))})
+        for _ in range(50)
+    ]
+    assert np.median(tight) == 5  # within 1.0 of each other, shown at the first look
+    assert equivalent(np.full(5, 0.2), np.full(5, 0.25), 0.1, 0.01)
+    assert not equivalent(np.full(5, 0.2), np.full(5, 0.35), 0.1, 0.01)
+    assert not equivalent(rng.normal(0, 1, 5), rng.normal(0, 1, 5), 0.1, 0.0125)
