@@ -7,6 +7,13 @@ import json
 
 import click
 
+# How a repeat's training data is drawn again, by `Task.resample`.
+RESAMPLE_WORDS = {
+    "redraw": "train and val drawn again from the generator, test kept",
+    "resplit": "train and val split afresh from their pool, test kept",
+    "bootstrap": "a bootstrap sample of train, val and test kept",
+}
+
 
 @click.command(
     short_help="list the tasks: family, metrics, baseline and options",
@@ -33,6 +40,7 @@ def tasks(as_json: bool) -> int:
         )
         print(f"  inputs: {inputs}")
         print(f"  architectures: {', '.join(row['architectures'])}")
+        print(f"  repeats' data (repeats.vary: data): {RESAMPLE_WORDS[row['resample']]}")
         print("  options:")
         for option in row["options"]:
             default = "required" if option["required"] else json.dumps(option["default"])
@@ -93,6 +101,7 @@ def _describe_task(task: type) -> dict:
         "token_inputs": task.token_inputs,
         "architectures": fitting_architectures(task),
         "version": task.version,
+        "resample": task.resample,
         "description": " ".join((task.__doc__ or "").strip().split("\n\n")[0].split()),
         "options": options,
     }

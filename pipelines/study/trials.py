@@ -141,7 +141,7 @@ def tune_trials(
         run_config,
         lambda: tune.Tuner(trainable, tune_config=tune_config, run_config=run_config),
     )
-    results = list(tuning.fit(tuner, parent_run_id, None, None))
+    results = list(tuning.fit(tuner, parent_run_id))
     searched = [r for r in results if not is_repeat(r.config)]
     repeated = [r for r in results if is_repeat(r.config)]
     trained = Trained([], [], repeats_of(variants, repeated, diverged))

@@ -188,13 +188,12 @@ def stop_tuning(frame: FrameType | None) -> bool:
     return True
 
 
-def fit(tuner: tune.Tuner, parent_run_id: str, kind: str | None, variant: str | None) -> Any:
+def fit(tuner: tune.Tuner, parent_run_id: str) -> Any:
     """Run the Tuner; whatever stops it, no MLflow run of its trials stays RUNNING.
 
     Raises StudyInterrupted when Tune returned with trials unfinished, or was asked to stop
-    (`stop_tuning`, Ctrl-C). Otherwise, runs of trials that Tune's restored state no longer
-    knew (started after its last save, before the driver died; still going then, or ended) are
-    deleted: their trials ran again under new ids.
+    (`stop_tuning`, Ctrl-C). (Runs of trials that Tune's restored state no longer knew are
+    deleted by the Tuner's `TrialRuns` once every trial has ended.)
     """
     client = tracking.client()
     fitting = _Fitting(before=signal.getsignal(signal.SIGUSR1))
@@ -207,8 +206,6 @@ def fit(tuner: tune.Tuner, parent_run_id: str, kind: str | None, variant: str | 
     unfinished = len(results) - results.num_terminated - results.num_errors
     if unfinished or fitting.stopped:
         raise StudyInterrupted(f"{unfinished} trials unfinished")
-    known = {result.metrics["trial_id"] for result in results}  # Tune fills it in for each
-    tracking.delete_lost(client, parent_run_id, known, kind, variant)
     return results
 
 

@@ -215,27 +215,20 @@ def end_running(mlflow: MlflowClient, parent_run_id: str, status: str) -> int:
     return len(running)
 
 
-def delete_lost(
-    mlflow: MlflowClient,
-    parent_run_id: str,
-    known: set[str],
-    kind: str | None = None,
-    variant: str | None = None,
-) -> int:
+def delete_lost(mlflow: MlflowClient, parent_run_id: str, known: set[str]) -> int:
     """Delete the runs of trials that a resumed Tuner lost; returns how many.
 
-    `known` holds the ids of the trials a finished Tuner knows, each of which ended its run
-    FINISHED or FAILED. A trial that started after Tune last saved its state and before the
-    driver died is not among them, whether its run was still going (KILLED) or had ended: the
-    restored searcher handed out its config again, under a new id, in a new run. The old run
-    is deleted (MLflow keeps deleted runs until garbage collection), so the study counts each
-    trial once. So is a run still KILLED, whose trial never ended.
+    `known` holds the ids of the trials the study's Tuner knows, once each has ended. A trial
+    that started after Tune last saved its state and before the driver died is not among
+    them, whether its run was still going (KILLED) or had ended: the restored searcher handed
+    out its config again, under a new id, in a new run. The old run is deleted (MLflow keeps
+    deleted runs until garbage collection), so the study counts each trial once. A child run
+    of no trial (no `trial_id` tag) is not the Tuner's to judge.
     """
     lost = [
         run
-        for run in child_runs(mlflow, parent_run_id, kind, variant)
-        if "trial_id" in run.data.tags
-        and (run.data.tags["trial_id"] not in known or run.info.status == "KILLED")
+        for run in child_runs(mlflow, parent_run_id)
+        if run.data.tags.get("trial_id", "") not in known | {""}
     ]
     for run in lost:
         mlflow.set_tag(run.info.run_id, "seqlab.lost", "its trial ran again after a resume")

@@ -19,6 +19,7 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from pipelines.study.failures import Divergence, trial_error
+from pipelines.tracking.runs import delete_lost
 from pipelines.trial import phase
 from seqmodels.config import TrialConfig
 
@@ -220,6 +221,10 @@ class TrialRuns(Callback):
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
         self.close_open("KILLED")  # trials Tune stopped without completing them
+        if trials and all(t.status in (Trial.TERMINATED, Trial.ERROR) for t in trials):
+            # Tune's trials, not the ids in their results: a PBT trial's last result can be
+            # the one it cloned, id and all.
+            delete_lost(self.mlflow, self.parent_run_id, {t.trial_id for t in trials})
 
     def close_open(self, status: str) -> None:
         """End every run not ended yet, so none is left RUNNING (Ctrl-C, a driver error)."""

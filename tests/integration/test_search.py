@@ -271,7 +271,7 @@ def test_a_crashed_trial_is_retried_from_its_last_checkpoint(study, tmp_path: Pa
         run_config=study.tuning.run_config("retry", [runs, killer]),
     )
     with study.tuning.ray_session():
-        (result,) = study.tuning.fit(tuner, parent, "trial", "rnn")
+        (result,) = study.tuning.fit(tuner, parent)
     assert killer.killed, "the worker was killed once"
     assert result.error is None and result.metrics["training_iteration"] == 4
     # restored from a checkpoint (Tune's newest when the worker died), not trained from scratch
@@ -358,7 +358,7 @@ def test_a_resumed_trial_whose_checkpoint_tune_deleted_goes_on_from_one_that_exi
             ),
             run_config=run_config,
         )
-        study.tuning.fit(tuner, parent, "trial", "rnn")
+        study.tuning.fit(tuner, parent)
     with (
         study.tuning.ray_session(),
         caplog.at_level("WARNING", logger="pipelines.trial.restorable"),
@@ -367,7 +367,7 @@ def test_a_resumed_trial_whose_checkpoint_tune_deleted_goes_on_from_one_that_exi
         assert saved.checkpoint is not None and Path(saved.checkpoint.path).is_dir()
         shutil.rmtree(saved.checkpoint.path)  # what Tune deleted after it last saved its state
         restored = tune.Tuner.restore(path, trainable=trainable(), resume_unfinished=True)
-        (result,) = study.tuning.fit(restored, parent, "trial", "rnn")
+        (result,) = study.tuning.fit(restored, parent)
     assert result.error is None and result.metrics["training_iteration"] == epochs
     assert f"its checkpoint {saved.checkpoint.path} is no longer on storage" in caplog.text
     (run,) = tracking.child_runs(client, parent, "trial")
@@ -422,7 +422,7 @@ def test_ctrl_c_stops_the_tuner_after_it_saves_every_result_it_has(
             pytest.raises(KeyboardInterrupt) as stopped,
             process.interruptible("interrupted", embedded=False),
         ):
-            study.tuning.fit(tuner, parent, "trial", "rnn")
+            study.tuning.fit(tuner, parent)
         assert isinstance(stopped.value, study.tuning.StudyInterrupted), (
             "Tune returned, then _fit raised"
         )
@@ -437,7 +437,7 @@ def test_ctrl_c_stops_the_tuner_after_it_saves_every_result_it_has(
         assert saved.checkpoint is not None and Path(saved.checkpoint.path).is_dir()
         with caplog.at_level("WARNING", logger="pipelines.trial.restorable"):
             restored = tune.Tuner.restore(path, trainable=trainable(), resume_unfinished=True)
-            (result,) = study.tuning.fit(restored, parent, "trial", "rnn")
+            (result,) = study.tuning.fit(restored, parent)
     assert "no longer on storage" not in caplog.text
     assert result.error is None and result.metrics["training_iteration"] == epochs
     # from the newest checkpoint Tune registered: the last epoch's, or the one before when Tune

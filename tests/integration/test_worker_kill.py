@@ -138,7 +138,7 @@ def _search(study, client, experiment_id: str, killer: KillMidEpoch, label: str)
         ),
         run_config=run_config,
     )
-    return study.tuning.fit(tuner, parent, "trial", "rnn"), parent
+    return study.tuning.fit(tuner, parent), parent
 
 
 def test_a_trial_whose_worker_is_killed_mid_epoch_finishes(

@@ -34,7 +34,6 @@ def test_runs_of_trials_the_tuner_does_not_know_are_deleted_whatever_their_statu
     lost = {
         child("a_00002", "FINISHED"),  # ended after the last save: its seed ran again
         child("a_00003", "KILLED"),  # still going when the driver died
-        child("a_00004", "KILLED"),  # a second run of a known trial, never ended
     }
 
     deleted = tracking.delete_lost(client, parent, {"a_00000", "a_00001", "a_00004"})
