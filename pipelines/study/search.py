@@ -80,7 +80,7 @@ def variant_outcome(
         for r in usable
         for checkpoint, metrics in r.best_checkpoints
         if math.isfinite(float(metrics.get(METRIC, math.nan)))
-        and (chosen is None or r.metrics["trial_id"] == chosen)
+        and (chosen is None or tuning.trial_id(r) == chosen)
     ]
     if not scored:
         return LeftOut(variant, _unusable(len(results), errors, reasons))
@@ -94,7 +94,7 @@ def variant_outcome(
         trial=TrialConfig.from_nested(best.config),
         best_val=best_val,
         checkpoint_dir=tuning.local_checkpoint(checkpoint, parent_run_id, variant),
-        run_id=run_ids[best.metrics["trial_id"]],
+        run_id=run_ids[tuning.trial_id(best)],
         trials=len(results),
         stopped_early=sum(r.metrics["training_iteration"] < spec.fixed.max_epochs for r in trained),
         failed=len(errors),

@@ -128,6 +128,7 @@ def tune_trials(
             searcher, max_concurrent=spec.search.max_concurrent or min(searcher.total, 200)
         ),
         reuse_actors=tuning.reuse_workers(),
+        trial_dirname_creator=tuning.trial_dirname,
     )
     if spec.search.scheduler.name == "pbt":
         # PBT draws its perturbations and the trials it clones from Python's own generator.

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from types import FrameType
 from typing import Any
 
@@ -20,6 +21,7 @@ import fsspec
 import pyarrow.fs
 import ray
 from ray import tune
+from ray.tune.experiment import Trial
 
 from pipelines import tracking
 from pipelines.data import store
@@ -133,6 +135,27 @@ def tuner(
         return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True)
     client.set_tag(parent_run_id, tag, join(str(run_config.storage_path), str(run_config.name)))
     return new()
+
+
+TRIAL_DIR = "trial_"  # a trial's directory: this, then its id (`trial_dirname`)
+
+
+def trial_dirname(trial: Trial) -> str:
+    """A trial's directory name (Tune's `trial_dirname_creator`): its id, so that a result
+    says whose it is (`trial_id`)."""
+    return f"{TRIAL_DIR}{trial.trial_id}"
+
+
+def trial_id(result: tune.Result) -> str:
+    """The id of the trial whose result this is, read from its directory (`trial_dirname`).
+
+    Not `result.metrics["trial_id"]`: a PBT trial that cloned another and reported nothing
+    since has the clone's last result for its own, id and all.
+    """
+    name = PurePosixPath(str(result.path)).name
+    if not name.startswith(TRIAL_DIR):
+        raise ValueError(f"{result.path}: not a directory that `trial_dirname` named")
+    return name.removeprefix(TRIAL_DIR)
 
 
 def saved_state(experiment: str) -> bool:

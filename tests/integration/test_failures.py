@@ -238,7 +238,12 @@ def test_tune_results_of_trials_that_raise_nan_and_blow_up(study, capfd) -> None
     space = spec.trial("a").nested()
     space["train"]["lr"] = tune.grid_search([1.0 + i for i in range(len(ENDS))])
     with failures.study_log(spec.name) as log, study.tuning.ray_session():
-        tuner = tune.Tuner(bad_trainable, param_space=space, run_config=run_config)
+        tuner = tune.Tuner(
+            bad_trainable,
+            param_space=space,
+            tune_config=tune.TuneConfig(trial_dirname_creator=study.tuning.trial_dirname),
+            run_config=run_config,
+        )
         results = study.tuning.fit(tuner, parent)
     out = capfd.readouterr()
     terminal = out.out + out.err
