@@ -108,7 +108,7 @@ def build(record: StudyRecord) -> Report:
         "",
         table,
         pairwise,
-        _method(alpha, min_effect) + _rounds(looks, alpha, summaries),
+        _method(tested_at, min_effect) + _rounds(looks, alpha, summaries),
         gone,
         _budget(record),
         _budget_curves(found, record.spec["search"]["trials_per_variant"]),
