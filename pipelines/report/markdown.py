@@ -20,6 +20,7 @@ from pipelines.report import budget, plots, stats
 from pipelines.report.records import RunRecord, StudyRecord, collect, latest_parent
 from pipelines.report.stats import metric_mode
 from pipelines.spec.schema import AdaptiveSeeds
+from pipelines.trial.phase import resting_config
 from seqmodels.tasks import TASKS
 from seqmodels.tasks.metrics import metric_range
 
@@ -62,7 +63,7 @@ def build(record: StudyRecord) -> Report:
     key = f"test/{metric}"
     left_out = record.left_out
     scores = {
-        v: [r.metrics[key] for r in record.of("repeat", v) if key in r.metrics]
+        v: [r.metrics[key] for r in _resting(record, v) if key in r.metrics]
         for v in record.variants
         if v not in left_out
     }
@@ -86,6 +87,7 @@ def build(record: StudyRecord) -> Report:
     )
     plain = _in_plain_words(record, summaries, mode, found)
     gone = _left_out(record)
+    configurations = _configurations(record, metric)
     figures = {
         "learning_curves.png": plots.learning_curves(record),
         "final_metric.png": plots.final_metric(record, scores),
@@ -107,6 +109,7 @@ def build(record: StudyRecord) -> Report:
         plain,
         "",
         table,
+        configurations,
         pairwise,
         _method(tested_at, min_effect) + _rounds(looks, alpha, summaries),
         gone,
@@ -118,7 +121,8 @@ def build(record: StudyRecord) -> Report:
         ", ".join(f"`plots/{name}`" for name in figures),
         "",
     ]
-    summary = "\n".join([f"## {record.study}: {verdict}", "", plain, "", table, pairwise, gone])
+    head = [f"## {record.study}: {verdict}", "", plain, "", table, configurations, pairwise, gone]
+    summary = "\n".join(head)
     return Report("\n".join(sections), summary, figures, best)
 
 
@@ -362,12 +366,64 @@ def _usable(trials: list[RunRecord]) -> list[RunRecord]:
     ]
 
 
+def _configurations(record: StudyRecord, metric: str) -> str:
+    """For a study that repeated several configurations of each variant (`repeats.configs`),
+    each one: its search score, its repeats' validation and test means, and which one the
+    verdict rests on. Nothing otherwise."""
+    key = f"test/{metric}"
+    rows = []
+    for variant in record.variants:
+        repeats = record.of("repeat", variant)
+        named = list(dict.fromkeys(r.tags.get("of_trial", "") for r in repeats))
+        if len(named) < 2:
+            continue
+        resting = {r.tags.get("of_trial") for r in _resting(record, variant)}
+        searched = {r.tags.get("trial_id"): r for r in record.of("trial", variant)}
+        for trial in named:
+            mine = [r for r in repeats if r.tags.get("of_trial", "") == trial]
+            val = np.nanmean([r.best_val for r in mine])
+            test = np.nanmean([r.metrics.get(key, math.nan) for r in mine])
+            search = searched[trial].best_val if trial in searched else math.nan
+            rows.append(
+                f"| {variant} | {trial} | {_fmt(search)} | {len(mine)} | {_fmt(float(val))} "
+                f"| {_fmt(float(test))} | {'yes' if trial in resting else ''} |"
+            )
+    if not rows:
+        return ""
+    return "\n".join(
+        [
+            "### Configurations repeated",
+            "",
+            "Each variant's best search configurations were repeated (`repeats.configs`); the "
+            "verdict rests on the one whose repeats validate best (the lowest mean val/loss), "
+            "so that a configuration that won the search by its seed's luck carries no verdict, "
+            "and the test scores play no part in the choice.",
+            "",
+            f"| variant | search trial | best val/loss (search) | repeats | mean val/loss "
+            f"(repeats) | mean test {metric} | verdict rests on it |",
+            "|---|---|---|---|---|---|---|",
+            *rows,
+            "",
+        ]
+    )
+
+
+def _resting(record: StudyRecord, variant: str) -> list[RunRecord]:
+    """The variant's repeats the verdict compares: those of the configuration whose repeats
+    validate best (`phase.resting_config`), when the study repeated more than one
+    (`repeats.configs`); all of them otherwise."""
+    repeats = record.of("repeat", variant)
+    resting = resting_config((r.tags.get("of_trial", ""), r.best_val) for r in repeats)
+    return [r for r in repeats if r.tags.get("of_trial", "") == resting]
+
+
 def _chosen_trial(record: StudyRecord, variant: str) -> RunRecord | None:
-    """The search trial whose configuration the variant's repeats retrained: the one their runs
-    name (`of_trial`); for a study recorded before they named it, the one the flow chose, the
-    lowest finite val/loss among the trials that neither failed nor diverged."""
+    """The search trial whose configuration the verdict on the variant rests on: the one its
+    compared repeats name (`of_trial`); for a study recorded before they named it, the one the
+    flow chose, the lowest finite val/loss among the trials that neither failed nor
+    diverged."""
     trials = record.of("trial", variant)
-    named = {r.tags.get("of_trial") for r in record.of("repeat", variant)} - {None}
+    named = {r.tags.get("of_trial") for r in _resting(record, variant)} - {None}
     chosen = [r for r in trials if r.tags.get("trial_id") in named]
     if chosen:
         return chosen[0]
@@ -455,6 +511,11 @@ def _repeats(spec: dict[str, Any]) -> str:
     return str(looks[0]) if len(looks) == 1 else f"{looks[0]} to {looks[-1]} (in rounds)"
 
 
+def _configs(spec: dict[str, Any]) -> str:
+    k = spec.get("repeats", {}).get("configs", 1)
+    return "best configuration" if k == 1 else f"{k} best configurations"
+
+
 def _budget(record: StudyRecord) -> str:
     search = record.spec["search"]
     max_epochs = record.spec["fixed"]["max_epochs"]
@@ -463,7 +524,7 @@ def _budget(record: StudyRecord) -> str:
         "",
         f"{search['trials_per_variant']} trials per variant, {search['algorithm']} search, "
         f"{search['scheduler']['name']} scheduler, at most {max_epochs} epochs each; then "
-        f"{_repeats(record.spec)} seeded repeats of each variant's best configuration.",
+        f"{_repeats(record.spec)} seeded repeats of each variant's {_configs(record.spec)}.",
         "",
         "| variant | trials | early-stopped | failed | diverged | epochs trained |",
         "|---|---|---|---|---|---|",

@@ -256,6 +256,13 @@ class RepeatsSpec(BaseModel):
         description="what each repeat's seed draws afresh: init (the weights), order (the "
         "batches'), data (the training split; the test set stays the study's)",
     )
+    configs: int = Field(
+        1,
+        ge=1,
+        le=20,
+        description="each variant's best k search configurations repeated, not the best "
+        "alone; the verdict rests on the one whose repeats validate best",
+    )
 
     @field_validator("vary")
     @classmethod
@@ -357,6 +364,13 @@ class StudySpec(BaseModel):
             if not name.replace("_", "").replace("-", "").isalnum():
                 raise ConfigError(name, "a variant name uses letters, digits, '-' and '_'")
         return variants
+
+    @model_validator(mode="after")
+    def _configs_within_the_search(self) -> StudySpec:
+        trials = self.search.trials_per_variant
+        if self.repeats.configs > trials:
+            raise ConfigError("repeats.configs", f"at most search.trials_per_variant ({trials})")
+        return self
 
     @model_validator(mode="after")
     def _fixed_or_searched(self) -> StudySpec:

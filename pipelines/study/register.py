@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import math
 from typing import Any
 
 import mlflow
@@ -23,8 +24,9 @@ from pipelines.report.markdown import Report
 from pipelines.spec import StudySpec
 from pipelines.study.failures import Divergence
 from pipelines.study.search import VariantOutcome, variant_outcome
+from pipelines.study.space import METRIC
 from pipelines.study.timings import timed
-from pipelines.trial.phase import OF_TRIAL, is_repeat
+from pipelines.trial.phase import OF_TRIAL, is_repeat, resting_config
 from pipelines.trial.trainable import evaluate
 
 
@@ -53,7 +55,7 @@ class ChampionWhenReady(tune.Callback):
         dataset: the study's dataset.
         parent_run_id: the study's parent run, whose child runs are the trials'.
         diverged: the study's divergence rule.
-        seeds: how many repeats each variant has.
+        seeds: how many repeats each variant has (of every configuration it repeats).
     """
 
     def __init__(
@@ -96,7 +98,9 @@ class ChampionWhenReady(tune.Callback):
         searched = [
             _result(t) for t in trials if t.config["variant"] == variant and not is_repeat(t.config)
         ]
-        chosen = ended.config[OF_TRIAL]
+        chosen = resting_config(
+            (t.config[OF_TRIAL], float((t.last_result or {}).get(METRIC, math.nan))) for t in over
+        )
         outcome = variant_outcome(
             self.spec, variant, searched, self.parent_run_id, self.diverged, chosen
         )

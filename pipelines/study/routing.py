@@ -37,7 +37,8 @@ from ray.tune.search.variant_generator import generate_variants
 from ray.tune.utils.util import merge_dicts
 
 from pipelines.report.stats import Sequential
-from pipelines.trial.phase import is_repeat, repeat_config
+from pipelines.trial import phase
+from pipelines.trial.phase import OF_TRIAL, is_repeat, repeat_config
 
 REPEATS = "repeats"  # the route of every repeat, whatever its variant
 
@@ -64,8 +65,15 @@ def best_trial(ended: Iterable[Ended]) -> Ended | None:
     Ties go to the trial that ended first. Every epoch that lowered a trial's score saved a
     checkpoint (`trainable.Report`), so the best epoch always has one to register.
     """
+    best = top_trials(ended, 1)
+    return best[0] if best else None
+
+
+def top_trials(ended: Iterable[Ended], k: int) -> list[Ended]:
+    """The variant's `k` best search trials, best first, by `best_trial`'s rule (fewer when
+    fewer can be used)."""
     scored = [e for e in ended if e.usable and math.isfinite(e.score)]
-    return min(scored, key=lambda e: e.score) if scored else None
+    return sorted(scored, key=lambda e: e.score)[:k]  # stable: ties in the order they ended
 
 
 class VariantSearch(Searcher):
@@ -82,7 +90,9 @@ class VariantSearch(Searcher):
     (`best_trial`, judged with `diverged`, the study's divergence rule) is retrained under each
     of those seeds, which draw what `vary` names afresh (`phase.repeat_config`): these repeats
     come before any search trial still to draw. A variant none of whose trials can be used
-    gets no repeats (`chosen` does not name it).
+    gets no repeats (`chosen` does not name it). With `configs` k, its k best trials are each
+    retrained under every seed (`repeating`); the verdict rests on the one whose repeats
+    validate best (`phase.resting_config`).
 
     With `rounds` (`report.stats.Sequential`), a variant gets the first `rounds.looks[0]` of
     the seeds; once every variant's search is over and every repeat handed out has ended,
@@ -105,6 +115,7 @@ class VariantSearch(Searcher):
         vary: Collection[str] = ("init", "order", "data"),
         rounds: Sequential | None = None,
         test_metric: str = "",
+        configs: int = 1,
     ) -> None:
         assert mode == "min", "the best trial is the lowest score"
         super().__init__(metric=metric, mode=mode)
@@ -135,8 +146,11 @@ class VariantSearch(Searcher):
         self.looks = rounds.looks if rounds else (len(self.repeat_seeds),)
         self.look = 0  # the look the repeats handed out so far lead to
         self.stopped = rounds is None  # no more rounds to come
-        self.repeated: dict[str, str] = {}  # repeat trial id -> its variant
-        self.outcomes: dict[str, list[float | None]] = {}  # variant -> score per repeat ended
+        self.configs_repeated = configs
+        self.repeating: dict[str, list[str]] = {}  # variant -> the search trials it repeats
+        self.repeated: dict[str, dict[str, Any]] = {}  # repeat trial id -> its config
+        # variant -> (of_trial, test score, best val/loss) of each repeat ended
+        self.outcomes: dict[str, list[tuple[str, float, float]]] = {}
         self.unusable: set[str] = set()  # variants with a repeat that diverged
         self.diverged = diverged
         self.configs: dict[str, dict[str, Any]] = {}  # search trial id -> its config, as drawn
@@ -148,7 +162,7 @@ class VariantSearch(Searcher):
     @property
     def total(self) -> int:
         """How many trials the study runs at most, all variants and both phases together."""
-        return self.searched + len(self.variants) * self.looks[-1]
+        return self.searched + len(self.variants) * self.looks[-1] * self.configs_repeated
 
     @property
     def searched(self) -> int:
@@ -170,7 +184,7 @@ class VariantSearch(Searcher):
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if self.queued:
             config = self.queued.pop(0)
-            self.repeated[trial_id] = config["variant"]
+            self.repeated[trial_id] = config
             return config
         # Another round may come while repeats run, or while searches are still to end.
         waiting = not all(self.search_over(v) for v in self.variants) or not self.stopped
@@ -245,25 +259,36 @@ class VariantSearch(Searcher):
         return config
 
     def _queue_repeats(self, variant: str) -> None:
-        best = best_trial(self.ended[variant])
-        if best is None:
+        top = top_trials(self.ended[variant], self.configs_repeated)
+        if not top:
             return
-        self.chosen[variant] = best.trial_id
+        self.chosen[variant] = top[0].trial_id
+        self.repeating[variant] = [e.trial_id for e in top]
         self.outcomes[variant] = []
         self._queue_round(variant, 0, self.looks[self.look])
 
     def _queue_round(self, variant: str, start: int, stop: int) -> None:
-        best = self.chosen[variant]
-        config = next(e.config for e in self.ended[variant] if e.trial_id == best)
+        """Each repeated configuration of `variant` under the seeds from `start` to `stop`."""
+        configs = {e.trial_id: e.config for e in self.ended[variant]}
         for seed in self.repeat_seeds[start:stop]:
-            self.queued.append(repeat_config(config, seed, best, self.vary))
+            for trial in self.repeating[variant]:
+                self.queued.append(repeat_config(configs[trial], seed, trial, self.vary))
 
-    def _repeat_ended(self, variant: str, result: Mapping[str, Any] | None) -> None:
-        score = float((result or {}).get(self.test_metric, math.nan))
+    def _repeat_ended(self, config: Mapping[str, Any], result: Mapping[str, Any] | None) -> None:
+        variant, result = config["variant"], result or {}
         if result and self.diverged and self.diverged(result):
             self.unusable.add(variant)
-        self.outcomes[variant].append(score if math.isfinite(score) else None)
+        score = float(result.get(self.test_metric, math.nan))
+        loss = float(result.get(self._metric or "", math.nan))  # its best epoch's
+        self.outcomes[variant].append((config[OF_TRIAL], score, loss))
         self._maybe_look()
+
+    def resting_scores(self, variant: str) -> list[float]:
+        """The test scores of the repeats of the configuration the verdict on `variant` rests
+        on (`phase.resting_config`), so far."""
+        outcomes = self.outcomes[variant]
+        resting = phase.resting_config((trial, loss) for trial, _, loss in outcomes)
+        return [s for trial, s, _ in outcomes if trial == resting and math.isfinite(s)]
 
     def _maybe_look(self) -> None:
         """Once every search is over and every repeat handed out has ended, look at the
@@ -271,10 +296,11 @@ class VariantSearch(Searcher):
         if self.stopped or not all(self.search_over(v) for v in self.variants):
             return
         taking_part = [v for v in self.chosen if v not in self.unusable]
-        if any(len(self.outcomes[v]) < self.looks[self.look] for v in taking_part):
+        due = {v: self.looks[self.look] * len(self.repeating[v]) for v in taking_part}
+        if any(len(self.outcomes[v]) < due[v] for v in taking_part):
             return  # this round's repeats are still running
         assert self.rounds is not None
-        scores = {v: [x for x in self.outcomes[v] if x is not None] for v in taking_part}
+        scores = {v: self.resting_scores(v) for v in taking_part}
         if self.look == len(self.looks) - 1 or self.rounds.decided(scores):
             self.stopped = True
             return

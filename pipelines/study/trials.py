@@ -5,6 +5,7 @@ that variant's own search is over (`routing`), not when every variant's is.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 
@@ -32,7 +33,7 @@ from pipelines.study.space import (
 )
 from pipelines.study.timings import PhaseSpan, timed
 from pipelines.tracking import trial_runs
-from pipelines.trial.phase import OF_TRIAL, is_repeat
+from pipelines.trial.phase import OF_TRIAL, is_repeat, resting_config
 from pipelines.trial.trainable import train_study_trial
 
 
@@ -73,7 +74,7 @@ def tune_trials(
         train_study_trial, spec, dataset, checkpoint_every=checkpoint_every(spec)
     )
     seeds = repeat_seeds(spec) if repeats else []
-    looks = spec.seed_looks
+    looks, k = spec.seed_looks, spec.repeats.configs  # k configurations repeated per variant
     rounds = None
     if seeds and len(looks) > 1:
         rule = spec.compare
@@ -90,23 +91,24 @@ def tune_trials(
         vary=spec.repeats.vary,
         rounds=rounds,
         test_metric=f"test/{dataset.metric}",
+        configs=spec.repeats.configs,
     )
     progress = Progress(
         "trials",
-        {**searcher.budget, **{repeats_group(v): len(seeds) for v in variants if seeds}},
+        {**searcher.budget, **{repeats_group(v): len(seeds) * k for v in variants if seeds}},
         METRIC,
         spec.fixed.max_epochs,
         test_metric=f"test/{dataset.metric}",  # each repeat's last report: its test metrics
         diverged=diverged,
         shown=searched_keys(spec),
-        rounds={repeats_group(v): looks[0] for v in variants} if rounds else None,
+        rounds={repeats_group(v): looks[0] * k for v in variants} if rounds else None,
     )
     callbacks: list[tune.Callback] = [runs, progress]
     if seeds:  # after `runs`: a champion's run has ended by the time it is registered
         callbacks.append(
             # With rounds, once the first has ended: the champion is its search trial, which
             # later rounds do not change.
-            ChampionWhenReady(spec, dataset, parent_run_id, diverged, seeds=looks[0])
+            ChampionWhenReady(spec, dataset, parent_run_id, diverged, seeds=looks[0] * k)
         )
     run_config = tuning.run_config(
         spec.name,
@@ -148,10 +150,12 @@ def tune_trials(
     trained = Trained([], [], repeats_of(variants, repeated, diverged))
     for variant in variants:
         mine = [r for r in searched if r.config["variant"] == variant]
-        chosen = {r.config[OF_TRIAL] for r in repeated if r.config["variant"] == variant}
-        outcome = variant_outcome(
-            spec, variant, mine, parent_run_id, diverged, chosen=min(chosen, default=None)
+        chosen = resting_config(
+            (r.config[OF_TRIAL], float(r.metrics.get(METRIC, math.nan)))
+            for r in repeated
+            if r.config["variant"] == variant
         )
+        outcome = variant_outcome(spec, variant, mine, parent_run_id, diverged, chosen=chosen)
         if isinstance(outcome, LeftOut):
             trained.left_out.append(outcome)
         else:

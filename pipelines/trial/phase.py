@@ -6,7 +6,8 @@ repeat of its variant's best configuration (`phase: repeat`). Both run in the st
 from __future__ import annotations
 
 import copy
-from collections.abc import Collection, Mapping
+import math
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 PHASE = "phase"  # the config key that marks a seeded repeat
@@ -33,6 +34,20 @@ def repeat_config(
         **({"data_seed": seed} if "data" in vary else {}),
     }
     return {**copy.deepcopy(dict(config)), "seed": seed, **seeds, PHASE: REPEAT, OF_TRIAL: of_trial}
+
+
+def resting_config(repeats: Iterable[tuple[str, float]]) -> str | None:
+    """Of the search trials a variant's repeats retrained, given each repeat's `of_trial`
+    and its best validation loss, the one the verdict rests on: the lowest mean validation
+    loss over its repeats. Their test scores, which the verdict compares, play no part in the
+    choice. Ties go to the trial named first; None when no repeat has a finite loss."""
+    losses: dict[str, list[float]] = {}
+    for trial, loss in repeats:
+        losses.setdefault(trial, [])
+        if math.isfinite(loss):
+            losses[trial].append(loss)
+    means = {trial: sum(v) / len(v) for trial, v in losses.items() if v}
+    return min(means, key=lambda trial: means[trial]) if means else None
 
 
 def varied(config: Mapping[str, Any]) -> list[str]:

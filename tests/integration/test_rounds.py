@@ -1,6 +1,8 @@
 """Seeds in rounds through the real stack (`seeds: {min, max, step}`): the study's one Tuner
 hands out a round of repeats, looks at their test scores, and either ends, every pair decided,
-or hands out the next round; the report says where it stopped and why.
+or hands out the next round; the report says where it stopped and why. With
+`repeats.configs`, each variant's best configurations are repeated and the best validated one
+is compared and registered.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from tests.conftest import ROOT, embedded_env
 
 pytestmark = pytest.mark.slow
 
+LOSS = "val/loss"
+
 SPEC: dict[str, Any] = {
     "name": "rounds",
     "task": {"name": "adding", "options": {"length": 6, "n_train": 128, "n_val": 32, "n_test": 32}},
@@ -33,9 +37,9 @@ SPEC: dict[str, Any] = {
 }
 
 
-def _study(tmp_path: Path, **changes: Any) -> tuple[str, dict[str, list[int]], str]:
+def _study(tmp_path: Path, **changes: Any) -> tuple[str, dict[str, list[int]], str, list]:
     """Run the spec, changed by `changes`, with no servers: what it printed, each variant's
-    repeats' seeds, and its report."""
+    repeats' seeds, its report, and its runs."""
     spec = tmp_path / "rounds.yaml"
     spec.write_text(yaml.safe_dump({**SPEC, **changes}))
     home = tmp_path / "home"
@@ -59,11 +63,11 @@ def _study(tmp_path: Path, **changes: Any) -> tuple[str, dict[str, list[int]], s
     }
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     report = Path(client.download_artifacts(parent.info.run_id, "report.md")).read_text()
-    return result.stdout, seeds, report
+    return result.stdout, seeds, report, runs
 
 
 def test_a_study_adds_a_round_of_seeds_when_the_first_cannot_decide(tmp_path: Path) -> None:
-    out, seeds, report = _study(tmp_path)
+    out, seeds, report, _ = _study(tmp_path)
     assert seeds == {"rnn": [1, 2, 3, 4], "gru": [1, 2, 3, 4]}
     assert "[gru repeats] trial 3/2-4 started" in out
     assert "the study stopped at 4: the most the spec allows" in report
@@ -71,7 +75,34 @@ def test_a_study_adds_a_round_of_seeds_when_the_first_cannot_decide(tmp_path: Pa
 
 
 def test_a_study_stops_after_the_first_round_once_every_pair_is_decided(tmp_path: Path) -> None:
-    # every difference inside 100 counts as none: equivalence is shown at the first look
-    out, seeds, report = _study(tmp_path, compare={"min_effect": 100.0})
-    assert seeds == {"rnn": [1, 2], "gru": [1, 2]}
+    """Every difference inside 100 counts as none: equivalence is shown at the first look.
+    Each variant's two best configurations are repeated (`repeats.configs`), and the one whose
+    repeats validate best is the one compared and registered."""
+    search = {**SPEC["search"], "space": {"lr": {"choice": [0.01, 0.03]}}, "trials_per_variant": 2}
+    _, seeds, report, runs = _study(
+        tmp_path, compare={"min_effect": 100.0}, search=search, repeats={"configs": 2}
+    )
+    assert seeds == {"rnn": [1, 1, 2, 2], "gru": [1, 1, 2, 2]}  # each seed, each configuration
     assert "the study stopped at 2: every pair of variants was decided there" in report
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}")
+    section = report.split("### Configurations repeated")[1].split("###")[0]
+    for variant in SPEC["variants"]:
+        mine = [r for r in runs if r.data.tags.get("variant") == variant]
+        repeats = [r for r in mine if r.data.tags["kind"] == "repeat"]
+        val = {
+            r.info.run_id: min(m.value for m in client.get_metric_history(r.info.run_id, LOSS))
+            for r in repeats
+        }
+        means = {
+            trial: sum(val[r.info.run_id] for r in repeats if r.data.tags["of_trial"] == trial) / 2
+            for trial in {r.data.tags["of_trial"] for r in repeats}
+        }
+        assert len(means) == 2  # both of its trials, each under both seeds
+        resting = min(means, key=lambda t: means[t])
+        assert f"| {variant} | {resting} |" in section
+        rows = [line for line in section.splitlines() if line.startswith(f"| {variant} |")]
+        assert [row.endswith("| yes |") for row in rows].count(True) == 1
+        assert next(r for r in rows if r.endswith("| yes |")).startswith(f"| {variant} | {resting}")
+        version = client.get_model_version_by_alias(f"rounds-{variant}", "champion")
+        (champion,) = [r for r in mine if r.info.run_id == version.run_id]
+        assert champion.data.tags["trial_id"] == resting  # the configuration the verdict rests on

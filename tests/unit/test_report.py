@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from pipelines import report
 from pipelines.report import RunRecord, StudyRecord
+from pipelines.trial.phase import resting_config
 
 
 def _record(metric: str, baseline: float, scores: dict[str, list[float]]) -> StudyRecord:
@@ -186,3 +188,48 @@ def test_a_leader_that_beats_some_but_not_all_is_no_winner_and_says_whom_it_beat
         "## fabricated: **No winner.** leaky, best on average, beats gru"
     )
     assert "Against lstm: with 5 and 5 seeds" in built.summary
+
+
+def test_with_several_configurations_repeated_the_verdict_rests_on_the_best_validated() -> None:
+    """lstm's search winner (trial 1) validates worse over its repeats than its runner-up
+    (trial 0): the verdict compares trial 0's repeats, though trial 1's test better. The
+    choice reads validation only (`resting_config`): a choice by test would bias the verdict."""
+    record = _record("mse", 0.2, {"lstm": [], "rnn": [0.19, 0.2, 0.21, 0.22]})
+    runs = [dataclasses.replace(r, tags={"trial_id": r.run_id}) for r in record.runs]
+    for trial, val, tests in (
+        ("lstm-trial-1", 0.30, [0.001, 0.002, 0.003, 0.004]),  # tests best, validates worst
+        ("lstm-trial-0", 0.20, [0.05, 0.06, 0.07, 0.08]),
+    ):
+        for seed, value in enumerate(tests, start=1):
+            runs.append(
+                RunRecord(
+                    run_id=f"{trial}-repeat-{seed}",
+                    variant="lstm",
+                    kind="repeat",
+                    seed=seed,
+                    status="FINISHED",
+                    start_time=20 + seed,
+                    params={"lr": "0.01"},
+                    metrics={"test/mse": value},
+                    history={"train/loss": [0.6, 0.4], "val/loss": [0.6, val]},
+                    tags={"of_trial": trial},
+                )
+            )
+    built = report.build(dataclasses.replace(record, runs=runs))
+    rows = {row["variant"]: row for row in _table(built)}
+    assert rows["lstm"]["repeats"] == "4" and rows["lstm"]["lr"] == "0.01"
+    assert rows["lstm"]["best val/loss (search)"] == "0.5000"  # trial 0's, not the winner's
+    assert rows["lstm"]["test mse mean ± sd"].startswith("0.0650")
+    section = built.markdown.split("### Configurations repeated")[1].split("###")[0]
+    lines = [line for line in section.splitlines() if line.startswith("| lstm")]
+    assert lines == [
+        "| lstm | lstm-trial-1 | 0.4000 | 4 | 0.3000 | 0.0025 |  |",
+        "| lstm | lstm-trial-0 | 0.5000 | 4 | 0.2000 | 0.0650 | yes |",
+    ]
+    assert "### Configurations repeated" in built.summary
+
+
+def test_resting_config_reads_validation_only_and_breaks_ties_by_order() -> None:
+    assert resting_config([("a", 0.3), ("b", 0.2), ("a", 0.1), ("b", 0.2)]) == "a"  # 0.2 = 0.2
+    assert resting_config([("a", math.nan), ("b", 0.5)]) == "b"
+    assert resting_config([("a", math.nan)]) is None

@@ -457,3 +457,41 @@ def test_a_study_stops_adding_seeds_once_decided_and_leaves_a_diverged_variant_o
     _run_round(searcher, scores, [])
     assert searcher.unusable == {"rnn"}  # no pair left to decide: lstm alone
     assert searcher.stopped
+
+
+def test_each_of_a_variants_best_configurations_is_repeated_and_the_best_validated_decides() -> (
+    None
+):
+    spec = _spec(variants={"rnn": VARIANTS["rnn"], "lstm": VARIANTS["lstm"]}, trials_per_variant=3)
+    searcher = routing.VariantSearch(
+        {v: trial_space(spec, v) for v in spec.variants},
+        3,
+        "random",
+        0,
+        METRIC,
+        MODE,
+        repeat_seeds=(1, 2),
+        diverged=Divergence("mse", 0.1667),
+        test_metric="test/mse",
+        configs=2,
+    )
+    configs = {f"t{i}": c for i, c in enumerate(_suggest_all(searcher))}
+    scores = iter([0.3, 0.3, 0.1, 0.1, 0.2, 0.2])  # per variant: trials 3rd, 1st, 2nd best
+    for trial_id in configs:
+        searcher.on_trial_complete(trial_id, {METRIC: next(scores), "training_iteration": 1})
+    repeats = {f"r{i}": searcher.suggest(f"r{i}") for i in range(8)}
+    assert searcher.total == 6 + 2 * 2 * 2 and all(is_repeat(r) for r in repeats.values())
+    for variant in ("rnn", "lstm"):
+        mine = [t for t, c in configs.items() if c["variant"] == variant]
+        top = searcher.repeating[variant]
+        assert top == [mine[1], mine[2]] and searcher.chosen[variant] == mine[1]
+        got = sorted((r[OF_TRIAL], r["seed"]) for r in repeats.values() if r["variant"] == variant)
+        assert got == sorted((t, s) for t in top for s in (1, 2))
+    # rnn's runner-up validates better over its repeats: its test scores are the ones compared
+    runner_up = searcher.repeating["rnn"][1]
+    for number, (trial_id, repeat) in enumerate(repeats.items()):
+        val = 0.05 if repeat[OF_TRIAL] == runner_up else 0.2
+        searcher.on_trial_complete(trial_id, {"test/mse": float(number), METRIC: val})
+    compared = [float(n) for n, r in enumerate(repeats.values()) if r[OF_TRIAL] == runner_up]
+    assert searcher.resting_scores("rnn") == compared and len(compared) == 2
+    assert searcher.suggest("after") == Searcher.FINISHED

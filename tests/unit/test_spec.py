@@ -273,3 +273,10 @@ def test_bad_repeats_vary_names_the_field(vary: Any, field: str, message: str) -
     with pytest.raises(SpecError) as err:
         parse_spec(raw, "s.yaml")
     assert f"s.yaml: {field}: " in str(err.value) and message in str(err.value)
+
+
+def test_more_configurations_repeated_than_searched_names_the_field() -> None:
+    raw = {**MINIMAL, "search": {"trials_per_variant": 2}, "repeats": {"configs": 3}}
+    with pytest.raises(SpecError, match=r"s.yaml: repeats.configs: at most search.trials_per"):
+        parse_spec(raw, "s.yaml")
+    assert parse_spec({**raw, "repeats": {"configs": 2}}).repeats.configs == 2
