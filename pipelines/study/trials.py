@@ -104,10 +104,11 @@ def tune_trials(
         rounds={repeats_group(v): looks[0] * k for v in variants} if rounds else None,
     )
     callbacks: list[tune.Callback] = [runs, progress]
-    if seeds:  # after `runs`: a champion's run has ended by the time it is registered
-        callbacks.append(
-            # With rounds, once the first has ended: the champion is its search trial, which
-            # later rounds do not change.
+    # With rounds, a variant's champion is registered once its first round has ended: when it
+    # repeats one configuration, later rounds cannot change which. When it repeats several, a
+    # later round can change which validates best: the study registers after its Tuner.
+    if seeds and (rounds is None or k == 1):
+        callbacks.append(  # after `runs`: a champion's run has ended by the time it is registered
             ChampionWhenReady(spec, dataset, parent_run_id, diverged, seeds=looks[0] * k)
         )
     run_config = tuning.run_config(
