@@ -79,3 +79,20 @@ def stable_from(found: list[Curve], mode: Mode) -> int | None:
     while start > 1 and ranking(start - 1) == final:
         start -= 1
     return start
+
+
+def best_of_quantiles(
+    scores: Sequence[float], n: int, quantiles: Sequence[float], mode: Mode
+) -> np.ndarray:
+    """Quantiles of the best of n trials drawn with replacement from `scores`, as good as the
+    q-th share of such draws reach or better (q = 0.05 is the worst 5%).
+
+    With the N scores sorted from worst to best, the best of n is among the first i with
+    probability (i/N)^n, the distribution `expected_best` averages.
+    """
+    values = np.sort(np.asarray(scores, dtype=float))
+    if mode == "min":
+        values = values[::-1]  # worst (highest) first
+    count = len(values)
+    below = (np.arange(1, count + 1) / count) ** n  # P(best among the i worst)
+    return np.array([values[int(np.searchsorted(below, q - 1e-12))] for q in quantiles])

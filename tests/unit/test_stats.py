@@ -249,3 +249,14 @@ def test_seeds_in_rounds_stop_early_against_a_clear_difference_and_at_equivalenc
     assert equivalent(np.full(5, 0.2), np.full(5, 0.25), 0.1, 0.01)
     assert not equivalent(np.full(5, 0.2), np.full(5, 0.35), 0.1, 0.01)
     assert not equivalent(rng.normal(0, 1, 5), rng.normal(0, 1, 5), 0.1, 0.0125)
+
+
+def test_the_quantiles_of_the_best_of_n_trials_match_brute_force() -> None:
+    scores = [0.5, 0.1, 0.3, 0.2, 0.4]
+    draws = np.array(list(itertools.product(scores, repeat=3)))  # every draw of 3, equally likely
+    best = np.sort(draws.min(axis=1))[::-1]  # worst (highest) first
+    for q in (0.05, 0.5, 0.95):
+        expected = best[math.ceil(q * len(best)) - 1]  # the q-th share of draws reach it or worse
+        (got,) = budget.best_of_quantiles(scores, 3, [q], "min")
+        assert got == expected, q
+    assert budget.best_of_quantiles([1.0, 3.0], 1, [0.25, 0.75], "max").tolist() == [1.0, 3.0]
