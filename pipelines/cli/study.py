@@ -19,6 +19,15 @@ if TYPE_CHECKING:
     from pipelines.spec import StudySpec
 
 
+def _repeats(study: StudySpec) -> str:
+    """The repeats a study plans, in words: `then 5-20 seeds (in rounds) of the best config,
+    drawing init, order, data afresh`."""
+    looks, k = study.seed_looks, study.repeats.configs
+    seeds = f"{looks[0]}" if len(looks) == 1 else f"{looks[0]}-{looks[-1]} (in rounds)"
+    configs = "the best config" if k == 1 else f"the {k} best configs"
+    return f"then {seeds} seeds of {configs}, drawing {', '.join(study.repeats.vary)} afresh"
+
+
 @click.command(short_help="run a study spec end to end", help="Run a study spec end to end.")
 @click.argument(
     "spec", help="path to a study spec (YAML), e.g. experiments/quickstart.yaml", metavar="SPEC"
@@ -42,7 +51,8 @@ def run(spec: str, dry_run: bool, overrides: tuple[str, ...]) -> int:
     home, data = str(settings.seqlab_home()), settings.data_store()
     print(
         f"study {study.name}: task {study.task.name}, variants {variants}, "
-        f"{trials} trials each, home {home}" + (f", data {data}" if data != home else ""),
+        f"{trials} trials each, {_repeats(study)}, home {home}"
+        + (f", data {data}" if data != home else ""),
         flush=True,
     )
     if dry_run:
