@@ -70,7 +70,8 @@ def build(record: StudyRecord) -> Report:
     rule = record.spec.get("compare", {})  # a study recorded before the section existed: none
     alpha, min_effect = rule.get("alpha", stats.ALPHA), rule.get("min_effect")
     looks = seed_looks(record.spec)
-    tested_at = alpha / len(looks)  # seeds in rounds: each look's share (`stats.Sequential`)
+    # seeds in rounds: each look's share of alpha (`stats.Sequential`)
+    tested_at = stats.Sequential(looks, alpha).alpha_per_look
     bounds = metric_range(metric).bounds
     summaries = [stats.summarize(v, s, bounds=bounds) for v, s in scores.items()]
     comparisons = stats.compare(scores, tested_at, mode, min_effect)
@@ -464,11 +465,22 @@ def seed_looks(spec: dict[str, Any]) -> tuple[int, ...]:
     return (seeds,) if isinstance(seeds, int) else AdaptiveSeeds(**seeds).looks
 
 
+def _looks(k: int) -> str:
+    return "one look" if k == 1 else f"{k} looks"
+
+
 def _rounds(looks: tuple[int, ...], alpha: float, summaries: list[stats.Summary]) -> str:
     """How the seeds were added, for a study that ran them in rounds; else nothing."""
     if len(looks) == 1:
         return ""
     ran = max((s.n for s in summaries), default=0)
+    k = stats.Sequential(looks, alpha).deciding_looks
+    split = (
+        f"a Bonferroni split over the {k} looks planned"
+        if k == len(looks)
+        else f"a Bonferroni split over the {_looks(k)} of the {len(looks)} planned at which "
+        "a rank test can reach that level at all"
+    )
     why = (
         "every pair of variants was decided there"
         if ran < looks[-1]
@@ -477,8 +489,8 @@ def _rounds(looks: tuple[int, ...], alpha: float, summaries: list[stats.Summary]
     return (
         f"\nThe seeds ran in rounds, the scores looked at after {', '.join(map(str, looks))} "
         f"seeds per variant; the study stopped at {ran}: {why}. Each look tests at alpha "
-        f"{alpha:g} / {len(looks)} = {alpha / len(looks):.3g} (a Bonferroni split over the "
-        "looks planned), so that looking more than once does not raise the chance of a false "
+        f"{alpha:g} / {k} = {alpha / k:.3g} ({split}), so that looking more than once does "
+        f"not raise the chance of a false "
         f"winner above {alpha:g}; the verdict above is at that level.\n"
     )
 

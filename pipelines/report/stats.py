@@ -329,9 +329,11 @@ class Sequential:
     different or, with `min_effect`, equivalent, or at the last look.
 
     Looking more than once gives a false winner more chances. Each look tests at
-    alpha / K, K the number of looks planned (an honest Bonferroni split): a false winner at
-    any look has probability at most K * alpha / K = alpha, whatever the looks' dependence, and
-    the report's verdict uses the same alpha / K. A group-sequential boundary (Pocock,
+    alpha / K (an honest Bonferroni split), K the number of looks planned at which a rank test
+    can reach that level at all: a look with too few seeds for it (3 against 3 cannot go below
+    p = 0.1) names no winner, and needs no share. A false winner at any look then has
+    probability at most K * alpha / K = alpha, whatever the looks' dependence, and the report's
+    verdict uses the same alpha / K. A group-sequential boundary (Pocock,
     O'Brien-Fleming) would spend alpha less bluntly; the split needs no assumption about the
     scores' distribution, which a rank test's boundary would have to simulate.
     """
@@ -342,8 +344,16 @@ class Sequential:
     min_effect: float | None = None
 
     @property
+    def deciding_looks(self) -> int:
+        """K: the fewest looks that can count every look able to reject at alpha / K."""
+        for k in range(1, len(self.looks)):
+            if sum(smallest_p(n, n) < self.alpha / k for n in self.looks) <= k:
+                return k
+        return len(self.looks)
+
+    @property
     def alpha_per_look(self) -> float:
-        return self.alpha / len(self.looks)
+        return self.alpha / self.deciding_looks
 
     def decided(self, scores: dict[str, list[float]]) -> bool:
         """Whether every pair of `scores` is decided at one look's alpha."""

@@ -260,3 +260,29 @@ def test_the_quantiles_of_the_best_of_n_trials_match_brute_force() -> None:
         (got,) = budget.best_of_quantiles(scores, 3, [q], "min")
         assert got == expected, q
     assert budget.best_of_quantiles([1.0, 3.0], 1, [0.25, 0.75], "max").tolist() == [1.0, 3.0]
+
+
+def test_alpha_is_split_over_the_looks_that_can_reach_their_share_only() -> None:
+    # 2 against 2 cannot go below p = 1/3, 4 against 4 below 0.029: such looks need no share
+    assert [Sequential(looks).alpha_per_look for looks in [(2, 4), (4, 8), (5, 10, 15, 20)]] == [
+        0.05,
+        0.025,
+        0.0125,
+    ]
+    assert Sequential((2, 4, 6, 8)).deciding_looks == 2  # 0.025 at 6 and 8 only
+
+
+def test_a_plan_with_looks_too_small_to_decide_keeps_the_false_winner_rate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(gc, "collect", lambda *args: 0)
+    rule = Sequential((3, 6, 9), ALPHA)  # 3 seeds can decide nothing: alpha / 2 at 6 and 9
+    samples = np.random.default_rng(12).normal(0.1, 0.02, (SIMULATIONS, 2, 9))
+    named = 0
+    for a, b in samples:
+        n = rule.stops_at({"a": list(a), "b": list(b)})
+        scores = {"a": list(a[:n]), "b": list(b[:n])}
+        comparisons = compare(scores, rule.alpha_per_look, intervals=False)
+        summaries = [Summary(v, n, float(np.mean(s)), 0.0, 0.0, 0.0) for v, s in scores.items()]
+        named += winner(summaries, comparisons, "min") is not None
+    assert rule.alpha_per_look == 0.025 and named / SIMULATIONS <= ALPHA + 0.015
