@@ -214,7 +214,13 @@ def test_a_study_trains_from_the_bucket_and_resumes_from_it(s3: dict, tmp_path: 
     assert [step for step, _, _ in _epochs(client, stopped.info.run_id)] == list(range(epochs))
     assert not (home / "data").exists()  # the Ray workers read the splits from the bucket
     bucket = _bucket(s3)
-    (dataset,) = bucket.ls(f"{store}/data")
+    # the study's dataset, and beside it each repeat's draw of its training data, in the bucket
+    stored = bucket.ls(f"{store}/data")
+    cards = {path: json.loads(bucket.cat(f"{path}/card.json")) for path in stored}
+    (dataset,) = [path for path, card in cards.items() if "draw" not in card]
+    digest = cards[dataset]["digest"]
+    assert sorted(c["draw"]["seed"] for c in cards.values() if "draw" in c) == [1, 2]
+    assert all(c["draw"]["of"] == digest for c in cards.values() if "draw" in c)
     # Tune kept its state, results and checkpoints in the bucket too, where every node of a
     # cluster reaches them: one experiment for the study's trials, search and repeats.
     assert not (home / "ray_results").exists()

@@ -2,7 +2,8 @@
 
 One study is interrupted twice, as users interrupt them:
 1. Ctrl-C (SIGINT to the whole foreground process group) once some trials have finished;
-2. SIGKILL of the resumed driver and everything it started, once more trials have finished.
+2. SIGKILL of the resumed driver and everything it started, once more trials (or repeats) have
+   finished.
 A second `seqlab resume` then completes it. Afterwards every trial and repeat has exactly one
 MLflow run, each epoch is logged once, and the trials that finished before an interruption
 trained no epoch again.
@@ -109,6 +110,12 @@ def _finished(client: MlflowClient, kind: str) -> list:
     return [r for r in _children(client, kind=kind) if r.info.status == "FINISHED"]
 
 
+def _done(client: MlflowClient) -> int:
+    """How many trials and repeats have finished: warm workers train this spec's trials in
+    about a second, so all of them may be over by the time a Ctrl-C lands."""
+    return len(_finished(client, "trial")) + len(_finished(client, "repeat"))
+
+
 def test_a_study_resumes_after_ctrl_c_and_after_its_driver_is_killed(tmp_path: Path) -> None:
     home = tmp_path / "home"
     spec = tmp_path / "resumable.yaml"
@@ -137,10 +144,12 @@ def test_a_study_resumes_after_ctrl_c_and_after_its_driver_is_killed(tmp_path: P
         before = {r.info.run_id: _history(client, r) for r in _finished(client, "trial")}
         assert len(before) >= 1
 
-        # 2. Resume, then kill the driver outright once more trials have finished.
+        # 2. Resume, then kill the driver outright once more trials or repeats have finished.
+        done = _done(client)
+        assert done < TRIALS * len(VARIANTS) + SEEDS * len(VARIANTS), "nothing left to resume"
         second = Driver(env, "resume", STUDY)
         drivers.append(second)
-        second.wait_for(lambda: len(_finished(client, "trial")) >= len(before) + 1)
+        second.wait_for(lambda: _done(client) >= done + 1)
         second.kill()
         assert client.get_run(parent_id).info.status == "RUNNING"  # nobody could end it
 
