@@ -70,10 +70,15 @@ def best_trial(ended: Iterable[Ended]) -> Ended | None:
 
 
 def top_trials(ended: Iterable[Ended], k: int) -> list[Ended]:
-    """The variant's `k` best search trials, best first, by `best_trial`'s rule (fewer when
-    fewer can be used)."""
+    """The variant's `k` best search trials of different configurations, best first, by
+    `best_trial`'s rule (fewer when fewer can be used): a random search can draw one
+    configuration twice, and repeating it twice would be one configuration's repeats."""
     scored = [e for e in ended if e.usable and math.isfinite(e.score)]
-    return sorted(scored, key=lambda e: e.score)[:k]  # stable: ties in the order they ended
+    top: list[Ended] = []
+    for trial in sorted(scored, key=lambda e: e.score):  # stable: ties in the order they ended
+        if len(top) < k and all(trial.config != other.config for other in top):
+            top.append(trial)
+    return top
 
 
 class VariantSearch(Searcher):

@@ -79,7 +79,9 @@ def test_a_study_stops_after_the_first_round_once_every_pair_is_decided(tmp_path
     """Every difference inside 100 counts as none: equivalence is shown at the first look.
     Each variant's two best configurations are repeated (`repeats.configs`), and the one whose
     repeats validate best is the one compared and registered."""
-    search = {**SPEC["search"], "space": {"lr": {"choice": [0.01, 0.03]}}, "trials_per_variant": 2}
+    # a grid: two different configurations, each once (a random choice may draw one twice)
+    space = {"lr": {"choice": [0.01, 0.03]}}
+    search = {"algorithm": "grid", "space": space, "trials_per_variant": 2}
     _, seeds, report, runs = _study(
         tmp_path, compare={"min_effect": 100.0}, search=search, repeats={"configs": 2}
     )

@@ -495,3 +495,15 @@ def test_each_of_a_variants_best_configurations_is_repeated_and_the_best_validat
     compared = [float(n) for n, r in enumerate(repeats.values()) if r[OF_TRIAL] == runner_up]
     assert searcher.resting_scores("rnn") == compared and len(compared) == 2
     assert searcher.suggest("after") == Searcher.FINISHED
+
+
+def test_the_best_configurations_repeated_are_different_configurations() -> None:
+    same = {"train": {"lr": 0.01}, "variant": "rnn", "seed": 0}
+    ended = [
+        routing.Ended("a", same, 0.2, True),
+        routing.Ended("b", dict(same), 0.1, True),  # the same configuration, drawn again
+        routing.Ended("c", {**same, "train": {"lr": 0.03}}, 0.3, True),
+        routing.Ended("d", {**same, "train": {"lr": 0.05}}, 0.05, False),  # diverged
+    ]
+    assert [e.trial_id for e in routing.top_trials(ended, 2)] == ["b", "c"]
+    assert [e.trial_id for e in routing.top_trials(ended, 5)] == ["b", "c"]
