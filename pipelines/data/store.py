@@ -153,7 +153,8 @@ def prepare_draw(base: DatasetRef, seed: int) -> DatasetRef:
     """The dataset a seeded repeat of seed `seed` trains on when its study varies the data:
     `base` resampled as its task declares (`seqmodels.tasks.resample`), with base's test split,
     written beside base unless it is there already. Its card says what it was drawn from."""
-    name = f"{base.task}-{draw_digest(base, seed)}"
+    digest = draw_digest(base, seed)
+    name = f"{base.task}-{digest}"
     target = (
         join(base.uri.rsplit("/", 1)[0], name)
         if is_url(base.uri)
@@ -165,7 +166,7 @@ def prepare_draw(base: DatasetRef, seed: int) -> DatasetRef:
         redraw = build_task(base.task, card["options"]).generate if how == "redraw" else None
         splits = resampled({s: read_arrays(base.uri, s) for s in SPLITS}, how, seed, redraw)
         card |= {
-            "digest": draw_digest(base, seed),
+            "digest": digest,
             "splits": {split: _split_card(arrays) for split, arrays in splits.items()},
             "draw": {"of": base.digest, "seed": seed, "method": how},
         }

@@ -205,6 +205,20 @@ def test_the_ranking_of_budget_curves_is_stable_from_the_budget_it_stops_changin
     assert means["wide"][start - 2] > means["narrow"][start - 2]
 
 
+def _sequential_winners(rule: Sequential, samples: np.ndarray) -> tuple[int, list[int]]:
+    """Each simulated study of two variants (`samples`, (studies, 2, seeds)) run in rounds
+    by `rule`: how many named a winner, and the seeds per variant each stopped at."""
+    named, stopped = 0, []
+    for a, b in samples:
+        n = rule.stops_at({"a": list(a), "b": list(b)})
+        scores = {"a": list(a[:n]), "b": list(b[:n])}
+        comparisons = compare(scores, rule.alpha_per_look, intervals=False)
+        summaries = [Summary(v, n, float(np.mean(s)), 0.0, 0.0, 0.0) for v, s in scores.items()]
+        named += winner(summaries, comparisons, "min") is not None
+        stopped.append(n)
+    return named, stopped
+
+
 # "skewed" (a lognormal) ranks as "normal" does: a rank rule sees the same draws twice.
 @pytest.mark.parametrize("shape", ["normal", "bounded", "ties"])
 def test_seeds_in_rounds_name_no_more_false_winners_than_alpha(
@@ -215,14 +229,7 @@ def test_seeds_in_rounds_name_no_more_false_winners_than_alpha(
     monkeypatch.setattr(gc, "collect", lambda *args: 0)  # as in the three-variant test
     rule = Sequential((5, 10, 15, 20), ALPHA)
     samples = _null_samples(shape, np.random.default_rng(10), 20)
-    named, stopped = 0, []
-    for a, b in samples:
-        n = rule.stops_at({"a": list(a), "b": list(b)})
-        scores = {"a": list(a[:n]), "b": list(b[:n])}
-        comparisons = compare(scores, rule.alpha_per_look, intervals=False)
-        summaries = [Summary(v, n, float(np.mean(s)), 0.0, 0.0, 0.0) for v, s in scores.items()]
-        named += winner(summaries, comparisons, "min") is not None
-        stopped.append(n)
+    named, stopped = _sequential_winners(rule, samples)
     assert named / SIMULATIONS <= ALPHA + 0.015
     # and the looks are what a naive rule, alpha at each look, would have abused
     naive = np.zeros(SIMULATIONS, bool)
@@ -278,11 +285,5 @@ def test_a_plan_with_looks_too_small_to_decide_keeps_the_false_winner_rate(
     monkeypatch.setattr(gc, "collect", lambda *args: 0)
     rule = Sequential((3, 6, 9), ALPHA)  # 3 seeds can decide nothing: alpha / 2 at 6 and 9
     samples = np.random.default_rng(12).normal(0.1, 0.02, (SIMULATIONS, 2, 9))
-    named = 0
-    for a, b in samples:
-        n = rule.stops_at({"a": list(a), "b": list(b)})
-        scores = {"a": list(a[:n]), "b": list(b[:n])}
-        comparisons = compare(scores, rule.alpha_per_look, intervals=False)
-        summaries = [Summary(v, n, float(np.mean(s)), 0.0, 0.0, 0.0) for v, s in scores.items()]
-        named += winner(summaries, comparisons, "min") is not None
+    named, _ = _sequential_winners(rule, samples)
     assert rule.alpha_per_look == 0.025 and named / SIMULATIONS <= ALPHA + 0.015
