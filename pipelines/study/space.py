@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ray import tune
+from ray.tune.experiment import Trial
 from ray.tune.schedulers import (
     ASHAScheduler,
     FIFOScheduler,
@@ -88,7 +89,7 @@ def scheduler(spec: StudySpec) -> TrialScheduler:
                 reduction_factor=s.reduction_factor,
             )
         case "hyperband":
-            return HyperBandScheduler(
+            return HyperBand(
                 time_attr="training_iteration", max_t=max_t, reduction_factor=s.reduction_factor
             )
         case "pbt":
@@ -102,6 +103,41 @@ def scheduler(spec: StudySpec) -> TrialScheduler:
                 synch=False,
             )
     return FIFOScheduler()
+
+
+class HyperBand(HyperBandScheduler):
+    """Ray Tune's HyperBand, with brackets that no trial's report would ever process again
+    processed when Tune next asks for a trial to run.
+
+    Ray processes a bracket when one of its trials reports at the rung, or leaves it early
+    (`on_trial_remove`). Two ways leave a bracket whose every live trial is PAUSED at its rung,
+    and none will report again, so the study would wait for ever:
+    - a trial told to PAUSE is still saving when the bracket's last trial finishes it:
+      `cleanup_full` stops only the trials already PAUSED, and this one becomes PAUSED after;
+    - a trial leaves a bracket halved once already: `is_being_processed` stays set after the
+      first halving, so `on_trial_remove` no longer processes the bracket.
+    Processing such a bracket does what its last report would have done: stops the worse
+    trials (all of them, if the bracket is finished) and unpauses the better.
+    """
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Any:
+        for band in self._hyperbands:
+            for bracket in band:
+                if bracket is not None and _stuck(bracket):
+                    self._process_bracket(tune_controller, bracket)
+        return super().choose_trial_to_run(tune_controller)
+
+
+def _stuck(bracket: Any) -> bool:
+    live = bracket.current_trials()
+    return (
+        bool(live)
+        and bracket.cur_iter_done()
+        and all(
+            t.status == Trial.PAUSED and not t.is_saving and t not in bracket.trials_to_unpause
+            for t in live
+        )
+    )
 
 
 def checkpoint_every(spec: StudySpec) -> int | None:

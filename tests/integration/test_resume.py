@@ -163,7 +163,12 @@ def test_a_study_resumes_after_ctrl_c_and_after_its_driver_is_killed(tmp_path: P
             driver.stop()
 
     assert client.get_run(parent_id).info.status == "FINISHED"
-    assert not [r for r in _children(client) if r.info.status != "FINISHED"]
+    unfinished = [
+        (r.info.status, r.data.tags["kind"], r.data.tags["variant"], r.data.tags["trial_id"])
+        for r in _children(client)
+        if r.info.status != "FINISHED"
+    ]
+    assert not unfinished, third.output()[-4000:]
     for variant in VARIANTS:
         trials = _children(client, kind="trial", variant=variant)
         assert len(trials) == TRIALS, f"{variant}: one run per trial"

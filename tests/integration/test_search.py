@@ -59,7 +59,7 @@ def test_grid_enumerates_every_combination(study) -> None:
     [
         ("fifo", "FIFOScheduler"),
         ("asha", "AsyncHyperBandScheduler"),
-        ("hyperband", "HyperBandScheduler"),
+        ("hyperband", "HyperBand"),
         ("pbt", "PopulationBasedTraining"),
     ],
 )
