@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import math
 from typing import Any
@@ -34,9 +35,8 @@ from pipelines.trial.trainable import evaluate
 def register_champions(study: str, outcomes: list[VariantOutcome], dataset: DatasetRef) -> None:
     """Test and register each variant's best trial, but one registered already (a resumed
     study's)."""
-    client = tracking.client()
     for outcome in outcomes:
-        if not client.search_model_versions(f"run_id = '{outcome.run_id}'"):
+        if not registered(study, outcome):
             evaluate_and_register(study, outcome, dataset)
 
 
@@ -107,7 +107,7 @@ class ChampionWhenReady(tune.Callback):
         if not isinstance(outcome, VariantOutcome):
             return
         self.registered.add(variant)
-        if not tracking.client().search_model_versions(f"run_id = '{outcome.run_id}'"):
+        if not registered(self.spec.name, outcome):
             evaluate_and_register(self.spec.name, outcome, self.dataset)
 
 
@@ -124,31 +124,58 @@ def _result(trial: Trial) -> tune.Result:
     )
 
 
+# How a champion's run had ended, noted on it before registration reopens it.
+TRIAL_ENDED = "seqlab.trial_ended"
+
+
+def registered(study: str, outcome: VariantOutcome) -> bool:
+    """Whether the variant's champion is this trial's model, registered to the end: its
+    `champion` alias, set last, names a version of the trial's run."""
+    try:
+        version = tracking.client().get_model_version_by_alias(
+            f"{study}-{outcome.variant}", "champion"
+        )
+    except mlflow.exceptions.MlflowException:  # no such model, or no such alias yet
+        return False
+    return version.run_id == outcome.run_id
+
+
 @task(name="evaluate-and-register")
-def evaluate_and_register(
-    study: str, outcome: VariantOutcome, dataset: DatasetRef
-) -> dict[str, float]:
+def evaluate_and_register(study: str, outcome: VariantOutcome, dataset: DatasetRef) -> None:
     """Test the variant's best trial on the held-out split; log and register its network.
 
     The trial's run is reopened to take the model and ended again as it was: its status and
-    end time still say when the trial finished, not when its model was registered.
+    end time still say when the trial finished, not when its model was registered. They are
+    noted on the run first, so that a registration cut short (a driver killed) is finished by
+    the next one: it ends the run as the trial had, and, if the version was registered
+    already, sets the alias on that version instead of testing and logging the model again.
     """
-    metrics, module = evaluate(outcome.trial, dataset, outcome.checkpoint_dir)
     name = f"{study}-{outcome.variant}"
     client = tracking.client()
-    ended = client.get_run(outcome.run_id).info
-    said = io.StringIO()  # MLflow prints each registration to stderr; the study's log keeps it
-    with mlflow.start_run(run_id=outcome.run_id), contextlib.redirect_stderr(said):
-        mlflow.log_metrics(metrics)
-        # A pyfunc model per task family, which `mlflow models serve` and `seqlab sample` load.
-        info = serving.log_champion(
-            module.net, outcome.trial.params(), dataset, registered_model_name=name
-        )
-    for line in said.getvalue().splitlines():
-        logging.getLogger("seqlab").info(line)
-    client.set_terminated(outcome.run_id, ended.status, end_time=ended.end_time)
-    client.set_registered_model_alias(name, "champion", info.registered_model_version)
-    return metrics
+    run = client.get_run(outcome.run_id)
+    if TRIAL_ENDED not in run.data.tags:
+        ended = {"status": run.info.status, "end_time": run.info.end_time}
+        client.set_tag(outcome.run_id, TRIAL_ENDED, json.dumps(ended))
+    else:
+        ended = json.loads(run.data.tags[TRIAL_ENDED])
+    versions = client.search_model_versions(f"name = '{name}' and run_id = '{outcome.run_id}'")
+    if versions:
+        version = max(int(v.version) for v in versions)
+    else:
+        metrics, module = evaluate(outcome.trial, dataset, outcome.checkpoint_dir)
+        said = io.StringIO()  # MLflow prints each registration to stderr; the study's log keeps it
+        with mlflow.start_run(run_id=outcome.run_id), contextlib.redirect_stderr(said):
+            mlflow.log_metrics(metrics)
+            # A pyfunc model per task family, which `mlflow models serve` and `seqlab sample`
+            # load.
+            info = serving.log_champion(
+                module.net, outcome.trial.params(), dataset, registered_model_name=name
+            )
+        for line in said.getvalue().splitlines():
+            logging.getLogger("seqlab").info(line)
+        version = int(info.registered_model_version)
+    client.set_terminated(outcome.run_id, ended["status"], end_time=ended["end_time"])
+    client.set_registered_model_alias(name, "champion", str(version))
 
 
 @timed("report")

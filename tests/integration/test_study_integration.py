@@ -458,3 +458,60 @@ def test_sample_predicts_with_the_registered_regressor(study: dict) -> None:
             serving.sample(uri, None, {"stop": "eos"})
     finally:
         mlflow.set_tracking_uri(previous)
+
+
+@pytest.mark.parametrize("cut", ["after-the-version", "before-the-version"])
+def test_a_registration_cut_short_is_finished_by_the_next(
+    study: dict, monkeypatch: pytest.MonkeyPatch, cut: str
+) -> None:
+    """A driver killed while it registers a champion (its run reopened for the model) leaves
+    the run RUNNING and no alias; the next driver's registration ends the run as its trial
+    had, and sets the alias: on the version registered already, or on one it registers."""
+    import mlflow
+
+    from pipelines.data import store
+    from pipelines.study import rerun
+    from pipelines.study.register import evaluate_and_register, registered
+    from pipelines.study.search import VariantOutcome
+    from seqmodels.config import TrialConfig
+
+    store_uri = f"sqlite:///{study['home'] / 'mlflow.db'}"
+    monkeypatch.setenv("SEQLAB_HOME", str(study["home"]))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store_uri)
+    mlflow.set_tracking_uri(store_uri)
+    client: MlflowClient = study["client"]
+    name = f"{STUDY}-lstm"
+    champion = client.get_model_version_by_alias(name, "champion")
+    run = client.get_run(champion.run_id)
+    (trial_dir,) = (study["home"] / "ray_results").rglob(f"*{run.data.tags['trial_id']}*")
+    (checkpoint,) = sorted(trial_dir.glob("checkpoint_*"))[-1:]
+    outcome = VariantOutcome(
+        variant="lstm",
+        trial=TrialConfig.from_params(rerun.load(client, run.info.run_id)[0]),
+        best_val=_best_val(client, run),
+        checkpoint_dir=str(checkpoint),
+        run_id=run.info.run_id,
+        trials=TRIALS,
+        stopped_early=0,
+        failed=0,
+        train_seconds=0.0,
+    )
+    versions = {v.version for v in client.search_model_versions(f"name = '{name}'")}
+
+    # What the killed driver left: the run reopened, no alias yet, and the version or not.
+    client.update_run(run.info.run_id, status="RUNNING")
+    client.delete_registered_model_alias(name, "champion")
+    if cut == "before-the-version":
+        client.delete_model_version(name, champion.version)
+    assert not registered(STUDY, outcome)
+
+    evaluate_and_register.fn(STUDY, outcome, store.read_ref(_study_data(study)))
+
+    assert registered(STUDY, outcome)
+    again = client.get_run(run.info.run_id).info
+    assert (again.status, again.end_time) == (run.info.status, run.info.end_time)
+    now = {v.version for v in client.search_model_versions(f"name = '{name}'")}
+    if cut == "after-the-version":
+        assert now == versions, "the version registered already is the champion"
+    else:
+        assert len(now) == len(versions) and now != versions  # one registered in its place
