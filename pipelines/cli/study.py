@@ -16,7 +16,8 @@ from pipelines.cli.summary import browse_lines, left_out_status, time_summary
 from pipelines.ops import settings
 
 if TYPE_CHECKING:
-    from pipelines.spec import StudySpec
+    from pipelines.spec import StudySpec, SuiteSpec
+    from pipelines.study.flows import SuiteResult
 
 
 def _repeats(study: StudySpec) -> str:
@@ -46,15 +47,8 @@ def run(spec: str, dry_run: bool, overrides: tuple[str, ...]) -> int:
     study = _load(spec, overrides)
     if study is None or not store_usable(study=True):
         return EXIT_USAGE  # before anything is started or written
-    variants = ", ".join(study.variants)
-    trials = study.search.trials_per_variant
     home, data = str(settings.seqlab_home()), settings.data_store()
-    print(
-        f"study {study.name}: task {study.task.name}, variants {variants}, "
-        f"{trials} trials each, {_repeats(study)}, home {home}"
-        + (f", data {data}" if data != home else ""),
-        flush=True,
-    )
+    print(_plan(study) + f", home {home}" + (f", data {data}" if data != home else ""), flush=True)
     if dry_run:
         print("dry run: the spec is valid; nothing was started")
         return 0
@@ -81,7 +75,8 @@ def validate(specs: tuple[str, ...]) -> int:
     loaded = [_load(path) for path in specs]
     for path, spec in zip(specs, loaded, strict=True):
         if spec is not None:
-            print(f"{path}: ok ({spec.name}, {len(spec.variants)} variants)")
+            tasks = f", {len(spec.studies)} tasks" if hasattr(spec, "studies") else ""
+            print(f"{path}: ok ({spec.name}, {len(spec.variants)} variants{tasks})")
     return 0 if all(loaded) else EXIT_USAGE
 
 
@@ -178,7 +173,22 @@ def rerun(run_id: str) -> int:
     return 0 if result.matches() else 1
 
 
-def _load(path: str, overrides: tuple[str, ...] = ()) -> StudySpec | None:
+def _plan(spec: StudySpec | SuiteSpec) -> str:
+    """What a study (or a suite) will run, in one line."""
+    from pipelines.spec import SuiteSpec
+
+    one = spec.first if isinstance(spec, SuiteSpec) else spec
+    variants = ", ".join(one.variants)
+    trials = one.search.trials_per_variant
+    if isinstance(spec, SuiteSpec):
+        where = f"suite {spec.name}: tasks {', '.join(spec.studies)}"
+        trials_each = f"{trials} trials each per task"
+    else:
+        where, trials_each = f"study {spec.name}: task {spec.task.name}", f"{trials} trials each"
+    return f"{where}, variants {variants}, {trials_each}, {_repeats(one)}"
+
+
+def _load(path: str, overrides: tuple[str, ...] = ()) -> StudySpec | SuiteSpec | None:
     """The validated spec, or None after printing the one-line error.
 
     `overrides` are `--set KEY=VALUE` items; a mistake in one is named by the item.
@@ -198,15 +208,17 @@ def _load(path: str, overrides: tuple[str, ...] = ()) -> StudySpec | None:
 
 
 def _study(
-    spec: StudySpec,
+    spec: StudySpec | SuiteSpec,
     source: str,
     resume_run_id: str | None,
     started: float,
     imported: float,
     prefect_ready: Callable[[], None],
 ) -> int:
-    """Run (or resume) the study's flow and print its table, timings and where to browse it."""
-    from pipelines.study.flows import run_study
+    """Run (or resume) the study's flow and print its table, timings and where to browse it;
+    a suite's, each task's table and then the suite's."""
+    from pipelines.spec import SuiteSpec
+    from pipelines.study.flows import run_study, run_suite
 
     called_at = time.time()
     message = (
@@ -216,7 +228,10 @@ def _study(
     try:
         with process.interruptible(message, embedded=not settings.prefect_api_url()):
             prefect_ready()
-            result = run_study(spec, source=source, resume_run_id=resume_run_id)
+            if isinstance(spec, SuiteSpec):
+                suite = run_suite(spec, source=source, resume_run_id=resume_run_id)
+            else:
+                result = run_study(spec, source=source, resume_run_id=resume_run_id)
     except BaseException as err:
         from pipelines.study.tuning import interrupted
 
@@ -224,6 +239,8 @@ def _study(
             raise
         print(message, file=sys.stderr)
         return 130
+    if isinstance(spec, SuiteSpec):
+        return _suite_finished(spec, suite)
     total = time.perf_counter() - started
     print()
     print(result.table)
@@ -243,3 +260,21 @@ def _study(
     for line in browse_lines(settings.tracking_uri(), result.experiment_id, result.parent_run_id):
         print(f"  {line}")
     return left_out_status(spec, result.left_out)
+
+
+def _suite_finished(spec: SuiteSpec, suite: SuiteResult) -> int:
+    """Print each task's table (of the tasks this driver ran), then the suite's, and where to
+    browse it; 1 when any task's study went on without a variant."""
+    for label, result in suite.tasks.items():
+        print()
+        print(result.table if result is not None else f"## {label}: finished in an earlier run")
+    print()
+    print(suite.table)
+    print(f"MLflow suite run {suite.parent_run_id} in experiment {spec.name!r}. To browse it:")
+    for line in browse_lines(settings.tracking_uri(), suite.experiment_id, suite.parent_run_id):
+        print(f"  {line}")
+    status = 0
+    for label, result in suite.tasks.items():
+        if result is not None:
+            status = max(status, left_out_status(spec.studies[label], result.left_out))
+    return status

@@ -27,9 +27,9 @@ from pydantic import Field  # noqa: E402
 from pipelines import report as reports  # noqa: E402
 from pipelines import tracking  # noqa: E402
 from pipelines.data.prepare import prepare_data_flow  # noqa: E402
-from pipelines.spec import load_spec  # noqa: E402
+from pipelines.spec import SuiteSpec, load_spec  # noqa: E402
 from pipelines.spec.task import parse_task  # noqa: E402
-from pipelines.study.flows import run_study  # noqa: E402
+from pipelines.study.flows import run_study, run_suite  # noqa: E402
 from seqmodels.tasks import TASKS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,7 +52,8 @@ def study(
     seeds: Annotated[int | None, Field(ge=1, le=1000)] = None,
     max_epochs: Annotated[int | None, Field(ge=1)] = None,
 ) -> dict[str, Any]:
-    """Run a study spec from `experiments/` end to end, with the form's overrides.
+    """Run a study spec (or a suite's) from `experiments/` end to end, with the form's
+    overrides.
 
     Args:
         spec: the study spec, a file in experiments/.
@@ -69,7 +70,8 @@ def study(
         "fixed.max_epochs": max_epochs,
     }
     chosen = load_spec(ROOT / spec, {k: v for k, v in overrides.items() if v is not None})
-    result = run_study(chosen, source=spec)
+    run = run_suite if isinstance(chosen, SuiteSpec) else run_study
+    result = run(chosen, source=spec)
     url = tracking.run_url(result.experiment_id, result.parent_run_id)
     if url:
         create_link_artifact(

@@ -17,30 +17,31 @@ tasks with different metrics and units can be pooled.
 - Performance profiles: for each threshold tau, the share of runs whose normalised score
   exceeds tau, each task weighted equally.
 - Average ranks over tasks (each task's variants ranked by their mean normalised score), and
-  from 5 tasks on, Demšar's procedure through `autorank`: Friedman's test, then Nemenyi's
-  critical difference. Below 5 tasks a rank test has no power, and autorank refuses.
+  from 5 tasks on, Demšar's procedure: Friedman's test, then Nemenyi's, with its critical
+  difference. Below 5 tasks a rank test has no power to speak of.
 
 rliable implements the first three, but its release needs `arch<8`, whose last compatible
 release fails to import beside pandas 3; so they are computed here with scipy, as rliable
-defines them.
+defines them. autorank does Demšar's procedure, but it (and baycomp, which it needs) installs
+a top-level `tests` package, which shadows any project's own; scipy and scikit-posthocs do it.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scikit_posthocs as posthocs
 from scipy import stats as scipy_stats
 
 from pipelines.report import stats
 from seqmodels.tasks.metrics import metric_range
 
-MIN_TASKS_TO_RANK = 5  # Friedman's test with fewer tasks: autorank refuses, and rightly
+MIN_TASKS_TO_RANK = 5  # Friedman's test with fewer tasks has no power (autorank refuses it)
 PROFILE_TAUS = tuple(np.round(np.linspace(0.0, 1.0, 21), 2))
 
 
@@ -94,13 +95,14 @@ class Improvement:
 @dataclass(frozen=True)
 class Ranking:
     """Average ranks over the tasks (1 is best), and Demšar's test where there are tasks
-    enough: Friedman's p-value and Nemenyi's critical difference of mean ranks."""
+    enough: Friedman's p-value, Nemenyi's critical difference of mean ranks, and the pairs
+    Nemenyi's test separates."""
 
     mean_rank: dict[str, float]
     tasks: int
     friedman_p: float | None = None
     critical_difference: float | None = None
-    method: str = ""
+    different: tuple[tuple[str, str], ...] = ()  # pairs with Nemenyi p < alpha
 
 
 def aggregate(tasks: Sequence[TaskScores], variant: str, confidence: float = 0.95) -> Aggregate:
@@ -148,8 +150,9 @@ def profile(
 
 def ranking(tasks: Sequence[TaskScores], variants: Sequence[str], alpha: float) -> Ranking:
     """Each task's variants ranked by mean normalised score (ties share a rank), averaged over
-    the tasks; from `MIN_TASKS_TO_RANK` tasks on, Friedman's test and Nemenyi's critical
-    difference, by autorank (Demšar's procedure)."""
+    the tasks; from `MIN_TASKS_TO_RANK` tasks on, and for three variants or more, Friedman's
+    test (scipy), and if it rejects, Nemenyi's (scikit-posthocs) with its critical difference
+    (Demšar 2006, section 3.2.2)."""
     table = pd.DataFrame(
         [[float(np.mean(t.normalised(v))) for v in variants] for t in tasks],
         columns=list(variants),
@@ -157,18 +160,21 @@ def ranking(tasks: Sequence[TaskScores], variants: Sequence[str], alpha: float) 
     )
     ranks = table.rank(axis=1, ascending=False).mean(axis=0)
     mean_rank = {v: float(ranks[v]) for v in variants}
-    if len(tasks) < MIN_TASKS_TO_RANK or len(variants) < 2:
-        return Ranking(mean_rank, len(tasks))
-    from autorank import autorank  # imported here: it imports seaborn and baycomp
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # its notes on small samples: the report says them
-        result = autorank(
-            table, alpha=alpha, verbose=False, order="descending", force_mode="nonparametric"
+    n, k = len(tasks), len(variants)
+    if n < MIN_TASKS_TO_RANK or k < 3:
+        return Ranking(mean_rank, n)
+    friedman = scipy_stats.friedmanchisquare(*(table[v].to_numpy() for v in variants))
+    # Nemenyi: mean ranks apart by more than q_alpha * sqrt(k (k + 1) / (6 n)), q_alpha the
+    # studentized range's quantile over sqrt(2)
+    q = scipy_stats.studentized_range.ppf(1 - alpha, k, math.inf) / math.sqrt(2)
+    cd = float(q * math.sqrt(k * (k + 1) / (6 * n)))
+    different: tuple[tuple[str, str], ...] = ()
+    if friedman.pvalue < alpha:
+        p = posthocs.posthoc_nemenyi_friedman(table)
+        different = tuple(
+            (a, b) for a, b in itertools.combinations(variants, 2) if p.loc[a, b] < alpha
         )
-    method = f"{result.omnibus} test, {result.posthoc} post-hoc (autorank)"
-    cd = None if result.cd is None else float(result.cd)
-    return Ranking(mean_rank, len(tasks), float(result.pvalue), cd, method)
+    return Ranking(mean_rank, n, float(friedman.pvalue), cd, different)
 
 
 def _stratified(

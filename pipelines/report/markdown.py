@@ -32,7 +32,8 @@ RATIO_MIN_BASELINE = 1e-3
 
 
 def rebuild(client: MlflowClient, study: str, run_id: str | None = None) -> tuple[str, Report]:
-    """The report of a study's parent run (default: its newest finished one), from MLflow alone.
+    """The report of a study's parent run (default: its newest finished one), from MLflow alone;
+    of a suite's, when the run is one.
 
     Returns the parent run id and the report. Raises LookupError when the study has no finished
     run, and MlflowException when `run_id` names no run.
@@ -40,6 +41,10 @@ def rebuild(client: MlflowClient, study: str, run_id: str | None = None) -> tupl
     parent = run_id or latest_parent(client, study)
     if parent is None:
         raise LookupError(f"study: no finished run of {study!r} in {settings.tracking_uri()}")
+    if client.get_run(parent).data.tags.get("kind") == "suite":
+        from pipelines.report import suite  # it builds on this module
+
+        return parent, suite.build_suite(suite.collect_suite(client, parent))
     return parent, build(collect(client, parent))
 
 
@@ -60,22 +65,11 @@ def build(record: StudyRecord) -> Report:
     table and no decision: its scores, if any, are no result. It has a section of its own.
     """
     metric, mode = record.metric, metric_mode(record.metric)
-    key = f"test/{metric}"
     left_out = record.left_out
-    scores = {
-        v: [r.metrics[key] for r in _resting(record, v) if key in r.metrics]
-        for v in record.variants
-        if v not in left_out
-    }
-    rule = record.spec.get("compare", {})  # a study recorded before the section existed: none
-    alpha, min_effect = rule.get("alpha", stats.ALPHA), rule.get("min_effect")
-    looks = seed_looks(record.spec)
-    # seeds in rounds: each look's share of alpha (`stats.Sequential`)
-    tested_at = stats.Sequential(looks, alpha).alpha_per_look
-    bounds = metric_range(metric).bounds
-    summaries = [stats.summarize(v, s, bounds=bounds) for v, s in scores.items()]
-    comparisons = stats.compare(scores, tested_at, mode, min_effect)
-    best = stats.winner(summaries, comparisons, mode)
+    decided = decide(record)
+    scores, summaries, comparisons = decided.scores, decided.summaries, decided.comparisons
+    best, tested_at, min_effect = decided.winner, decided.tested_at, decided.min_effect
+    alpha, looks = decided.alpha, seed_looks(record.spec)
     found = budget.curves(
         {v: [r.best_val for r in _usable(record.of("trial", v))] for v in scores},
         record.spec["search"]["trials_per_variant"],
@@ -125,6 +119,40 @@ def build(record: StudyRecord) -> Report:
     head = [f"## {record.study}: {verdict}", "", plain, "", table, configurations, pairwise, gone]
     summary = "\n".join(head)
     return Report("\n".join(sections), summary, figures, best)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A study's verdict: each variant's scores (the repeats of the configuration it rests
+    on), their summaries, the pairs' comparisons, and the winner, if any."""
+
+    scores: dict[str, list[float]]
+    summaries: list[stats.Summary]
+    comparisons: list[stats.Comparison]
+    winner: str | None
+    alpha: float  # the study's
+    tested_at: float  # what each look tests at: alpha, or its share with seeds in rounds
+    min_effect: float | None
+
+
+def decide(record: StudyRecord) -> Decision:
+    """The verdict of a study, from its records: every variant not left out."""
+    metric, mode = record.metric, metric_mode(record.metric)
+    key = f"test/{metric}"
+    scores = {
+        v: [r.metrics[key] for r in _resting(record, v) if key in r.metrics]
+        for v in record.variants
+        if v not in record.left_out
+    }
+    rule = record.spec.get("compare", {})  # a study recorded before the section existed: none
+    alpha, min_effect = rule.get("alpha", stats.ALPHA), rule.get("min_effect")
+    # seeds in rounds: each look's share of alpha (`stats.Sequential`)
+    tested_at = stats.Sequential(seed_looks(record.spec), alpha).alpha_per_look
+    bounds = metric_range(metric).bounds
+    summaries = [stats.summarize(v, s, bounds=bounds) for v, s in scores.items()]
+    comparisons = stats.compare(scores, tested_at, mode, min_effect)
+    best = stats.winner(summaries, comparisons, mode)
+    return Decision(scores, summaries, comparisons, best, alpha, tested_at, min_effect)
 
 
 def publish(client: MlflowClient, parent_run_id: str, report: Report) -> None:

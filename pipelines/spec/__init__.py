@@ -5,9 +5,10 @@ to each other and to the task; `load` reads one from YAML; `task` is the task se
 (no torch: `seqlab data prepare` reads it). The package re-exports what callers use.
 """
 
-from pipelines.spec.load import load_spec, parse_spec
+from pipelines.spec.load import load_spec, parse, parse_spec
 from pipelines.spec.rules import fitting_architectures
 from pipelines.spec.schema import OPTION_SECTIONS, PERTURBABLE, Distribution, StudySpec
+from pipelines.spec.suite import SuiteSpec
 from pipelines.spec.task import SpecError
 
 __all__ = [
@@ -16,7 +17,9 @@ __all__ = [
     "Distribution",
     "SpecError",
     "StudySpec",
+    "SuiteSpec",
     "fitting_architectures",
     "load_spec",
+    "parse",
     "parse_spec",
 ]

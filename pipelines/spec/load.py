@@ -1,5 +1,6 @@
 """Reading a spec: from a YAML file (with `--set` overrides) or a mapping, to a validated
-`StudySpec`, or a SpecError of one line naming the file and the field.
+`StudySpec` (or a `SuiteSpec`, for several tasks), or a SpecError of one line naming the file
+and the field.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import yaml
 from pydantic import ValidationError
 
 from pipelines.spec.schema import StudySpec
+from pipelines.spec.suite import SuiteSpec, is_suite, parse_suite
 from pipelines.spec.task import SpecError, spec_error
 
 
-def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> StudySpec:
-    """Read and validate a spec file. Raises SpecError (one line, file and field) on any mistake.
+def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> StudySpec | SuiteSpec:
+    """Read and validate a spec file: a study, or a suite when it names `tasks`. Raises
+    SpecError (one line, file and field) on any mistake.
 
     Args:
         path: the spec (YAML).
@@ -40,7 +43,12 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Stud
         raise SpecError(source, "", "a spec is a YAML mapping of keys to values")
     for key, value in (overrides or {}).items():
         _set_dotted(raw, key, value, source)
-    return parse_spec(raw, source)
+    return parse(raw, source)
+
+
+def parse(raw: dict[str, Any], source: str = "<spec>") -> StudySpec | SuiteSpec:
+    """Validate a spec already read into a dict: a study, or a suite when it names `tasks`."""
+    return parse_suite(raw, source, parse_spec) if is_suite(raw) else parse_spec(raw, source)
 
 
 def _set_dotted(raw: dict[str, Any], key: str, value: Any, source: str) -> None:
@@ -57,7 +65,7 @@ def _set_dotted(raw: dict[str, Any], key: str, value: Any, source: str) -> None:
 
 
 def parse_spec(raw: dict[str, Any], source: str = "<spec>") -> StudySpec:
-    """Validate a spec already read into a dict."""
+    """Validate a study's spec (one `task`) already read into a dict."""
     try:
         return StudySpec.model_validate(raw)
     except ValidationError as err:

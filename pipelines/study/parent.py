@@ -1,5 +1,6 @@
 """The study's parent MLflow run: opened (or reopened, to resume), tagged with what reproduces
-it, and ended FINISHED, FAILED or KILLED however the study ends.
+it, and ended FINISHED, FAILED or KILLED however the study ends; and a suite's, whose children
+are its tasks' studies' parent runs.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import mlflow
-from mlflow.entities import Metric
+from mlflow.entities import Metric, Run
 from mlflow.tracking import MlflowClient
 from prefect import get_run_logger
 from prefect.runtime import flow_run
@@ -19,14 +20,34 @@ from prefect.runtime import flow_run
 from pipelines import tracking
 from pipelines.data.store import DatasetRef
 from pipelines.ops import settings
-from pipelines.spec import StudySpec
+from pipelines.spec import StudySpec, SuiteSpec
 from pipelines.study import resume, tuning
 from pipelines.study.search import LeftOut
 from pipelines.study.timings import PhaseSpan, Timings, phase
 
+SUITE_TASK = "suite.task"  # the tag of a suite's task study: the task's label
+
+
+@dataclass(frozen=True)
+class Within:
+    """Where a task's study of a suite keeps its parent run: in the suite's experiment, a
+    child of the suite's parent run, tagged with its task's label."""
+
+    experiment_id: str
+    suite_run_id: str
+    label: str
+
+    def tags(self) -> dict[str, str]:
+        return {"mlflow.parentRunId": self.suite_run_id, SUITE_TASK: self.label}
+
 
 def _open_parent(
-    client: MlflowClient, spec: StudySpec, source: str, experiment_id: str, dataset: DatasetRef
+    client: MlflowClient,
+    spec: StudySpec,
+    source: str,
+    experiment_id: str,
+    dataset: DatasetRef,
+    within: Within | None = None,
 ) -> str:
     """Create the study's parent run, tagged with what reproduces it and who runs it."""
     parent = client.create_run(
@@ -35,6 +56,7 @@ def _open_parent(
         tags={
             **tracking.provenance_tags(),
             **tracking.driver_tags(),
+            **(within.tags() if within else {}),
             "kind": "study",
             "spec.hash": spec.digest(),
             "spec.source": source,
@@ -115,28 +137,123 @@ class StudyRun:
 
 @contextmanager
 def study_run(
-    spec: StudySpec, source: str, dataset: DatasetRef, resume_run_id: str | None
+    spec: StudySpec,
+    source: str,
+    dataset: DatasetRef,
+    resume_run_id: str | None,
+    within: Within | None = None,
 ) -> Iterator[StudyRun]:
     """The study's parent run, open while inside: a new one, or with `resume_run_id` an
     interrupted study's, reopened. Leaving normally ends it FINISHED; any other way out ends
-    it FAILED, or KILLED when the study was interrupted, so none is left RUNNING."""
+    it FAILED, or KILLED when the study was interrupted, so none is left RUNNING.
+
+    `within`: the study of one task of a suite, whose parent run is a child of the suite's.
+    """
     with phase("mlflow"):
         mlflow.set_tracking_uri(settings.tracking_uri())
         client = tracking.client()
-        experiment_id = tracking.ensure_experiment(client, spec.name)
+        if within:
+            experiment_id = within.experiment_id
+        else:
+            experiment_id = tracking.ensure_experiment(client, spec.name)
         if resume_run_id:
             run_id = resume_run_id
             _reopen_parent(client, spec, run_id, dataset)
         else:
-            run_id = _open_parent(client, spec, source, experiment_id, dataset)
+            run_id = _open_parent(client, spec, source, experiment_id, dataset, within)
     verb = "resumes" if resume_run_id else "is"
-    get_run_logger().info("MLflow parent run %s %s in experiment %r", run_id, verb, spec.name)
-    try:
+    where = f"suite run {within.suite_run_id}" if within else f"experiment {spec.name!r}"
+    get_run_logger().info("MLflow parent run %s %s in %s", run_id, verb, where)
+    with _ended(client, run_id, closes_study=within is None):
         yield StudyRun(client, experiment_id, run_id)
+
+
+@contextmanager
+def _ended(client: MlflowClient, run_id: str, closes_study: bool) -> Iterator[None]:
+    """End `run_id` FINISHED on leaving normally; FAILED, or KILLED when interrupted, on any
+    other way out. `closes_study`: the run is the outermost one, whose end lets an interrupted
+    driver exit (`tuning.INTERRUPTED_STUDY_CLOSED`)."""
+    try:
+        yield
     except BaseException as stopped:
         interrupted = tuning.interrupted(stopped)
         client.set_terminated(run_id, "KILLED" if interrupted else "FAILED")
-        if interrupted:
+        if interrupted and closes_study:
             tuning.INTERRUPTED_STUDY_CLOSED.set()
         raise
     client.set_terminated(run_id, "FINISHED")
+
+
+@dataclass
+class SuiteRun:
+    """A suite's parent run while the suite runs: its tasks' studies are its children."""
+
+    client: MlflowClient
+    experiment_id: str
+    run_id: str
+
+    def within(self, label: str) -> Within:
+        return Within(self.experiment_id, self.run_id, label)
+
+    def task_run(self, label: str) -> Run | None:
+        """The parent run of the study of task `label`, if it began (in an earlier driver)."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{self.run_id}' and tags.kind = 'study' "
+            f"and tags.`{SUITE_TASK}` = '{label}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        return runs[0] if runs else None
+
+
+@contextmanager
+def suite_run(suite: SuiteSpec, source: str, resume_run_id: str | None) -> Iterator[SuiteRun]:
+    """The suite's parent run, open while inside: new, or an interrupted suite's, reopened;
+    ended as `study_run` ends a study's."""
+    with phase("mlflow"):
+        mlflow.set_tracking_uri(settings.tracking_uri())
+        client = tracking.client()
+        experiment_id = tracking.ensure_experiment(client, suite.name)
+        if resume_run_id:
+            run_id = resume_run_id
+            problem = resume.suite_changed(run_id, client.get_run(run_id).data.tags, suite)
+            if problem:
+                raise ValueError(problem)
+            client.update_run(run_id, status="RUNNING")
+            for key, value in {
+                **tracking.driver_tags(),
+                "prefect.resumed_by_flow_run_id": str(flow_run.get_id() or ""),
+            }.items():
+                client.set_tag(run_id, key, value)
+        else:
+            run_id = _open_suite(client, suite, source, experiment_id)
+    verb = "resumes" if resume_run_id else "is"
+    get_run_logger().info("MLflow suite run %s %s in experiment %r", run_id, verb, suite.name)
+    with _ended(client, run_id, closes_study=True):
+        yield SuiteRun(client, experiment_id, run_id)
+
+
+def _open_suite(client: MlflowClient, suite: SuiteSpec, source: str, experiment_id: str) -> str:
+    """Create the suite's parent run, tagged as a study's is, and holding `suite.json`."""
+    parent = client.create_run(
+        experiment_id,
+        run_name=f"{suite.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+        tags={
+            **tracking.provenance_tags(),
+            **tracking.driver_tags(),
+            "kind": "suite",
+            "spec.hash": suite.digest(),
+            "spec.source": source,
+            "suite.tasks": ",".join(suite.studies),
+            "prefect.flow_run_id": str(flow_run.get_id() or ""),
+            "prefect.root_flow_run_id": str(flow_run.root_flow_run_id or ""),
+            "prefect.flow_run_url": flow_run.ui_url or "",
+        },
+    )
+    try:
+        client.log_dict(parent.info.run_id, suite.dump(), "suite.json")
+    except BaseException:
+        client.set_terminated(parent.info.run_id, "FAILED")
+        raise
+    return parent.info.run_id

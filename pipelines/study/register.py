@@ -21,6 +21,7 @@ from ray.tune.experiment import Trial
 
 from pipelines import report, serving, tracking
 from pipelines.data.store import DatasetRef
+from pipelines.report import suite as suite_report
 from pipelines.report.markdown import Report
 from pipelines.spec import StudySpec
 from pipelines.study.failures import Divergence
@@ -191,4 +192,18 @@ def publish_report(study: str, parent_run_id: str) -> Report:
         winner = f"{study}-{built.winner}"  # the winning variant's registered model
         version = client.get_model_version_by_alias(winner, "champion")
         client.set_registered_model_alias(winner, "winner", version.version)
+    return built
+
+
+@timed("report")
+@task(name="suite-report")
+def publish_suite_report(suite_run_id: str) -> Report:
+    """Build the suite's report across its tasks from MLflow alone; publish it to the suite's
+    parent run and as a Prefect artifact."""
+    client = tracking.client()
+    record = suite_report.collect_suite(client, suite_run_id)
+    built = suite_report.build_suite(record)
+    report.publish(client, suite_run_id, built)
+    key = "".join(c if c.isalnum() else "-" for c in record.suite.lower()) + "-report"
+    create_markdown_artifact(markdown=built.markdown, key=key, description=f"suite {record.suite}")
     return built

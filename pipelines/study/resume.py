@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from pipelines import tracking
 from pipelines.ops import settings
-from pipelines.spec import SpecError, StudySpec, parse_spec
+from pipelines.spec import SpecError, StudySpec, SuiteSpec, parse_spec
 
 TUNER_TAG = "seqlab.tune.trials"  # where the study's one Tuner keeps its state (`tuning.tuner`)
 
@@ -26,8 +26,9 @@ class ResumeError(Exception):
 
 def find(
     client: MlflowClient, study: str, run_id: str | None = None, *, force: bool = False
-) -> tuple[Run, StudySpec]:
-    """The parent run to resume (default: the study's newest unfinished one) and its spec.
+) -> tuple[Run, StudySpec | SuiteSpec]:
+    """The parent run to resume (default: the study's newest unfinished one) and its spec: a
+    study's, or a suite's (whose unfinished tasks the suite's flow resumes in turn).
 
     Refuses a finished run, a child run, a run whose driver still runs on this machine
     (or, without `force`, ran on another machine: it may still run there), and a run whose
@@ -35,7 +36,7 @@ def find(
     """
     parent = _parent(client, study, run_id)
     info, tags = parent.info, parent.data.tags
-    if tags.get("kind") != "study":
+    if tags.get("kind") not in ("study", "suite") or "mlflow.parentRunId" in tags:
         raise ResumeError(f"--run: {info.run_id} is not a study's parent run")
     if info.status == "FINISHED":
         raise ResumeError(f"study {study!r}: run {info.run_id} has finished; nothing to resume")
@@ -53,11 +54,27 @@ def find(
                 f"study {study!r}: run {info.run_id} is marked RUNNING by a driver on {host}; "
                 "make sure it has stopped, then pass --force"
             )
+    if tags["kind"] == "suite":
+        suite = recorded_suite(_artifact(client, info.run_id, "suite.json"))
+        problem = suite_changed(info.run_id, tags, suite)
+        if problem:
+            raise ResumeError(problem)
+        return parent, suite
     spec = _spec(client, info.run_id)
     problem = spec_changed(info.run_id, tags, spec)
     if problem:
         raise ResumeError(problem)
     return parent, spec
+
+
+def suite_changed(run_id: str, tags: dict[str, str], suite: SuiteSpec) -> str | None:
+    """Why a suite's recorded spec no longer matches its parent run's digest, or None."""
+    if tags.get("spec.hash") == suite.digest():
+        return None
+    return (
+        f"run {run_id} suite.json: validates to digest {suite.digest()} under this seqlab, "
+        f"not the {tags.get('spec.hash')} the suite ran with (a default or field changed)"
+    )
 
 
 def spec_changed(run_id: str, tags: dict[str, str], spec: StudySpec) -> str | None:
@@ -111,11 +128,23 @@ def _parent(client: MlflowClient, study: str, run_id: str | None) -> Run:
 
 def _spec(client: MlflowClient, run_id: str) -> StudySpec:
     """The validated spec the run recorded (its `spec.json` artifact)."""
+    return recorded_spec(_artifact(client, run_id, "spec.json"), f"run {run_id} spec.json")
+
+
+def _artifact(client: MlflowClient, run_id: str, name: str) -> dict:
     try:
-        raw = json.loads(Path(client.download_artifacts(run_id, "spec.json")).read_text())
+        return json.loads(Path(client.download_artifacts(run_id, name)).read_text())
     except (MlflowException, OSError, ValueError) as err:
-        raise ResumeError(f"run {run_id}: cannot read its spec.json: {err}") from None
-    return recorded_spec(raw, f"run {run_id} spec.json")
+        raise ResumeError(f"run {run_id}: cannot read its {name}: {err}") from None
+
+
+def recorded_suite(raw: dict) -> SuiteSpec:
+    """The SuiteSpec a suite recorded in its suite.json: each task's study validated again."""
+    studies = {
+        label: recorded_spec(study, f"suite.json studies.{label}")
+        for label, study in raw["studies"].items()
+    }
+    return SuiteSpec(raw["name"], raw.get("description", ""), studies)
 
 
 def recorded_spec(raw: dict, source: str) -> StudySpec:

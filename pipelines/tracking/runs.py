@@ -171,19 +171,25 @@ def _git(*args: str) -> str:
 
 
 def latest_study_run(mlflow: MlflowClient, study: str, *, finished: bool) -> Run | None:
-    """The newest parent run of a study that has finished (or, if not `finished`, that has
-    not), or None; None also when no experiment carries the study's name."""
+    """The newest parent run of a study (or of a suite) that has finished (or, if not
+    `finished`, that has not), or None; None also when no experiment carries the study's
+    name."""
     experiment = mlflow.get_experiment_by_name(study)
     if experiment is None:
         return None
     status = "=" if finished else "!="
-    runs = mlflow.search_runs(
-        [experiment.experiment_id],
-        filter_string=f"tags.kind = 'study' and attributes.status {status} 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    return runs[0] if runs else None
+    runs = [
+        run
+        for kind in ("study", "suite")
+        for run in mlflow.search_runs(
+            [experiment.experiment_id],
+            filter_string=f"tags.kind = '{kind}' and attributes.status {status} 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1000,
+        )
+        if "mlflow.parentRunId" not in run.data.tags  # a suite's, not one of its tasks'
+    ]
+    return max(runs, key=lambda run: run.info.start_time, default=None)
 
 
 def child_runs(

@@ -141,10 +141,42 @@ def assert_study_landed(lab: Lab, study: str, variants: list[str], trials: int, 
     assert experiment is not None, f"no MLflow experiment {study!r}"
     runs = client.search_runs([experiment.experiment_id], max_results=500)
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert [p.info.status for p in parents] == ["FINISHED"]
-    parent_id = parents[0].info.run_id
-    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent_id}
+    assert_parent_landed(lab, runs, parents[0], study, variants, trials, seeds)
+
+
+def assert_suite_landed(
+    lab: Lab, suite: str, labels: list[str], variants: list[str], trials: int, seeds: int
+) -> None:
+    """MLflow holds the suite: one FINISHED parent run with the suite's report, a FINISHED
+    child run per task (its study's parent), and under each, the study as a study lands."""
+    client = lab.client
+    experiment = client.get_experiment_by_name(suite)
+    assert experiment is not None, f"no MLflow experiment {suite!r}"
+    runs = client.search_runs([experiment.experiment_id], max_results=2000)
+    (top,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert (top.info.status, top.data.tags["kind"]) == ("FINISHED", "suite")
+    studies = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == top.info.run_id]
+    assert sorted(r.data.tags["suite.task"] for r in studies) == sorted(labels)
+    for study in studies:
+        label = study.data.tags["suite.task"]
+        assert study.info.status == "FINISHED" and study.data.tags["kind"] == "study"
+        assert_parent_landed(lab, runs, study, f"{suite}.{label}", variants, trials, seeds)
+    report = Path(client.download_artifacts(top.info.run_id, "report.md")).read_text()
+    assert report.splitlines()[0] == f"# {suite}", report[:300]
+    assert "### Per task" in report and "### Across the tasks" in report, report
+    for label in labels:
+        assert f"| {label} |" in report, report  # its row in the per-task table
+
+
+def assert_parent_landed(
+    lab: Lab, runs: list, parent: Any, study: str, variants: list[str], trials: int, seeds: int
+) -> None:
+    """The study of `parent` holds a FINISHED child run per trial and per repeat of each
+    variant, each variant's champion from one of its trials, and its report."""
+    client = lab.client
+    parent_id = parent.info.run_id
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent_id]
     unfinished = [(c.info.run_name, c.info.status) for c in children if c.info.status != "FINISHED"]
     assert children and not unfinished, unfinished  # none RUNNING, none FAILED or KILLED
     for variant in variants:
@@ -154,7 +186,7 @@ def assert_study_landed(lab: Lab, study: str, variants: list[str], trials: int, 
         version = client.get_model_version_by_alias(f"{study}-{variant}", "champion")
         trial_ids = {c.info.run_id for c in mine if c.data.tags["kind"] == "trial"}
         assert version.run_id in trial_ids, f"{study}-{variant}@champion is no trial of it"
-        metric = f"test/{parents[0].data.tags['dataset.metric']}"  # the task's headline metric
+        metric = f"test/{parent.data.tags['dataset.metric']}"  # the task's headline metric
         for repeat in (c for c in mine if c.data.tags["kind"] == "repeat"):
             assert math.isfinite(repeat.data.metrics[metric]), (variant, repeat.data.metrics)
     report = Path(client.download_artifacts(parent_id, "report.md")).read_text()
@@ -194,14 +226,28 @@ SHRINK = {"fixed.max_epochs": 1, "search.trials_per_variant": 1, "seeds": 1, "fi
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=[p.stem for p in EXPERIMENTS])
 def test_every_experiment_smoke_runs(lab: Lab, path: Path) -> None:
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    task = raw["task"]["name"]
-    shrink = {
-        **SHRINK,
-        **{f"task.options.{k}": v for k, v in tiny_options(task, lab.files).items()},
-    }
     study = f"experiment-{raw['name']}"
+    variants = list(raw["variants"])
+    if "tasks" in raw:  # a suite: each task at its tiny options, in a copy of the spec
+        for task in raw["tasks"]:
+            task["options"] = {**task.get("options", {}), **tiny_options(task["name"], lab.files)}
+        lab.specs.mkdir(exist_ok=True)
+        path = lab.specs / path.name
+        path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+        shrink = dict(SHRINK)
+    else:
+        shrink = {
+            **SHRINK,
+            **{
+                f"task.options.{k}": v
+                for k, v in tiny_options(raw["task"]["name"], lab.files).items()
+            },
+        }
     overrides = [f"name={study}"] + [f"{k}={json.dumps(v)}" for k, v in shrink.items()]
     args = [item for override in overrides for item in ("--set", override)]
     assert run_cli("run", str(path), *args) == 0
-    variants = list(raw["variants"])
-    assert_study_landed(lab, study, variants, trials=1, seeds=SHRINK["seeds"])
+    if "tasks" in raw:
+        labels = [t["name"] for t in raw["tasks"]]  # each task named once in the shipped suite
+        assert_suite_landed(lab, study, labels, variants, trials=1, seeds=SHRINK["seeds"])
+    else:
+        assert_study_landed(lab, study, variants, trials=1, seeds=SHRINK["seeds"])

@@ -111,6 +111,9 @@ def test_ranks_average_over_tasks_and_demsar_needs_five_tasks() -> None:
     assert few.friedman_p is None and few.tasks == 2  # below five tasks: ranks, no test
     clear = aggregate.ranking(suite(8, 1.0), list(level), 0.05)
     assert clear.friedman_p is not None and clear.friedman_p < 0.01
-    assert clear.critical_difference is not None and "friedman" in clear.method.lower()
+    # Demšar's table 5 (k = 3, alpha 0.05): q = 2.343, CD = q sqrt(k (k + 1) / (6 n))
+    assert clear.critical_difference == pytest.approx(2.343 * math.sqrt(12 / 48), abs=1e-3)
+    assert ("lstm", "tanh") in clear.different  # ranks 1 and 3 on every task: 2 apart
+    assert ("lstm", "gru") not in clear.different  # 1 apart, within the critical difference
     alike = aggregate.ranking(suite(8, 0.0), list(level), 0.05)  # the same scores for all
-    assert alike.friedman_p is not None and alike.friedman_p > 0.05
+    assert alike.friedman_p is not None and alike.friedman_p > 0.05 and not alike.different

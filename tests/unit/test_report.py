@@ -7,6 +7,7 @@ import math
 
 from pipelines import report
 from pipelines.report import RunRecord, StudyRecord
+from pipelines.report.suite import SuiteRecord, build_suite
 from pipelines.trial.phase import resting_config
 
 
@@ -233,3 +234,59 @@ def test_resting_config_reads_validation_only_and_breaks_ties_by_order() -> None
     assert resting_config([("a", 0.3), ("b", 0.2), ("a", 0.1), ("b", 0.2)]) == "a"  # 0.2 = 0.2
     assert resting_config([("a", math.nan), ("b", 0.5)]) == "b"
     assert resting_config([("a", math.nan)]) is None
+
+
+def _suite(tasks: dict[str, StudyRecord]) -> SuiteRecord:
+    studies = {label: {**r.spec, "task": {"name": "adding"}} for label, r in tasks.items()}
+    tasks = {label: dataclasses.replace(r, spec=studies[label]) for label, r in tasks.items()}
+    spec = {"name": "suite", "description": "", "studies": studies}
+    return SuiteRecord("suite", "suite-run", {"kind": "suite"}, spec, tasks)
+
+
+def test_a_suite_names_the_variant_better_across_its_tasks() -> None:
+    clear = {
+        "adding": _record(
+            "mse",
+            0.17,
+            {
+                "lstm": [0.010, 0.012, 0.011, 0.013, 0.009, 0.010],
+                "rnn": [0.150, 0.160, 0.155, 0.149, 0.158, 0.152],
+            },
+        ),
+        "digits": _record(
+            "accuracy",
+            0.1,
+            {
+                "lstm": [0.95, 0.96, 0.94, 0.95, 0.97, 0.96],
+                "rnn": [0.50, 0.55, 0.52, 0.48, 0.51, 0.53],
+            },
+        ),
+    }
+    built = build_suite(_suite(clear))
+    assert built.winner == "lstm"
+    verdict = built.summary.splitlines()[0]
+    assert "lstm beats every other variant across the 2 tasks (adding, digits)" in verdict
+    assert "P(lstm better than rnn) 1.00 [1.00, 1.00], ahead on 2 of 2 tasks" in verdict
+    assert "Each task's own verdict: lstm on adding, lstm on digits." in verdict
+    assert "performance_profiles.png" in built.figures
+    assert "no rank test" in built.markdown  # two tasks: ranks, no Friedman
+
+
+def test_a_suite_whose_tasks_disagree_has_no_winner_and_leaves_out_a_variant_left_out() -> None:
+    mixed = {
+        "adding": _record(
+            "mse", 0.17, {"lstm": [0.01, 0.02, 0.01, 0.02], "rnn": [0.15] * 4, "gru": [0.05] * 4}
+        ),
+        "copy": _record(
+            "mse", 0.17, {"lstm": [0.15, 0.16, 0.15, 0.16], "rnn": [0.01] * 4, "gru": [0.05] * 4}
+        ),
+    }
+    mixed["copy"] = dataclasses.replace(
+        mixed["copy"], tags={**mixed["copy"].tags, "left_out.gru": "every trial diverged"}
+    )
+    built = build_suite(_suite(mixed))
+    assert built.winner is None
+    assert "No variant is better than every other across the 2 tasks" in built.summary
+    across = built.markdown.split("### Across the tasks")[1]
+    assert "| gru |" not in across  # it has no scores on copy: no aggregate
+    assert "left out" in built.summary  # its cell in the per-task table

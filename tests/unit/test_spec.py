@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pipelines.spec import SpecError, StudySpec, load_spec, parse_spec
+from pipelines.spec import SpecError, StudySpec, SuiteSpec, load_spec, parse_spec
 from tests.conftest import ROOT, seqlab
 
 SPECS = sorted((ROOT / "experiments").glob("*.yaml"))
@@ -21,11 +21,13 @@ QUICKSTART = ROOT / "experiments" / "quickstart.yaml"
 
 @pytest.mark.parametrize("path", SPECS, ids=[p.name for p in SPECS])
 def test_every_shipped_spec_validates(path: Path) -> None:
-    spec = load_spec(path)
-    assert spec.variants
-    for variant in spec.variants:
-        assert spec.trial(variant).variant == variant
-        assert not set(spec.search.space) & {"architecture", "cell"}
+    loaded = load_spec(path)
+    studies = loaded.studies.values() if isinstance(loaded, SuiteSpec) else [loaded]
+    for spec in studies:
+        assert spec.variants
+        for variant in spec.variants:
+            assert spec.trial(variant).variant == variant
+            assert not set(spec.search.space) & {"architecture", "cell"}
 
 
 def test_defaults_fill_what_a_spec_leaves_out() -> None:
@@ -192,9 +194,12 @@ def test_a_spec_is_immutable() -> None:
 
 @pytest.mark.parametrize("path", SPECS, ids=[p.name for p in SPECS])
 def test_a_recorded_spec_validates_again_to_the_same_digest(path: Path) -> None:
-    from pipelines.study.resume import recorded_spec
+    from pipelines.study.resume import recorded_spec, recorded_suite
 
     spec = load_spec(path)
+    if isinstance(spec, SuiteSpec):  # what suite.json holds
+        assert recorded_suite(json.loads(json.dumps(spec.dump()))).digest() == spec.digest()
+        return
     recorded = json.loads(json.dumps(spec.model_dump(mode="json")))  # what spec.json holds
     assert recorded_spec(recorded, "spec.json").digest() == spec.digest()
 

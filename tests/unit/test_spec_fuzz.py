@@ -20,8 +20,8 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from pipelines.spec import SpecError, parse_spec
-from pipelines.study.resume import recorded_spec
+from pipelines.spec import SpecError, SuiteSpec, parse
+from pipelines.study.resume import recorded_spec, recorded_suite
 from seqmodels.config import CELL_OPTIONS, WIRINGS
 from seqmodels.tasks import TASKS
 from tests.conftest import ROOT
@@ -127,7 +127,7 @@ def mutated(draw: st.DrawFn) -> dict[str, Any]:
 @given(raw=mutated())
 def test_a_mutated_spec_loads_or_fails_in_one_line(raw: dict[str, Any]) -> None:
     try:
-        spec = parse_spec(raw, SOURCE)
+        spec = parse(raw, SOURCE)
     except SpecError as err:
         message = str(err)
         assert message.startswith(f"{SOURCE}: ") and "\n" not in message, message
@@ -135,8 +135,12 @@ def test_a_mutated_spec_loads_or_fails_in_one_line(raw: dict[str, Any]) -> None:
         return
     event("accepted")
     digest = spec.digest()
-    # the round trip of a study's record: spec.json on its parent run, read back on resume
-    again = recorded_spec(json.loads(json.dumps(spec.model_dump(mode="json"))), "spec.json")
+    # the round trip of a study's record (spec.json on its parent run, or a suite's suite.json),
+    # read back on resume
+    if isinstance(spec, SuiteSpec):
+        again = recorded_suite(json.loads(json.dumps(spec.dump())))
+    else:
+        again = recorded_spec(json.loads(json.dumps(spec.model_dump(mode="json"))), "spec.json")
     assert again == spec
     assert again.digest() == digest
 
@@ -145,7 +149,7 @@ def test_the_fuzzer_starts_from_every_experiment_and_every_user_data_task() -> N
     """The seeds load as they are: the mutations start from valid specs."""
     assert len(SEEDS) == len(list((ROOT / "experiments").glob("*.yaml"))) + len(USER_TASKS)
     for raw in SEEDS:
-        parse_spec(raw, SOURCE).digest()
+        parse(raw, SOURCE).digest()
 
 
 def test_a_spec_file_of_any_shape_fails_in_one_line(tmp_path: Path) -> None:
