@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -185,3 +187,50 @@ def served(team_stack: dict):
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         log.close()
+
+
+class Driver:
+    """A `seqlab` CLI process in its own session, as a terminal's foreground job would be."""
+
+    def __init__(self, env: dict[str, str], *args: str) -> None:
+        self.process = foreground(list(args), env)
+        self.printed: str | None = None
+
+    def wait_for(self, done: Callable[[], bool], timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            assert self.process.poll() is None, self.output()[-4000:]
+            assert time.monotonic() < deadline, "the study made no progress in time"
+            time.sleep(0.5)
+
+    def interrupt(self) -> int:
+        """Ctrl-C: SIGINT to the process group, then wait for the driver to wind down."""
+        os.killpg(self.process.pid, signal.SIGINT)
+        return self.process.wait(timeout=90)  # seqlab exits within 30 s of a Ctrl-C
+
+    def kill(self) -> None:
+        """SIGKILL the driver, its process group, and every process it started (Ray's)."""
+        below = descendants(self.process.pid)
+        os.killpg(self.process.pid, signal.SIGKILL)
+        for pid in below:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.process.wait(timeout=30)
+
+    def finish(self, timeout: float = 600) -> int:
+        return self.process.wait(timeout=timeout)
+
+    def output(self) -> str:
+        """Everything the driver printed, once it has exited."""
+        if self.process.poll() is None:
+            return "(still running)"
+        if self.printed is None:
+            self.printed = self.process.stdout.read()
+        return self.printed
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.kill()
+        self.process.stdout.close()

@@ -124,6 +124,9 @@ def interruptible(message: str, embedded: bool) -> Iterator[None]:
     """
 
     def leave() -> None:
+        from pipelines.study import parent
+
+        parent.end_open_runs("KILLED")  # those the study could not end before it had to go
         print(message, file=sys.stderr, flush=True)
         sys.stdout.flush()
         os._exit(130)
@@ -145,6 +148,7 @@ def interruptible(message: str, embedded: bool) -> Iterator[None]:
         import pipelines.study.flows  # noqa: F401  (the flow and every phase)
         from pipelines import study
 
+        study.tuning.CTRL_C.set()
         stopping = study.tuning.stop_tuning(frame)  # Tune's handler sets SIGINT's back to this one
         if embedded:
             signal.signal(signal.SIGINT, lambda *_: leave())
@@ -154,6 +158,9 @@ def interruptible(message: str, embedded: bool) -> Iterator[None]:
         if not stopping:
             raise KeyboardInterrupt
 
+    from pipelines.study import tuning
+
+    tuning.CTRL_C.clear()  # a study run before in this process (a test's) may have set it
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
         yield

@@ -5,6 +5,7 @@ are its tasks' studies' parent runs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterator, Mapping
@@ -168,20 +169,41 @@ def study_run(
         yield StudyRun(client, experiment_id, run_id)
 
 
+# The parent runs open in this process (a suite's, its task's study's), innermost last.
+_OPEN: list[tuple[MlflowClient, str]] = []
+
+
+def end_open_runs(status: str) -> None:
+    """End every parent run still open: what an interrupted driver does as it exits, when
+    Prefect's report of its crashed flow runs (to an API server that Ctrl-C stopped too) held
+    the study up for longer than it may take."""
+    while _OPEN:
+        client, run_id = _OPEN.pop()
+        with contextlib.suppress(Exception):  # a store that cannot be written: resume copes
+            client.set_terminated(run_id, status)
+
+
 @contextmanager
 def _ended(client: MlflowClient, run_id: str, closes_study: bool) -> Iterator[None]:
     """End `run_id` FINISHED on leaving normally; FAILED, or KILLED when interrupted, on any
     other way out. `closes_study`: the run is the outermost one, whose end lets an interrupted
     driver exit (`tuning.INTERRUPTED_STUDY_CLOSED`)."""
+    _OPEN.append((client, run_id))
     try:
         yield
     except BaseException as stopped:
         interrupted = tuning.interrupted(stopped)
-        client.set_terminated(run_id, "KILLED" if interrupted else "FAILED")
+        _close(client, run_id, "KILLED" if interrupted else "FAILED")
         if interrupted and closes_study:
             tuning.INTERRUPTED_STUDY_CLOSED.set()
         raise
-    client.set_terminated(run_id, "FINISHED")
+    _close(client, run_id, "FINISHED")
+
+
+def _close(client: MlflowClient, run_id: str, status: str) -> None:
+    with contextlib.suppress(ValueError):
+        _OPEN.remove((client, run_id))
+    client.set_terminated(run_id, status)
 
 
 @dataclass

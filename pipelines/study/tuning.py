@@ -49,6 +49,9 @@ def reuse_workers() -> bool:
 # Set once an interrupted study has ended its MLflow runs and stopped Ray. What the process does
 # after that is Prefect's report of the crashed flow run (`cli._interruptible` reads this).
 INTERRUPTED_STUDY_CLOSED = threading.Event()
+# Set by Ctrl-C (`cli.process.interruptible`): whatever error the study then ends with, it
+# ends because it was interrupted (Prefect's API server, in the same process group, stops too).
+CTRL_C = threading.Event()
 
 
 class StudyInterrupted(KeyboardInterrupt):
@@ -61,13 +64,15 @@ class StudyInterrupted(KeyboardInterrupt):
 
 
 def interrupted(err: BaseException | None) -> bool:
-    """Whether Ctrl-C is behind `err`.
+    """Whether Ctrl-C is behind `err`: it was pressed (`CTRL_C`), or it is in the chain.
 
     Why the chain is walked: Ctrl-C reaches the whole foreground process group, Prefect's API
     server included, so the flow engine's last report after the KeyboardInterrupt fails too and
     raises its own error, with the interrupt in its context; and a library that meets the
     interrupt while it cleans up (an MLflow write) raises its own error from it.
     """
+    if CTRL_C.is_set():
+        return True
     while err is not None:
         if isinstance(err, KeyboardInterrupt):
             return True

@@ -11,10 +11,7 @@ trained no epoch again.
 
 from __future__ import annotations
 
-import os
-import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,7 +19,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from pipelines.cli.process import INTERRUPT_GRACE_S
-from tests.conftest import descendants, embedded_env, foreground, seqlab
+from tests.conftest import Driver, embedded_env, seqlab
 
 pytestmark = pytest.mark.slow
 
@@ -43,53 +40,6 @@ SPEC = {
     "fixed": {"batch_size": 64, "max_epochs": EPOCHS},
     "seeds": SEEDS,
 }
-
-
-class Driver:
-    """A `seqlab` CLI process in its own session, as a terminal's foreground job would be."""
-
-    def __init__(self, env: dict[str, str], *args: str) -> None:
-        self.process = foreground(list(args), env)
-        self.printed: str | None = None
-
-    def wait_for(self, done: Callable[[], bool], timeout: float = 300) -> None:
-        deadline = time.monotonic() + timeout
-        while not done():
-            assert self.process.poll() is None, self.output()[-4000:]
-            assert time.monotonic() < deadline, "the study made no progress in time"
-            time.sleep(0.5)
-
-    def interrupt(self) -> int:
-        """Ctrl-C: SIGINT to the process group, then wait for the driver to wind down."""
-        os.killpg(self.process.pid, signal.SIGINT)
-        return self.process.wait(timeout=90)  # seqlab exits within 30 s of a Ctrl-C
-
-    def kill(self) -> None:
-        """SIGKILL the driver, its process group, and every process it started (Ray's)."""
-        below = descendants(self.process.pid)
-        os.killpg(self.process.pid, signal.SIGKILL)
-        for pid in below:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.process.wait(timeout=30)
-
-    def finish(self, timeout: float = 600) -> int:
-        return self.process.wait(timeout=timeout)
-
-    def output(self) -> str:
-        """Everything the driver printed, once it has exited."""
-        if self.process.poll() is None:
-            return "(still running)"
-        if self.printed is None:
-            self.printed = self.process.stdout.read()
-        return self.printed
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.kill()
-        self.process.stdout.close()
 
 
 def _children(client: MlflowClient, **tags: str) -> list:
