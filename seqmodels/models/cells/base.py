@@ -82,13 +82,25 @@ class StepCell(nn.Module):
         zeros = like.new_zeros(batch_size, self.hidden_size)
         return (zeros,) * self.state_count
 
+    def from_torch(self, weights: TorchLayerWeights, mode: str) -> dict[str, torch.Tensor]:
+        """This cell's parameters, by name, from one layer and direction of a torch module
+        whose `RNNBase.mode` is `mode`: the same function. Differentiable, so that fused
+        members train torch's own parameters through this cell (`models.fused`).
+
+        Raises:
+            TypeError: this cell, with its options, does not compute what torch's `mode` does.
+        """
+        raise TypeError(f"{type(self).__name__} has no torch equivalent to load weights from")
+
+    @torch.no_grad()
     def load_torch(self, weights: TorchLayerWeights, mode: str) -> None:
         """Copy one layer and direction of a torch module whose `RNNBase.mode` is `mode`.
 
         Raises:
             TypeError: this cell, with its options, does not compute what torch's `mode` does.
         """
-        raise TypeError(f"{type(self).__name__} has no torch equivalent to load weights from")
+        for name, value in self.from_torch(weights, mode).items():
+            self.get_parameter(name).copy_(value)
 
     def _check_mode(self, mode: str, expected: str | None, form: str = "") -> None:
         if mode != expected:

@@ -87,13 +87,14 @@ class LSTM(StepCell):
             if name.startswith("bias_"):
                 bias[gate] = options.forget_bias if name.startswith("bias_ih") else 0.0
 
-    @torch.no_grad()
-    def load_torch(self, weights: TorchLayerWeights, mode: str) -> None:
+    def from_torch(self, weights: TorchLayerWeights, mode: str) -> dict[str, torch.Tensor]:
         options = LSTMOptions(self.cell_input, self.peep is not None, self.forget_bias)
         self._check_mode(mode, self.torch_mode(options), f" with {options}")
-        self.U.weight.copy_(weights.weight_ih)
-        self.U.bias.copy_(weights.bias_ih + weights.bias_hh)
-        self.W.weight.copy_(weights.weight_hh)
+        return {
+            "U.weight": weights.weight_ih,
+            "U.bias": weights.bias_ih + weights.bias_hh,
+            "W.weight": weights.weight_hh,
+        }
 
 
 # --- GRU (10.10.2, eqs 10.45-10.47) -----------------------------------------------------------
@@ -141,14 +142,16 @@ class GRU(StepCell):
         assert isinstance(options, GRUOptions)
         return "GRU" if options.reset == "after" else None
 
-    @torch.no_grad()
-    def load_torch(self, weights: TorchLayerWeights, mode: str) -> None:
+    def from_torch(self, weights: TorchLayerWeights, mode: str) -> dict[str, torch.Tensor]:
         self._check_mode(mode, self.torch_mode(GRUOptions(self.reset)), f" with reset={self.reset}")
         H = self.hidden_size
-        self.U.weight.copy_(weights.weight_ih)
         # b_hr and b_hz add to the gates like b_ir and b_iz do; b_hn sits inside r * (...)
-        self.U.bias.copy_(weights.bias_ih)
-        self.U.bias[: 2 * H] += weights.bias_hh[: 2 * H]
-        self.W_gates.weight.copy_(weights.weight_hh[: 2 * H])
-        self.W.weight.copy_(weights.weight_hh[2 * H :])
-        self.W.bias.copy_(weights.bias_hh[2 * H :])
+        gates = weights.bias_hh[: 2 * H]
+        return {
+            "U.weight": weights.weight_ih,
+            "U.bias": weights.bias_ih
+            + torch.cat([gates, torch.zeros_like(weights.bias_hh[2 * H :])]),
+            "W_gates.weight": weights.weight_hh[: 2 * H],
+            "W.weight": weights.weight_hh[2 * H :],
+            "W.bias": weights.bias_hh[2 * H :],
+        }

@@ -37,12 +37,13 @@ class Elman(StepCell):
     def torch_mode(cls, options: CellOptions) -> str | None:
         return cls.mode
 
-    @torch.no_grad()
-    def load_torch(self, weights: TorchLayerWeights, mode: str) -> None:
+    def from_torch(self, weights: TorchLayerWeights, mode: str) -> dict[str, torch.Tensor]:
         self._check_mode(mode, self.mode)
-        self.U.weight.copy_(weights.weight_ih)
-        self.U.bias.copy_(weights.bias_ih + weights.bias_hh)  # torch keeps two biases; b is one
-        self.W.weight.copy_(weights.weight_hh)
+        return {
+            "U.weight": weights.weight_ih,
+            "U.bias": weights.bias_ih + weights.bias_hh,  # torch keeps two biases; b is one
+            "W.weight": weights.weight_hh,
+        }
 
 
 @CELLS.register("tanh")
