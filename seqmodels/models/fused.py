@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
+from torch.utils import _pytree as pytree
 
 from seqmodels.models.cells import CELLS
 from seqmodels.models.cells.base import TorchLayerWeights
@@ -72,8 +73,9 @@ def _twin(fast: TorchRecurrence) -> Unrolled:
 class Members(nn.Module):
     """K networks of one shape (the same architecture, cell, options and sizes) as one module.
 
-    `forward(x, x_len=None)`: x (K, B, ...) and x_len (K, B), each member's batch; returns
-    each member's outputs stacked, (K, B, ...).
+    `forward(x, x_len=None, y=None, **extra)`, the `Network` protocol's with a leading K axis on
+    every input (x (K, B, ...), x_len (K, B)): each member reads its own batch; returns each
+    member's outputs stacked, (K, B, ...) (a `DecoderOutput`'s fields each so).
 
     Its parameters are the members' own, stacked: one tensor (K, ...) per parameter of a member
     network, torch's fast-path ones included (two biases where the cell has one). A fast
@@ -129,14 +131,34 @@ class Members(nn.Module):
                         found[f"{path}.layers.{layer}.{direction}.{name}"] = value
         return found
 
-    def forward(self, x: torch.Tensor, x_len: torch.Tensor | None = None) -> Any:
+    def forward(
+        self,
+        x: torch.Tensor,
+        x_len: torch.Tensor | None = None,
+        y: torch.Tensor | None = None,
+        **extra: torch.Tensor,
+    ) -> Any:
+        """What each member's `forward` returns, stacked on a leading K axis; every input,
+        `extra` ones too (`Network.extra_inputs`), has that axis: member k reads slice k."""
         params = dict(zip(self.names, self.stacked, strict=True))
+        keys = list(extra)
 
-        def one(p: dict, b: dict, x: torch.Tensor, x_len: torch.Tensor | None) -> Any:
-            return functional_call(self._twin, (self._twin_params(p), b), (x, x_len))
+        # vmap returns tensors only: the output's structure, and where it holds None (a
+        # `DecoderOutput`'s unused fields), are kept aside and put back
+        shape: list[tuple[pytree.TreeSpec, list[bool]]] = []
 
-        lengths = 0 if x_len is not None else None
-        return vmap(one, in_dims=(0, 0, 0, lengths))(params, self._buffers_now(), x, x_len)
+        def one(p: dict, b: dict, x: Any, x_len: Any, y: Any, *values: Any) -> Any:
+            kwargs = dict(zip(keys, values, strict=True))
+            out = functional_call(self._twin, (self._twin_params(p), b), (x, x_len, y), kwargs)
+            leaves, spec = pytree.tree_flatten(out)
+            shape[:] = [(spec, [leaf is None for leaf in leaves])]
+            return tuple(leaf for leaf in leaves if leaf is not None)
+
+        inputs = (x, x_len, y, *extra.values())
+        dims = (0, 0, *(None if value is None else 0 for value in inputs))
+        tensors = iter(vmap(one, in_dims=dims)(params, self._buffers_now(), *inputs))
+        spec, nones = shape[0]
+        return pytree.tree_unflatten([None if n else next(tensors) for n in nones], spec)
 
     def member(self, k: int) -> nn.Module:
         """Member k as a network of its own, in its own layout, holding its current weights."""

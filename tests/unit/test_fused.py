@@ -1,22 +1,28 @@
 """Fused members (`seqmodels.models.fused`, `seqmodels.optim`): member k of a group, trained for
 3 epochs on its own batches, matches its network trained alone with torch's Adam and clipping,
-per-epoch losses within 1e-6 relative (float64), for every registered cell; and a member whose
-loss turns NaN is frozen while the others' trajectories do not change."""
+per-epoch losses within 1e-6 relative (float64), for every registered cell (the book's options
+included), an encoder-decoder and a language model; every architecture x cell runs fused as
+each member alone; a member whose loss turns NaN is frozen while the others' trajectories do
+not change."""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+from typing import Any
 
 import pytest
 import torch
 from torch import nn
 
+from seqmodels.batch import FIRST_SYMBOL, PAD
 from seqmodels.config import ModelConfig
+from seqmodels.models import ARCHITECTURES
 from seqmodels.models.architectures import build_model
 from seqmodels.models.cells import CELLS
 from seqmodels.models.fused import Members
 from seqmodels.optim import MemberSteps
+from tests.unit.test_architectures import SEQ2SEQ, TOKEN_VOCAB, config_for, makes_sense, token_batch
 
 EPOCHS, BATCHES, B, T, F, H = 3, 4, 8, 6, 2, 6
 # Each cell at its defaults, and the book's variants of the gated cells (the cell-by-cell path)
@@ -179,3 +185,124 @@ def test_the_fast_path_is_swapped_for_its_twin_with_the_same_function() -> None:
         group = Members([copy.deepcopy(net)])
         x = _data(5)[0][0]
         torch.testing.assert_close(group(x[None])[0], net(x))
+
+
+PAIRS = [(a, c) for a in ARCHITECTURES.names() for c in CELLS.names() if makes_sense(a, c)]
+
+
+@pytest.mark.parametrize(("arch", "cell"), PAIRS)
+def test_every_architecture_and_cell_runs_fused_as_each_member_alone(arch: str, cell: str) -> None:
+    """Members of every architecture x cell the registry builds (the pairs it refuses are
+    test_architectures'): the group's outputs are each member's own, a decoder's fields each
+    stacked, teacher forcing included."""
+    config = config_for(arch, cell)
+    if arch in SEQ2SEQ:
+        nets = [_seeded(lambda: build_model(config, TOKEN_VOCAB, TOKEN_VOCAB), s) for s in (1, 2)]
+        batches = [token_batch(3, 4, 5) for _ in nets]
+        inputs = {k: torch.stack([b[k] for b in batches]) for k in ("x", "x_len", "y")}
+        together = Members(nets)(inputs["x"], inputs["x_len"], inputs["y"])
+        for k, (net, b) in enumerate(zip(nets, batches, strict=True)):
+            torch.testing.assert_close(together.logits[k], net(b["x"], b["x_len"], b["y"]).logits)
+        return
+    nets = [_seeded(lambda: build_model(config, 4, 2), s) for s in (1, 2)]
+    x, y = torch.randn(2, 3, 5, 4), torch.randn(2, 3, 5, 2)
+    together = Members(nets)(x, y=y)
+    for k, net in enumerate(nets):
+        torch.testing.assert_close(together[k], net(x[k], y=y[k]))
+
+
+def _seeded(build: Any, seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return build()
+
+
+def _slice(out: Any, k: int) -> Any:
+    """Member k's part of a group's output: a tensor's, or each field of a decoder's."""
+    if isinstance(out, torch.Tensor):
+        return out[k]
+    return type(out)(*(None if f is None else f[k] for f in out))
+
+
+FAMILIES = {
+    # an encoder-decoder with attention over token ids: cross-entropy of its teacher-forced logits
+    "seq2seq": (
+        lambda: config_for("attention", "gru"),
+        lambda g: token_batch(6, 4, 5),
+        lambda out, b: nn.functional.cross_entropy(
+            out.logits.transpose(1, 2), b["y"], ignore_index=PAD
+        ),
+    ),
+    # a language model over token ids: each step's next token
+    "lm": (
+        lambda: config_for("recurrent", "lstm", arch_options={"embedding_size": 4}),
+        lambda g: (lambda t: {"x": t[:, :-1], "x_len": None, "y": t[:, 1:]})(
+            torch.randint(FIRST_SYMBOL, TOKEN_VOCAB, (6, 7), generator=g)
+        ),
+        lambda out, b: nn.functional.cross_entropy(out.transpose(1, 2), b["y"]),
+    ),
+}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_seq2seq_and_a_language_model_member_train_as_alone(family: str) -> None:
+    make_config, make_batch, loss_of = FAMILIES[family]
+    config = make_config()
+    batches = {}
+    for m in MEMBERS:
+        torch.manual_seed(100 + m.seed)  # token_batch draws from the global generator
+        g = torch.Generator().manual_seed(100 + m.seed)
+        batches[m.seed] = [make_batch(g) for _ in range(BATCHES)]
+
+    def forward(net: Any, b: dict) -> Any:
+        y = b["y"] if family == "seq2seq" else None
+        return net(b["x"], b["x_len"], y) if b["x_len"] is not None else net(b["x"], y=y)
+
+    def build(m: Member) -> nn.Module:
+        torch.manual_seed(m.seed)
+        return build_model(config, TOKEN_VOCAB, TOKEN_VOCAB).double()
+
+    alone: dict[int, list[float]] = {}
+    for m in MEMBERS:
+        net = build(m)
+        opt = torch.optim.Adam(net.parameters(), lr=m.lr, weight_decay=m.weight_decay)
+        alone[m.seed] = []
+        for epoch in range(EPOCHS):
+            total = 0.0
+            for i in _order(m.seed, epoch):
+                opt.zero_grad()
+                loss = loss_of(forward(net, batches[m.seed][i]), batches[m.seed][i])
+                loss.backward()
+                if m.grad_clip is not None:
+                    nn.utils.clip_grad_norm_(net.parameters(), m.grad_clip)
+                opt.step()
+                total += float(loss.detach())
+            alone[m.seed].append(total / BATCHES)
+
+    group = Members([build(m) for m in MEMBERS])
+    steps = MemberSteps(
+        group.stacked,
+        len(MEMBERS),
+        lr=[m.lr for m in MEMBERS],
+        weight_decay=[m.weight_decay for m in MEMBERS],
+        grad_clip=[m.grad_clip for m in MEMBERS],
+    )
+    fused: dict[int, list[float]] = {m.seed: [] for m in MEMBERS}
+    for epoch in range(EPOCHS):
+        orders = [_order(m.seed, epoch) for m in MEMBERS]
+        totals = torch.zeros(len(MEMBERS), dtype=torch.float64)
+        for step in range(BATCHES):
+            chosen = [batches[m.seed][o[step]] for m, o in zip(MEMBERS, orders, strict=True)]
+            stacked = {
+                key: None if chosen[0][key] is None else torch.stack([b[key] for b in chosen])
+                for key in ("x", "x_len", "y")
+            }
+            steps.zero_grad()
+            out = forward(group, stacked)
+            each = torch.stack([loss_of(_slice(out, k), b) for k, b in enumerate(chosen)])
+            each.sum().backward()
+            steps.step(each)
+            totals += each.detach()
+        for k, m in enumerate(MEMBERS):
+            fused[m.seed].append(float(totals[k]) / BATCHES)
+    for m in MEMBERS:
+        assert fused[m.seed] == pytest.approx(alone[m.seed], rel=1e-6), (family, m)
