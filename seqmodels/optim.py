@@ -8,9 +8,9 @@ rate does alone. Weight decay is Adam's (L2, added to the gradient), per member;
 scales each member's gradient by its own norm, as `clip_grad_norm_` would over that member's
 parameters; clipping by value clamps each member's gradient to its own bound.
 
-A member whose loss is not finite is frozen from that step on: its gradient is zeroed and its
-parameters keep their values, and the others' steps do not change (nothing in a step mixes
-members).
+A member whose loss or gradient is not finite is frozen from that step on: its gradient is
+zeroed and its parameters keep their values, and the others' steps do not change (nothing in a
+step mixes members).
 """
 
 from __future__ import annotations
@@ -70,8 +70,13 @@ class MemberSteps:
 
     def step(self, losses: torch.Tensor) -> None:
         """One step, after `backward()` of the members' summed loss. `losses` (K,): each
-        member's loss of this step; a member whose loss is not finite is frozen from now on."""
-        self.alive &= torch.isfinite(losses.detach()).cpu()
+        member's loss of this step; a member whose loss or gradient is not finite is frozen
+        from now on."""
+        finite = torch.isfinite(losses.detach())
+        for p in self.params:  # a finite loss can still give a non-finite gradient
+            if p.grad is not None:
+                finite &= torch.isfinite(p.grad).flatten(1).all(dim=1)
+        self.alive &= finite.cpu()
         with torch.no_grad():
             for p in self.params:
                 if p.grad is not None:

@@ -62,9 +62,9 @@ def prepare(task: str, items: tuple[str, ...], seed: str, as_json: bool) -> int:
     if not store_usable():
         return EXIT_USAGE
     try:
-        found = _check_data(section.name, options, section.seed)
+        found = check_data(section.name, options, section.seed)
     except ConfigError as err:
-        return _data_error(err, options, inputs, task)
+        return data_error(err, options, inputs, task)
     if found is not None:
         # Nothing to do, so no flow run: Prefect's start would be nearly all of the time.
         from pipelines.data import store
@@ -75,18 +75,18 @@ def prepare(task: str, items: tuple[str, ...], seed: str, as_json: bool) -> int:
     settings.configure_environment()
     from pipelines.data.prepare import prepare_data_flow  # prefect and the store
 
-    with _DropConsoleRecords(ConfigError):
+    with DropConsoleRecords(ConfigError):
         try:
             ref = prepare_data_flow(section.name, options, section.seed, settings.data_store())
         except ConfigError as err:  # found only while generating, e.g. too few rows to split
-            return _data_error(err, options, inputs, task)
+            return data_error(err, options, inputs, task)
         except OSError as err:  # the store refused the write: no bucket, no permission, ...
             return user_error("SEQLAB_STORE", settings.data_store(), one_line(err))
     _print_dataset(ref, False, as_json)
     return 0
 
 
-def _check_data(task_name: str, options: dict, seed: int) -> str | None:
+def check_data(task_name: str, options: dict, seed: int) -> str | None:
     """Read the task's source data now, so that a bad user file fails before Prefect starts.
 
     Returns the dataset's URI when the store already holds it, else None. Raises ConfigError on
@@ -105,7 +105,7 @@ def _check_data(task_name: str, options: dict, seed: int) -> str | None:
     return None
 
 
-def _data_error(err: Exception, options: dict, inputs: dict[str, str], task_name: str) -> int:
+def data_error(err: Exception, options: dict, inputs: dict[str, str], task_name: str) -> int:
     """A generator's ConfigError as one line that names the user's file, or the option."""
     field = f"task.options.{err.field}"
     source = inputs.get(field, task_name)
@@ -114,7 +114,7 @@ def _data_error(err: Exception, options: dict, inputs: dict[str, str], task_name
     return user_error(source, field, str(err))
 
 
-class _DropConsoleRecords:
+class DropConsoleRecords:
     """While active, Prefect's console logging drops records about one exception type.
 
     A user's mistake that only the generator can see fails inside the flow. Prefect would log
@@ -129,7 +129,7 @@ class _DropConsoleRecords:
         exc = record.exc_info[1] if record.exc_info else None
         return not isinstance(exc, self.kind) and self.kind.__name__ not in record.getMessage()
 
-    def __enter__(self) -> _DropConsoleRecords:
+    def __enter__(self) -> DropConsoleRecords:
         import logging
 
         names = ("", "prefect", "prefect.flow_runs", "prefect.task_runs")

@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING
 import click
 
 from pipelines.cli import process
-from pipelines.cli.common import EXIT_USAGE, AssignmentError, assignments, error, store_usable
+from pipelines.cli.common import (
+    EXIT_USAGE,
+    AssignmentError,
+    assignments,
+    error,
+    store_usable,
+    user_error,
+)
 from pipelines.cli.summary import browse_lines, left_out_status, time_summary
 from pipelines.ops import settings
 
@@ -47,6 +54,9 @@ def run(spec: str, dry_run: bool, overrides: tuple[str, ...]) -> int:
     study = _load(spec, overrides)
     if study is None or not store_usable(study=True):
         return EXIT_USAGE  # before anything is started or written
+    problem = _data_problem(study, spec)
+    if problem is not None:
+        return problem
     home, data = str(settings.seqlab_home()), settings.data_store()
     print(_plan(study) + f", home {home}" + (f", data {data}" if data != home else ""), flush=True)
     if dry_run:
@@ -173,6 +183,38 @@ def rerun(run_id: str) -> int:
     return 0 if result.matches() else 1
 
 
+def _tasks(spec: StudySpec | SuiteSpec) -> list[tuple[str, StudySpec]]:
+    """Each study of a spec, with the spec field of its task: `task`, or `tasks.<i>`."""
+    from pipelines.spec import SuiteSpec
+
+    if isinstance(spec, SuiteSpec):
+        return [(f"tasks.{i}", study) for i, study in enumerate(spec.studies.values())]
+    return [("task", spec)]
+
+
+def _data_problem(spec: StudySpec | SuiteSpec, path: str) -> int | None:
+    """Read each task's source data now (a user's file: its rows, its cells), so that bad data
+    is one line and exit 2 before anything starts; None when all of it reads."""
+    from pipelines.cli.data import check_data
+    from seqmodels.errors import ConfigError
+
+    for where, study in _tasks(spec):
+        options = dict(study.task.options.__dict__)
+        try:
+            check_data(study.task.name, options, study.task.seed)
+        except ConfigError as err:
+            return _bad_data(err, where, options, path)
+    return None
+
+
+def _bad_data(err: Exception, where: str, options: dict, path: str) -> int:
+    """A task's data error as one line: the user's file when it is the file's, else the spec,
+    and the field."""
+    field = getattr(err, "field", "")
+    source = str(options["path"]) if field == "path" and options.get("path") else path
+    return user_error(source, f"{where}.options.{field}".rstrip("."), str(err))
+
+
 def _plan(spec: StudySpec | SuiteSpec) -> str:
     """What a study (or a suite) will run, in one line."""
     from pipelines.spec import SuiteSpec
@@ -217,8 +259,10 @@ def _study(
 ) -> int:
     """Run (or resume) the study's flow and print its table, timings and where to browse it;
     a suite's, each task's table and then the suite's."""
+    from pipelines.cli.data import DropConsoleRecords
     from pipelines.spec import SuiteSpec
     from pipelines.study.flows import run_study, run_suite
+    from seqmodels.errors import ConfigError
 
     called_at = time.time()
     message = (
@@ -226,7 +270,10 @@ def _study(
         f"Continue it with: seqlab resume {spec.name}"
     )
     try:
-        with process.interruptible(message, embedded=not settings.prefect_api_url()):
+        with (
+            process.interruptible(message, embedded=not settings.prefect_api_url()),
+            DropConsoleRecords(ConfigError),  # bad data: one line below, not Prefect's traceback
+        ):
             prefect_ready()
             if isinstance(spec, SuiteSpec):
                 suite = run_suite(spec, source=source, resume_run_id=resume_run_id)
@@ -235,6 +282,10 @@ def _study(
     except BaseException as err:
         from pipelines.study.tuning import interrupted
 
+        if isinstance(err, ConfigError) and not interrupted(err):
+            # bad data only the generator could see (too few rows to split, ...): which task's
+            where, study = _failed_task(spec, err)
+            return _bad_data(err, where, dict(study.task.options.__dict__), source or spec.name)
         if not interrupted(err):
             raise
         print(message, file=sys.stderr)
@@ -260,6 +311,17 @@ def _study(
     for line in browse_lines(settings.tracking_uri(), result.experiment_id, result.parent_run_id):
         print(f"  {line}")
     return left_out_status(spec, result.left_out)
+
+
+def _failed_task(spec: StudySpec | SuiteSpec, err: BaseException) -> tuple[str, StudySpec]:
+    """The task whose study raised `err`: a suite names it on the error (`run_suite`)."""
+    tasks = _tasks(spec)
+    label = getattr(err, "suite_task", None)
+    from pipelines.spec import SuiteSpec
+
+    if isinstance(spec, SuiteSpec) and label in spec.studies:
+        return tasks[list(spec.studies).index(label)]
+    return tasks[0]
 
 
 def _suite_finished(spec: SuiteSpec, suite: SuiteResult) -> int:

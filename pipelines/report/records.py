@@ -75,8 +75,24 @@ class StudyRecord:
 
 
 def latest_parent(client: MlflowClient, study: str) -> str | None:
-    """The newest finished parent run of a study, or None."""
+    """The newest finished parent run of a study (or of a suite), or None. A suite's task's
+    study, `<suite>.<label>`, is found in the suite's experiment."""
     run = tracking.latest_study_run(client, study, finished=True)
+    if run is None and "." in study:
+        suite, _, label = study.rpartition(".")
+        experiment = client.get_experiment_by_name(suite)
+        runs = (
+            []
+            if experiment is None
+            else client.search_runs(
+                [experiment.experiment_id],
+                filter_string=f"tags.kind = 'study' and tags.`suite.task` = '{label}' "
+                "and attributes.status = 'FINISHED'",
+                order_by=["attributes.start_time DESC"],
+                max_results=1,
+            )
+        )
+        run = runs[0] if runs else None
     return run.info.run_id if run else None
 
 

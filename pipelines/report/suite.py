@@ -70,7 +70,7 @@ def build_suite(record: SuiteRecord) -> Report:
         for label, task in record.tasks.items()
     ]
     # A variant left out of any task (it could not train there) has no aggregate.
-    kept = [v for v in record.variants if all(len(t.normalised(v)) for t in scored)]
+    kept = [v for v in record.variants if scored and all(len(t.normalised(v)) for t in scored)]
     pairs = math.comb(len(kept), 2)
     confidence = 1 - alpha / max(pairs, 1)  # Bonferroni over the pairs: the decision's level
     summaries = [aggregate.aggregate(scored, v) for v in kept]
@@ -139,11 +139,13 @@ def _verdict(
     lines = []
     if missing:
         lines.append(f"No finished study of {', '.join(missing)}: the aggregate leaves it out.")
+    if not record.tasks:
+        return " ".join([*lines, "No task's study has finished: there is nothing to compare."])
     if len(kept) < 2:
         return " ".join([*lines, f"Fewer than two variants have scores on all {tasks}."])
     ordered = sorted(summaries, key=lambda s: -s.iqm)
     scores = " against ".join(f"{s.variant} {_fmt(s.iqm)}" for s in ordered)
-    level = f"{confidence:.0%}" if confidence < 0.95 else "95%"
+    level = f"{confidence:.1%}"
     if best is None:
         lines.append(
             f"No variant is better than every other across the {tasks}: no P(improvement) "

@@ -97,7 +97,8 @@ def parse_suite(raw: dict[str, Any], source: str, parse_study: Any) -> SuiteSpec
                 field = f"tasks.{i}" + err.field.removeprefix("task")
                 raise SpecError(source, field, err.message) from None
             if err.field == "name":
-                raise SpecError(source, "name", err.message) from None
+                as_study = f" (as {one['name']!r}, the name of its study of {label})"
+                raise SpecError(source, "name", err.message + as_study) from None
             label_note = f"{err.message} (on tasks.{i}, {label})"
             raise SpecError(source, err.field, label_note) from None
     study = next(iter(studies.values()))

@@ -114,10 +114,13 @@ def run_suite(suite: SuiteSpec, source: str = "", resume_run_id: str | None = No
     study of its own (`run_study`, a subflow) whose parent run is the suite's child; then the
     report across the tasks, on the suite's parent run.
 
-    With `resume_run_id` (an interrupted suite's parent run) the tasks whose study finished are
-    not run again, and an interrupted one resumes where it stopped.
+    A task whose study fails (its data, say) does not stop the others: the report covers the
+    tasks that finished and names the others, then the first failure is raised again (the
+    suite's run ends FAILED). With `resume_run_id` (an interrupted or failed suite's parent
+    run) the tasks whose study finished are not run again, and the others resume or start.
     """
     tasks: dict[str, StudyResult | None] = {}
+    failed: dict[str, BaseException] = {}
     with parent.suite_run(suite, source, resume_run_id) as top:
         for number, (label, spec) in enumerate(suite.studies.items(), start=1):
             began = top.task_run(label)
@@ -128,8 +131,19 @@ def run_suite(suite: SuiteSpec, source: str = "", resume_run_id: str | None = No
                 tasks[label] = None
                 continue
             resumed = began.info.run_id if began is not None else None
-            tasks[label] = run_study(spec, source, resumed, top.within(label))
+            try:
+                tasks[label] = run_study(spec, source, resumed, top.within(label))
+            except BaseException as err:  # one task that fails does not sink the others
+                if tuning.interrupted(err):
+                    raise
+                failed[label] = err
+                line = " ".join(str(err).split()) or type(err).__name__
+                print(f"suite {suite.name}: task {label} failed: {line}")
         built = publish_suite_report(top.run_id)
+        if failed:  # the suite's run ends FAILED; `seqlab resume` runs the failed tasks again
+            label, err = next(iter(failed.items()))
+            err.suite_task = label  # type: ignore[attr-defined]  (which task, for the CLI)
+            raise err
     left_out = {
         f"{label}: {variant}": why
         for label, result in tasks.items()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -169,18 +170,30 @@ def study_run(
         yield StudyRun(client, experiment_id, run_id)
 
 
-# The parent runs open in this process (a suite's, its task's study's), innermost last.
+# The parent runs open in this process (a suite's, its task's study's), innermost last; the
+# lock guards it against an interrupted driver's exit (`end_open_runs`, in another thread).
 _OPEN: list[tuple[MlflowClient, str]] = []
+_OPEN_LOCK = threading.Lock()
+END_OPEN_RUNS_S = 5.0  # how long an exiting driver waits for the store to end them
 
 
 def end_open_runs(status: str) -> None:
     """End every parent run still open: what an interrupted driver does as it exits, when
     Prefect's report of its crashed flow runs (to an API server that Ctrl-C stopped too) held
-    the study up for longer than it may take."""
-    while _OPEN:
-        client, run_id = _OPEN.pop()
-        with contextlib.suppress(Exception):  # a store that cannot be written: resume copes
-            client.set_terminated(run_id, status)
+    the study up for longer than it may take. Waits at most `END_OPEN_RUNS_S` (a store that
+    does not answer would retry for minutes); runs it could not end stay RUNNING, which
+    `seqlab resume` accepts once their driver is gone."""
+
+    def end() -> None:
+        with _OPEN_LOCK:
+            still = list(_OPEN)
+        for client, run_id in reversed(still):
+            with contextlib.suppress(Exception):  # a store that cannot be written: resume copes
+                client.set_terminated(run_id, status)
+
+    ending = threading.Thread(target=end, name="seqlab-end-open-runs", daemon=True)
+    ending.start()
+    ending.join(END_OPEN_RUNS_S)
 
 
 @contextmanager
@@ -188,7 +201,8 @@ def _ended(client: MlflowClient, run_id: str, closes_study: bool) -> Iterator[No
     """End `run_id` FINISHED on leaving normally; FAILED, or KILLED when interrupted, on any
     other way out. `closes_study`: the run is the outermost one, whose end lets an interrupted
     driver exit (`tuning.INTERRUPTED_STUDY_CLOSED`)."""
-    _OPEN.append((client, run_id))
+    with _OPEN_LOCK:
+        _OPEN.append((client, run_id))
     try:
         yield
     except BaseException as stopped:
@@ -201,9 +215,9 @@ def _ended(client: MlflowClient, run_id: str, closes_study: bool) -> Iterator[No
 
 
 def _close(client: MlflowClient, run_id: str, status: str) -> None:
-    with contextlib.suppress(ValueError):
-        _OPEN.remove((client, run_id))
     client.set_terminated(run_id, status)
+    with _OPEN_LOCK, contextlib.suppress(ValueError):
+        _OPEN.remove((client, run_id))
 
 
 @dataclass
@@ -218,15 +232,20 @@ class SuiteRun:
         return Within(self.experiment_id, self.run_id, label)
 
     def task_run(self, label: str) -> Run | None:
-        """The parent run of the study of task `label`, if it began (in an earlier driver)."""
+        """The parent run of the study of task `label`, if it began (in an earlier driver):
+        the newest that recorded its spec (one that failed before it could, never began)."""
         runs = self.client.search_runs(
             [self.experiment_id],
             filter_string=f"tags.mlflow.parentRunId = '{self.run_id}' and tags.kind = 'study' "
             f"and tags.`{SUITE_TASK}` = '{label}'",
             order_by=["attributes.start_time DESC"],
-            max_results=1,
         )
-        return runs[0] if runs else None
+        recorded = (r for r in runs if _has_artifact(self.client, r.info.run_id, "spec.json"))
+        return next(recorded, None)
+
+
+def _has_artifact(client: MlflowClient, run_id: str, path: str) -> bool:
+    return any(a.path == path for a in client.list_artifacts(run_id))
 
 
 @contextmanager

@@ -122,3 +122,78 @@ def test_a_suite_interrupted_after_its_first_task_resumes_and_reports(tmp_path: 
     assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
     assert (out / "report.md").read_text() == report  # from MLflow alone, the same report
     assert (out / "plots" / "performance_profiles.png").is_file()
+    task = subprocess.run(
+        [*SEQLAB, "report", f"{SUITE}.adding", "--out", str(tmp_path / "task")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert task.returncode == 0, task.stderr[-3000:]  # a task's study, by its own name
+    assert (tmp_path / "task" / "report.md").read_text().startswith(f"# {SUITE}.adding\n")
+
+
+def _run(env: dict[str, str], spec: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*SEQLAB, "run", str(spec)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_bad_data_in_a_suite_is_one_line_before_or_after_the_other_tasks(tmp_path: Path) -> None:
+    """A user's file that does not parse is refused before anything starts; one that only the
+    generator can refuse (too short to split) fails its task's study, the other tasks finish,
+    the suite's report covers them, and the error is one line naming the field."""
+    home = tmp_path / "home"
+    env = embedded_env(home)
+    tasks = [{"name": "adding", "options": {"length": 6, **SIZES}}]
+
+    def suite(csv: str, text: str) -> Path:
+        data = tmp_path / csv
+        data.write_text(text)
+        raw = {
+            **SPEC,
+            "name": "mine",
+            "seeds": 1,
+            "search": {**SPEC["search"], "trials_per_variant": 1},
+        }
+        raw["tasks"] = [*tasks, {"name": "series_csv", "options": {"path": str(data), "window": 4}}]
+        path = tmp_path / f"{csv}.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        return path
+
+    unreadable = _run(env, suite("bad.csv", "a,b\n1,x\n"))
+    assert unreadable.returncode == 2, unreadable.stderr[-2000:]
+    assert unreadable.stderr.splitlines() == [
+        f"seqlab: error: {tmp_path / 'bad.csv'}: tasks.1.options.path: row 2, column 'b': "
+        "'x' is not a number"
+    ]
+    assert not home.exists()  # nothing started, nothing written
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+
+    short = _run(env, suite("short.csv", "a\n1\n2\n3\n"))
+    assert short.returncode == 2, short.stderr[-2000:]
+    (line,) = [x for x in short.stderr.splitlines() if x.startswith("seqlab: error:")]
+    assert line.startswith(
+        f"seqlab: error: {tmp_path / 'short.csv.yaml'}: tasks.1.options.window: "
+    )
+    assert "Traceback" not in short.stderr + short.stdout
+    assert "suite mine: task series_csv failed: " in short.stdout
+    runs = _runs_of(client, "mine")
+    (top,) = [r for r in runs if r.data.tags["kind"] == "suite"]
+    assert top.info.status == "FAILED"
+    (study,) = [r for r in runs if r.data.tags["kind"] == "study"]  # its data never prepared
+    assert (study.data.tags["suite.task"], study.info.status) == ("adding", "FINISHED")
+    report = Path(client.download_artifacts(top.info.run_id, "report.md")).read_text()
+    assert "No finished study of series_csv" in report
+
+
+def _runs_of(client: MlflowClient, name: str) -> list:
+    experiment = client.get_experiment_by_name(name)
+    return client.search_runs([experiment.experiment_id], max_results=1000)

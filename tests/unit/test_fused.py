@@ -306,3 +306,13 @@ def test_a_seq2seq_and_a_language_model_member_train_as_alone(family: str) -> No
             fused[m.seed].append(float(totals[k]) / BATCHES)
     for m in MEMBERS:
         assert fused[m.seed] == pytest.approx(alone[m.seed], rel=1e-6), (family, m)
+
+
+def test_a_member_whose_gradient_alone_is_not_finite_is_frozen_too() -> None:
+    weights = nn.Parameter(torch.ones(2, 3, dtype=torch.float64))
+    steps = MemberSteps([weights], 2, lr=0.1)
+    weights.grad = torch.tensor([[1.0, 1.0, 1.0], [1.0, float("inf"), 1.0]], dtype=torch.float64)
+    steps.step(torch.tensor([0.5, 0.5], dtype=torch.float64))  # both losses finite
+    assert steps.alive.tolist() == [True, False]
+    assert torch.equal(weights[1].detach(), torch.ones(3, dtype=torch.float64))  # kept
+    assert (weights[0].detach() < 1).all()  # the other stepped

@@ -290,3 +290,31 @@ def test_a_suite_whose_tasks_disagree_has_no_winner_and_leaves_out_a_variant_lef
     across = built.markdown.split("### Across the tasks")[1]
     assert "| gru |" not in across  # it has no scores on copy: no aggregate
     assert "left out" in built.summary  # its cell in the per-task table
+
+
+def test_a_suite_of_three_variants_states_the_bonferroni_level_and_an_empty_one_says_so() -> None:
+    three = {
+        "adding": _record(
+            "mse",
+            0.17,
+            {
+                "lstm": [0.01, 0.012, 0.011, 0.013, 0.009, 0.01],
+                "gru": [0.05, 0.052, 0.051, 0.053, 0.049, 0.05],
+                "rnn": [0.15, 0.16, 0.155, 0.149, 0.158, 0.152],
+            },
+        ),
+        "copy": _record(
+            "mse",
+            0.17,
+            {
+                "lstm": [0.02, 0.022, 0.021, 0.023, 0.019, 0.02],
+                "gru": [0.06, 0.062, 0.061, 0.063, 0.059, 0.06],
+                "rnn": [0.14, 0.15, 0.145, 0.139, 0.148, 0.142],
+            },
+        ),
+    }
+    built = build_suite(_suite(three))
+    assert built.winner == "lstm"
+    assert "[98.3% CI]" in built.summary  # three pairs: each interval at 1 - 0.05 / 3
+    empty = dataclasses.replace(_suite(three), tasks={})
+    assert "No task's study has finished" in build_suite(empty).summary

@@ -95,3 +95,10 @@ def test_a_mistake_is_one_line_naming_the_entry_or_field(change: dict, expected:
     assert "\n" not in line
     if "architecture" in expected:
         assert line.endswith("(on tasks.1, copy)")  # which task the variant cannot read
+
+
+def test_a_suite_name_too_long_for_its_studies_says_so() -> None:
+    name = "x" * 96  # valid alone; "<name>.sunspots" is not
+    line = _error({**SUITE, "name": name})
+    assert line.startswith("suite.yaml: name: ")
+    assert line.endswith(f"(as '{name}.adding', the name of its study of adding)")
