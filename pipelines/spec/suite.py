@@ -97,7 +97,12 @@ def parse_suite(raw: dict[str, Any], source: str, parse_study: Any) -> SuiteSpec
                 field = f"tasks.{i}" + err.field.removeprefix("task")
                 raise SpecError(source, field, err.message) from None
             if err.field == "name":
-                as_study = f" (as {one['name']!r}, the name of its study of {label})"
+                # a name fine alone may be too long as its task's study's (`<suite>.<label>`)
+                as_study = (
+                    f" (as {one['name']!r}, the name of its study of {label})"
+                    if isinstance(name, str)
+                    else ""
+                )
                 raise SpecError(source, "name", err.message + as_study) from None
             label_note = f"{err.message} (on tasks.{i}, {label})"
             raise SpecError(source, err.field, label_note) from None

@@ -87,6 +87,7 @@ def test_labels_number_a_task_named_twice() -> None:
         ),
         ({"seeds": 0}, "suite.yaml: seeds: "),
         ({"name": "x" * 99}, "suite.yaml: name: "),
+        ({"name": None}, "suite.yaml: name: "),
     ],
 )
 def test_a_mistake_is_one_line_naming_the_entry_or_field(change: dict, expected: str) -> None:
@@ -102,3 +103,7 @@ def test_a_suite_name_too_long_for_its_studies_says_so() -> None:
     line = _error({**SUITE, "name": name})
     assert line.startswith("suite.yaml: name: ")
     assert line.endswith(f"(as '{name}.adding', the name of its study of adding)")
+
+
+def test_a_suite_without_a_name_says_it_is_required() -> None:
+    assert _error({k: v for k, v in SUITE.items() if k != "name"}) == "suite.yaml: name: required"
