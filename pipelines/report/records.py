@@ -86,7 +86,7 @@ def latest_parent(client: MlflowClient, study: str) -> str | None:
             if experiment is None
             else client.search_runs(
                 [experiment.experiment_id],
-                filter_string=f"tags.kind = 'study' and tags.`suite.task` = '{label}' "
+                filter_string=f"tags.kind = 'study' and tags.`{tracking.SUITE_TASK}` = '{label}' "
                 "and attributes.status = 'FINISHED'",
                 order_by=["attributes.start_time DESC"],
                 max_results=1,

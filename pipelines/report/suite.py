@@ -19,12 +19,11 @@ import numpy as np
 from matplotlib.figure import Figure
 from mlflow.tracking import MlflowClient
 
+from pipelines import tracking
 from pipelines.report import aggregate, stats
-from pipelines.report.markdown import Decision, Report, decide
+from pipelines.report.markdown import Decision, Report, _fmt, _row, decide
 from pipelines.report.records import StudyRecord, collect
 from seqmodels.tasks import TASKS
-
-SUITE_TASK = "suite.task"  # `study.parent.SUITE_TASK`: a task study's label
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,7 @@ def collect_suite(client: MlflowClient, parent_run_id: str) -> SuiteRecord:
     )
     newest: dict[str, str] = {}
     for run in studies:
-        newest.setdefault(run.data.tags.get(SUITE_TASK, ""), run.info.run_id)
+        newest.setdefault(run.data.tags.get(tracking.SUITE_TASK, ""), run.info.run_id)
     tasks = {label: collect(client, newest[label]) for label in spec["studies"] if label in newest}
     return SuiteRecord(spec["name"], parent_run_id, dict(parent.data.tags), spec, tasks)
 
@@ -269,11 +268,3 @@ def _profiles(scored: list[aggregate.TaskScores], kept: list[str]) -> Figure:
         ax.legend()
     figure.tight_layout()
     return figure
-
-
-def _fmt(x: float | None, digits: int = 4) -> str:
-    return "n/a" if x is None or math.isnan(x) else f"{x:.{digits}f}"
-
-
-def _row(cells: list[str]) -> str:
-    return "| " + " | ".join(cells) + " |"

@@ -27,8 +27,6 @@ from pipelines.study import resume, tuning
 from pipelines.study.search import LeftOut
 from pipelines.study.timings import PhaseSpan, Timings, phase
 
-SUITE_TASK = "suite.task"  # the tag of a suite's task study: the task's label
-
 
 @dataclass(frozen=True)
 class Within:
@@ -40,7 +38,7 @@ class Within:
     label: str
 
     def tags(self) -> dict[str, str]:
-        return {"mlflow.parentRunId": self.suite_run_id, SUITE_TASK: self.label}
+        return {"mlflow.parentRunId": self.suite_run_id, tracking.SUITE_TASK: self.label}
 
 
 def _open_parent(
@@ -56,19 +54,11 @@ def _open_parent(
         experiment_id,
         run_name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}",
         tags={
-            **tracking.provenance_tags(),
-            **tracking.driver_tags(),
+            **_parent_tags("study", spec.digest(), source),
             **(within.tags() if within else {}),
-            "kind": "study",
-            "spec.hash": spec.digest(),
-            "spec.source": source,
             "dataset.digest": dataset.digest,
             "dataset.metric": dataset.metric,
             "dataset.baseline": str(dataset.baseline),
-            "prefect.flow_run_id": str(flow_run.get_id() or ""),
-            # The run a user started (from the UI, a deployment), when this one is nested.
-            "prefect.root_flow_run_id": str(flow_run.root_flow_run_id or ""),
-            "prefect.flow_run_url": flow_run.ui_url or "",
         },
     )
     parent_id = parent.info.run_id
@@ -79,6 +69,32 @@ def _open_parent(
         client.set_terminated(parent_id, "FAILED")
         raise
     return parent_id
+
+
+def _parent_tags(kind: str, digest: str, source: str) -> dict[str, str]:
+    """The tags every parent run (a study's, a suite's) starts with: what reproduces it, who
+    runs it, and the Prefect flow run it is in."""
+    return {
+        **tracking.provenance_tags(),
+        **tracking.driver_tags(),
+        "kind": kind,
+        "spec.hash": digest,
+        "spec.source": source,
+        "prefect.flow_run_id": str(flow_run.get_id() or ""),
+        # The run a user started (from the UI, a deployment), when this one is nested.
+        "prefect.root_flow_run_id": str(flow_run.root_flow_run_id or ""),
+        "prefect.flow_run_url": flow_run.ui_url or "",
+    }
+
+
+def _mark_resumed(client: MlflowClient, run_id: str) -> None:
+    """A parent run RUNNING again, tagged with this driver and the flow run resuming it."""
+    client.update_run(run_id, status="RUNNING")
+    for key, value in {
+        **tracking.driver_tags(),
+        "prefect.resumed_by_flow_run_id": str(flow_run.get_id() or ""),
+    }.items():
+        client.set_tag(run_id, key, value)
 
 
 def _reopen_parent(
@@ -96,12 +112,7 @@ def _reopen_parent(
             f"run {parent_id}: its data digests to {dataset.digest} now, not the "
             f"{tags.get('dataset.digest')} it trained on; the code that generates the data changed"
         )
-    client.update_run(parent_id, status="RUNNING")
-    for key, value in {
-        **tracking.driver_tags(),
-        "prefect.resumed_by_flow_run_id": str(flow_run.get_id() or ""),
-    }.items():
-        client.set_tag(parent_id, key, value)
+    _mark_resumed(client, parent_id)
 
 
 @dataclass
@@ -237,7 +248,7 @@ class SuiteRun:
         runs = self.client.search_runs(
             [self.experiment_id],
             filter_string=f"tags.mlflow.parentRunId = '{self.run_id}' and tags.kind = 'study' "
-            f"and tags.`{SUITE_TASK}` = '{label}'",
+            f"and tags.`{tracking.SUITE_TASK}` = '{label}'",
             order_by=["attributes.start_time DESC"],
         )
         recorded = (r for r in runs if _has_artifact(self.client, r.info.run_id, "spec.json"))
@@ -261,12 +272,7 @@ def suite_run(suite: SuiteSpec, source: str, resume_run_id: str | None) -> Itera
             problem = resume.suite_changed(run_id, client.get_run(run_id).data.tags, suite)
             if problem:
                 raise ValueError(problem)
-            client.update_run(run_id, status="RUNNING")
-            for key, value in {
-                **tracking.driver_tags(),
-                "prefect.resumed_by_flow_run_id": str(flow_run.get_id() or ""),
-            }.items():
-                client.set_tag(run_id, key, value)
+            _mark_resumed(client, run_id)
         else:
             run_id = _open_suite(client, suite, source, experiment_id)
     verb = "resumes" if resume_run_id else "is"
@@ -281,15 +287,8 @@ def _open_suite(client: MlflowClient, suite: SuiteSpec, source: str, experiment_
         experiment_id,
         run_name=f"{suite.name}-{time.strftime('%Y%m%d-%H%M%S')}",
         tags={
-            **tracking.provenance_tags(),
-            **tracking.driver_tags(),
-            "kind": "suite",
-            "spec.hash": suite.digest(),
-            "spec.source": source,
+            **_parent_tags("suite", suite.digest(), source),
             "suite.tasks": ",".join(suite.studies),
-            "prefect.flow_run_id": str(flow_run.get_id() or ""),
-            "prefect.root_flow_run_id": str(flow_run.root_flow_run_id or ""),
-            "prefect.flow_run_url": flow_run.ui_url or "",
         },
     )
     try:

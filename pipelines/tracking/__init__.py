@@ -6,6 +6,7 @@ The package re-exports `runs`, the helpers the rest of seqlab calls as `tracking
 
 from pipelines.tracking.runs import (  # noqa: F401
     PACKAGES,
+    SUITE_TASK,
     artifact_access_problem,
     child_runs,
     client,

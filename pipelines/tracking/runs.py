@@ -170,6 +170,10 @@ def _git(*args: str) -> str:
     return out.stdout.strip() if out.returncode == 0 else ""
 
 
+# The tag of a suite's task study (its parent run, a child of the suite's): the task's label.
+SUITE_TASK = "suite.task"
+
+
 def latest_study_run(mlflow: MlflowClient, study: str, *, finished: bool) -> Run | None:
     """The newest parent run of a study (or of a suite) that has finished (or, if not
     `finished`, that has not), or None; None also when no experiment carries the study's
